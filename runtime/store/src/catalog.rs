@@ -1,0 +1,302 @@
+//! The catalog: a SQLite database in WAL mode (through rusqlite, with SQLite bundled) holding datasets and
+//! their immutable versions. Schema changes are numbered migrations keyed on `PRAGMA user_version`.
+
+use std::path::Path;
+
+use arrow_schema::Schema;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde::{Deserialize, Serialize};
+
+use crate::error::StoreError;
+
+/// The migrations, in order; `user_version` is the number applied.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE datasets (
+    name        TEXT PRIMARY KEY,
+    provider    TEXT NOT NULL,
+    created_at  TEXT NOT NULL
+) STRICT;
+CREATE TABLE dataset_versions (
+    dataset        TEXT NOT NULL REFERENCES datasets(name),
+    version        INTEGER NOT NULL,
+    policy_sha256  TEXT NOT NULL,
+    schema_json    TEXT NOT NULL,
+    row_count      INTEGER NOT NULL,
+    byte_count     INTEGER NOT NULL,
+    stats_json     TEXT NOT NULL,
+    published_at   TEXT NOT NULL,
+    PRIMARY KEY (dataset, version)
+) STRICT;
+CREATE TABLE version_files (
+    dataset    TEXT NOT NULL,
+    version    INTEGER NOT NULL,
+    ordinal    INTEGER NOT NULL,
+    sha256     TEXT NOT NULL,
+    byte_count INTEGER NOT NULL,
+    row_count  INTEGER NOT NULL,
+    PRIMARY KEY (dataset, version, ordinal),
+    FOREIGN KEY (dataset, version) REFERENCES dataset_versions(dataset, version)
+) STRICT;
+"#];
+
+/// Quality figures of one column, computed at publish time without keeping any value (Art. 16).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnStats {
+    pub column: String,
+    pub nulls: u64,
+    /// For columns with a declared format: how many non-null values are well-formed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<FormatCheck>,
+}
+
+/// How many values of a declared format are valid (check digit and all).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FormatCheck {
+    pub format: String,
+    pub valid: u64,
+    pub invalid: u64,
+}
+
+/// One Parquet file of a version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredFile {
+    pub sha256: String,
+    pub bytes: u64,
+    pub rows: u64,
+}
+
+/// An immutable published version of a dataset.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DatasetVersion {
+    pub dataset: String,
+    pub provider: String,
+    pub version: u32,
+    pub policy_sha256: String,
+    pub schema: Schema,
+    pub rows: u64,
+    pub bytes: u64,
+    pub files: Vec<StoredFile>,
+    pub stats: Vec<ColumnStats>,
+    pub published_at: String,
+}
+
+/// A dataset and its latest version, for listings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DatasetSummary {
+    pub name: String,
+    pub provider: String,
+    pub latest_version: u32,
+    pub versions: u32,
+    pub rows: u64,
+    pub bytes: u64,
+    pub files: u32,
+    pub published_at: String,
+}
+
+/// A version about to be recorded.
+#[derive(Debug)]
+pub(crate) struct NewVersion<'a> {
+    pub dataset: &'a str,
+    pub provider: &'a str,
+    pub policy_sha256: &'a str,
+    pub schema: &'a Schema,
+    pub files: &'a [StoredFile],
+    pub stats: &'a [ColumnStats],
+    pub published_at: &'a str,
+}
+
+#[derive(Debug)]
+pub(crate) struct Catalog {
+    conn: Connection,
+}
+
+impl Catalog {
+    /// Opens (and migrates) the catalog at `path`.
+    pub fn open(path: &Path) -> Result<Catalog, StoreError> {
+        let conn = Connection::open(path).map_err(StoreError::catalog(format!("open {}", path.display())))?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(StoreError::catalog("enable WAL"))?;
+        // FULL: a committed publish survives power loss, not only a process crash.
+        conn.pragma_update(None, "synchronous", "FULL").map_err(StoreError::catalog("set synchronous"))?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(StoreError::catalog("enable foreign keys"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(StoreError::catalog("set busy timeout"))?;
+        let mut catalog = Catalog { conn };
+        catalog.migrate()?;
+        Ok(catalog)
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::catalog("begin migration"))?;
+        let applied: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(StoreError::catalog("read schema version"))?;
+        let applied = usize::try_from(applied).unwrap_or(usize::MAX);
+        if applied > MIGRATIONS.len() {
+            return Err(StoreError::Catalog {
+                context: format!("catalog schema version {applied} is newer than this build ({})", MIGRATIONS.len()),
+                source: rusqlite::Error::InvalidQuery,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+            tx.execute_batch(sql).map_err(StoreError::catalog(format!("migration {}", i + 1)))?;
+            tx.pragma_update(None, "user_version", i + 1).map_err(StoreError::catalog("record schema version"))?;
+        }
+        tx.commit().map_err(StoreError::catalog("commit migration"))
+    }
+
+    pub fn dataset_names(&self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT name FROM datasets ORDER BY name").map_err(StoreError::catalog("list datasets"))?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(StoreError::catalog("list datasets"))?;
+        rows.collect::<Result<_, _>>().map_err(StoreError::catalog("list datasets"))
+    }
+
+    pub fn provider(&self, dataset: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT provider FROM datasets WHERE name = ?1", [dataset], |r| r.get(0))
+            .optional()
+            .map_err(StoreError::catalog("read dataset"))
+    }
+
+    pub fn latest_version(&self, dataset: &str) -> Result<Option<u32>, StoreError> {
+        self.conn
+            .query_row("SELECT MAX(version) FROM dataset_versions WHERE dataset = ?1", [dataset], |r| r.get::<_, Option<u32>>(0))
+            .map_err(StoreError::catalog("read latest version"))
+    }
+
+    pub fn summaries(&self) -> Result<Vec<DatasetSummary>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT d.name, d.provider, v.version, (SELECT COUNT(*) FROM dataset_versions WHERE dataset = d.name),
+                        v.row_count, v.byte_count,
+                        (SELECT COUNT(*) FROM version_files f WHERE f.dataset = d.name AND f.version = v.version),
+                        v.published_at
+                 FROM datasets d JOIN dataset_versions v ON v.dataset = d.name
+                 WHERE v.version = (SELECT MAX(version) FROM dataset_versions WHERE dataset = d.name)
+                 ORDER BY d.name",
+            )
+            .map_err(StoreError::catalog("list datasets"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(DatasetSummary {
+                    name: r.get(0)?,
+                    provider: r.get(1)?,
+                    latest_version: r.get(2)?,
+                    versions: r.get(3)?,
+                    rows: r.get(4)?,
+                    bytes: r.get(5)?,
+                    files: r.get(6)?,
+                    published_at: r.get(7)?,
+                })
+            })
+            .map_err(StoreError::catalog("list datasets"))?;
+        rows.collect::<Result<_, _>>().map_err(StoreError::catalog("list datasets"))
+    }
+
+    pub fn version(&self, dataset: &str, version: u32) -> Result<Option<DatasetVersion>, StoreError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT d.provider, v.policy_sha256, v.schema_json, v.row_count, v.byte_count, v.stats_json, v.published_at
+                 FROM dataset_versions v JOIN datasets d ON d.name = v.dataset
+                 WHERE v.dataset = ?1 AND v.version = ?2",
+                params![dataset, version],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, u64>(3)?,
+                        r.get::<_, u64>(4)?,
+                        r.get::<_, String>(5)?,
+                        r.get::<_, String>(6)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(StoreError::catalog("read version"))?;
+        let Some((provider, policy_sha256, schema_json, rows, bytes, stats_json, published_at)) = row else {
+            return Ok(None);
+        };
+        let damaged = |what: &str, e: serde_json::Error| StoreError::Catalog {
+            context: format!("{what} of {dataset}@{version} does not parse: {e}"),
+            source: rusqlite::Error::InvalidQuery,
+        };
+        let schema: Schema = serde_json::from_str(&schema_json).map_err(|e| damaged("schema", e))?;
+        let stats: Vec<ColumnStats> = serde_json::from_str(&stats_json).map_err(|e| damaged("statistics", e))?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT sha256, byte_count, row_count FROM version_files WHERE dataset = ?1 AND version = ?2 ORDER BY ordinal")
+            .map_err(StoreError::catalog("read version files"))?;
+        let files = stmt
+            .query_map(params![dataset, version], |r| Ok(StoredFile { sha256: r.get(0)?, bytes: r.get(1)?, rows: r.get(2)? }))
+            .map_err(StoreError::catalog("read version files"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StoreError::catalog("read version files"))?;
+        Ok(Some(DatasetVersion {
+            dataset: dataset.to_owned(),
+            provider,
+            version,
+            policy_sha256,
+            schema,
+            rows,
+            bytes,
+            files,
+            stats,
+            published_at,
+        }))
+    }
+
+    /// Every object digest the catalog references (files and policies).
+    pub fn referenced_objects(&self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT sha256 FROM version_files UNION SELECT policy_sha256 FROM dataset_versions ORDER BY 1")
+            .map_err(StoreError::catalog("list objects"))?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(StoreError::catalog("list objects"))?;
+        rows.collect::<Result<_, _>>().map_err(StoreError::catalog("list objects"))
+    }
+
+    /// Records a new version in one transaction; returns its number. The version number is assigned inside the
+    /// transaction, so concurrent publishers cannot collide.
+    pub fn insert_version(&mut self, new: &NewVersion<'_>) -> Result<u32, StoreError> {
+        let schema_json = serde_json::to_string(new.schema).map_err(|e| StoreError::Catalog {
+            context: format!("serialize schema: {e}"),
+            source: rusqlite::Error::InvalidQuery,
+        })?;
+        let stats_json = serde_json::to_string(new.stats).map_err(|e| StoreError::Catalog {
+            context: format!("serialize statistics: {e}"),
+            source: rusqlite::Error::InvalidQuery,
+        })?;
+        let rows: u64 = new.files.iter().map(|f| f.rows).sum();
+        let bytes: u64 = new.files.iter().map(|f| f.bytes).sum();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::catalog("begin publish"))?;
+        tx.execute(
+            "INSERT INTO datasets (name, provider, created_at) VALUES (?1, ?2, ?3) ON CONFLICT(name) DO NOTHING",
+            params![new.dataset, new.provider, new.published_at],
+        )
+        .map_err(StoreError::catalog("record dataset"))?;
+        let version: u32 = tx
+            .query_row("SELECT COALESCE(MAX(version), 0) + 1 FROM dataset_versions WHERE dataset = ?1", [new.dataset], |r| r.get(0))
+            .map_err(StoreError::catalog("assign version"))?;
+        tx.execute(
+            "INSERT INTO dataset_versions (dataset, version, policy_sha256, schema_json, row_count, byte_count, stats_json, published_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![new.dataset, version, new.policy_sha256, schema_json, rows, bytes, stats_json, new.published_at],
+        )
+        .map_err(StoreError::catalog("record version"))?;
+        for (ordinal, f) in new.files.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO version_files (dataset, version, ordinal, sha256, byte_count, row_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![new.dataset, version, ordinal, f.sha256, f.bytes, f.rows],
+            )
+            .map_err(StoreError::catalog("record version file"))?;
+        }
+        crate::fail_point("publish.before_commit");
+        tx.commit().map_err(StoreError::catalog("commit publish"))?;
+        Ok(version)
+    }
+}

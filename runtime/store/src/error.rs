@@ -1,0 +1,103 @@
+//! Store errors: each says what was wrong and where (path, row group, column), so a clerk can fix it.
+
+use std::path::PathBuf;
+
+use policies::PolicyErrors;
+
+/// Why a zone operation was refused or failed. Nothing in the zone changed when one of these is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path} is not an initialized zone (no zone.toml); run `cleanroom --zone {path} zone init` first")]
+    NotInitialized { path: PathBuf },
+    #[error("{path} is already a zone (created {created_at}); refusing to initialize it again")]
+    AlreadyInitialized { path: PathBuf, created_at: String },
+    #[error("{path} is not empty and is not a zone; choose an empty or new folder")]
+    NotEmpty { path: PathBuf },
+    #[error("zone format {found} in {path} is not supported by this build (supported: {supported})")]
+    UnsupportedZoneFormat { path: PathBuf, found: i64, supported: i64 },
+    #[error("{path}: no such file")]
+    MissingFile { path: PathBuf },
+    #[error("{op} {path}: {source}")]
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("catalog: {context}: {source}")]
+    Catalog { context: String, source: rusqlite::Error },
+    #[error("{path} is not UTF-8 text (byte {offset})")]
+    NotText { path: PathBuf, offset: usize },
+    #[error("{path} is not a readable Parquet file: {detail}")]
+    BadParquet { path: PathBuf, detail: String },
+    #[error("{path}: row group {row_group} (rows {first_row}..{end_row}) cannot be decoded: {detail}")]
+    CorruptRowGroup { path: PathBuf, row_group: usize, first_row: u64, end_row: u64, detail: String },
+    #[error("{path} has no rows")]
+    EmptyDataset { path: PathBuf },
+    #[error("{path}: schema differs from {first}: {detail}")]
+    SchemaMismatch { path: PathBuf, first: PathBuf, detail: String },
+    #[error("{0}")]
+    PolicyRefused(PolicyErrors),
+    #[error(
+        "{path}: column `{column}` is `{class}` but {matched} of {sampled} sampled values are valid {format} values; \
+         an identifier cannot be {class} [column.plain_identifier]"
+    )]
+    IdentifierInClearColumn {
+        path: PathBuf,
+        column: String,
+        class: &'static str,
+        format: policies::Format,
+        matched: usize,
+        sampled: usize,
+    },
+    #[error("the policy is for dataset `{policy}`, but --name says `{given}`")]
+    NameMismatch { given: String, policy: String },
+    #[error("dataset `{name}` belongs to provider `{existing}`; the policy names `{policy}`")]
+    ProviderMismatch { name: String, existing: String, policy: String },
+    #[error("no dataset `{name}`{}", known_list(.known))]
+    UnknownDataset { name: String, known: Vec<String> },
+    #[error("dataset `{name}` has no version {version} (latest is {latest})")]
+    UnknownVersion { name: String, version: u32, latest: u32 },
+    #[error("`{spec}` is not NAME or NAME@VERSION")]
+    BadDatasetRef { spec: String },
+    #[error("zone key {path}: {detail}")]
+    Key { path: PathBuf, detail: String },
+    #[error("stored object {sha256} is missing or damaged ({detail})")]
+    DamagedObject { sha256: String, detail: String },
+}
+
+fn known_list(known: &[String]) -> String {
+    if known.is_empty() { " (the zone has no datasets yet)".to_owned() } else { format!(" (known: {})", known.join(", ")) }
+}
+
+impl StoreError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
+        let path = path.into();
+        move |source| StoreError::Io { op, path, source }
+    }
+
+    pub(crate) fn catalog(context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StoreError {
+        let context = context.into();
+        move |source| StoreError::Catalog { context, source }
+    }
+
+    /// A stable class for scripts and, later, the audit log.
+    pub fn class(&self) -> &'static str {
+        match self {
+            StoreError::NotInitialized { .. } => "zone.not_initialized",
+            StoreError::AlreadyInitialized { .. } | StoreError::NotEmpty { .. } => "zone.exists",
+            StoreError::UnsupportedZoneFormat { .. } => "zone.format",
+            StoreError::MissingFile { .. } => "input.missing",
+            StoreError::Io { .. } => "io",
+            StoreError::Catalog { .. } => "catalog",
+            StoreError::NotText { .. } => "input.not_text",
+            StoreError::BadParquet { .. } | StoreError::CorruptRowGroup { .. } | StoreError::EmptyDataset { .. } => {
+                "input.parquet"
+            }
+            StoreError::SchemaMismatch { .. } => "input.schema",
+            StoreError::PolicyRefused(_) => "policy.refused",
+            StoreError::IdentifierInClearColumn { .. } => "column.plain_identifier",
+            StoreError::NameMismatch { .. } | StoreError::ProviderMismatch { .. } => "dataset.identity",
+            StoreError::UnknownDataset { .. } | StoreError::UnknownVersion { .. } | StoreError::BadDatasetRef { .. } => {
+                "dataset.unknown"
+            }
+            StoreError::Key { .. } => "zone.key",
+            StoreError::DamagedObject { .. } => "zone.damaged",
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! # zone-store — the embedded zone on disk
+//!
+//! One directory per zone: a SQLite catalog (WAL), content-addressed object files, owner-only zone keys. This
+//! crate owns every byte written there and makes each step atomic: bytes are staged in `tmp/`, fsynced, renamed
+//! to their SHA-256 address, and only then does one catalog transaction make them part of the zone. A process
+//! killed at any point leaves the zone as it was before or after the step (invariant 6).
+//!
+//! ```no_run
+//! use zone_store::{NoProgress, PublishRequest, Zone};
+//! let mut zone = Zone::init("zone".as_ref())?;
+//! let outcome = zone.publish(
+//!     &PublishRequest { files: vec!["registry.parquet".into()], policy: "registry.toml".into(), name: None },
+//!     &mut NoProgress,
+//! )?;
+//! println!("published {}@{}", outcome.version().dataset, outcome.version().version);
+//! # Ok::<(), zone_store::StoreError>(())
+//! ```
+//!
+//! Where to extend: new catalog tables are a migration in `catalog.rs`; new stored kinds of bytes go through
+//! `objects.rs`; the zone's public operations are methods of [`Zone`].
+
+mod catalog;
+mod error;
+mod keys;
+mod objects;
+mod publish;
+mod zone;
+
+pub use catalog::{ColumnStats, DatasetSummary, DatasetVersion, FormatCheck, StoredFile};
+pub use error::StoreError;
+pub use keys::ZoneKeys;
+pub use zone::{NoProgress, Progress, PublishOutcome, PublishRequest, ZONE_FORMAT, Zone, ZoneCheck, ZoneInfo};
+
+pub(crate) use zone::fail_point;

@@ -1,0 +1,397 @@
+//! A zone on disk: its layout, `init`, `open`, publishing datasets atomically, and reading the catalog.
+//!
+//! ```text
+//! ZONE/
+//!   zone.toml            format, id, creation time; written last by `init` (its presence means "initialized")
+//!   catalog.db           SQLite (WAL): datasets, versions, files
+//!   keys/                owner-only: Ed25519 signing key, tokenization secret
+//!   objects/ab/cdef…     content-addressed files (Parquet, policies), read-only
+//!   tmp/                 staging; files here are never referenced
+//! ```
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use policies::{CompiledPolicy, PolicyErrors};
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Catalog, ColumnStats, DatasetSummary, DatasetVersion, NewVersion, StoredFile};
+use crate::error::StoreError;
+use crate::keys::{self, ZoneKeys};
+use crate::objects::{ObjectStore, Staged, sync_dir};
+use crate::publish::{inspect, merge_stats, parquet_schema, schema_difference};
+
+/// The on-disk format this build writes and reads.
+pub const ZONE_FORMAT: i64 = 1;
+
+/// `zone.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneInfo {
+    pub format: i64,
+    pub zone_id: String,
+    pub created_at: String,
+}
+
+/// Reports progress of long steps (the CLI draws bars; tests ignore it).
+pub trait Progress {
+    /// A new step of `total` units (bytes or rows) starts.
+    fn begin(&mut self, step: &str, total: u64);
+    fn advance(&mut self, units: u64);
+    fn end(&mut self);
+}
+
+/// Progress that goes nowhere.
+#[derive(Debug, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn begin(&mut self, _: &str, _: u64) {}
+    fn advance(&mut self, _: u64) {}
+    fn end(&mut self) {}
+}
+
+/// What to publish.
+#[derive(Debug, Clone)]
+pub struct PublishRequest {
+    /// One or more Parquet files with the same schema; together they are the version's rows.
+    pub files: Vec<PathBuf>,
+    /// The policy file.
+    pub policy: PathBuf,
+    /// The dataset name; must agree with the policy's `[dataset] name` when given.
+    pub name: Option<String>,
+}
+
+/// What publishing did.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum PublishOutcome {
+    /// A new immutable version was recorded.
+    Published(DatasetVersion),
+    /// The latest version already has exactly these files and this policy; nothing changed.
+    Unchanged(DatasetVersion),
+}
+
+impl PublishOutcome {
+    pub fn version(&self) -> &DatasetVersion {
+        match self {
+            PublishOutcome::Published(v) | PublishOutcome::Unchanged(v) => v,
+        }
+    }
+}
+
+/// What `verify` found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ZoneCheck {
+    pub objects_checked: usize,
+    /// Referenced objects that are missing or whose bytes no longer hash to their name.
+    pub damaged: Vec<String>,
+    /// Objects no version references (left by a publish that was killed before its catalog commit).
+    pub unreferenced: Vec<String>,
+    /// Staging files left by a killed process.
+    pub leftover_staging: Vec<PathBuf>,
+}
+
+impl ZoneCheck {
+    pub fn is_healthy(&self) -> bool {
+        self.damaged.is_empty()
+    }
+}
+
+/// An open zone.
+#[derive(Debug)]
+pub struct Zone {
+    root: PathBuf,
+    info: ZoneInfo,
+    catalog: Catalog,
+    objects: ObjectStore,
+}
+
+/// Aborts the process at a named point when `CLEANROOM_FAILPOINT` names it. Only in debug builds: the
+/// crash tests use it to show that a killed publish leaves the zone as it was.
+pub(crate) fn fail_point(name: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var_os("CLEANROOM_FAILPOINT").is_some_and(|v| v == name) {
+        eprintln!("fail point `{name}` reached: aborting");
+        std::process::abort();
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+impl Zone {
+    /// Creates a zone in `root` (a new or empty folder): layout, keys, catalog, then `zone.toml`.
+    pub fn init(root: &Path) -> Result<Zone, StoreError> {
+        let marker = root.join("zone.toml");
+        if marker.exists() {
+            let created_at = read_info(root).map(|i| i.created_at).unwrap_or_else(|_| "unknown".into());
+            return Err(StoreError::AlreadyInitialized { path: root.to_path_buf(), created_at });
+        }
+        if root.exists() {
+            let entries = fs::read_dir(root).map_err(StoreError::io("read directory", root))?;
+            let mut names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+            names.sort();
+            // An earlier `init` that was killed leaves our own layout without zone.toml: start over in it.
+            let ours = ["catalog.db", "catalog.db-shm", "catalog.db-wal", "keys", "objects", "tmp"];
+            if names.iter().any(|n| !ours.contains(&n.as_str())) {
+                return Err(StoreError::NotEmpty { path: root.to_path_buf() });
+            }
+            for n in &names {
+                let p = root.join(n);
+                let removed = if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
+                removed.map_err(StoreError::io("remove incomplete zone file", &p))?;
+            }
+        }
+        fs::create_dir_all(root).map_err(StoreError::io("create zone directory", root))?;
+        let objects = ObjectStore::new(root);
+        objects.create_dirs()?;
+        fs::create_dir_all(root.join("products")).map_err(StoreError::io("create directory", root.join("products")))?;
+        keys::create(&root.join("keys"))?;
+        let catalog = Catalog::open(&root.join("catalog.db"))?;
+        let mut id = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
+            .map_err(|_| StoreError::Key { path: root.join("zone.toml"), detail: "the system CSPRNG failed".into() })?;
+        let info = ZoneInfo { format: ZONE_FORMAT, zone_id: hex::encode(id), created_at: now() };
+        let text = toml::to_string(&info).map_err(|e| StoreError::Io {
+            op: "serialize",
+            path: marker.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let staged = root.join("zone.toml.partial");
+        fs::write(&staged, text).map_err(StoreError::io("write", &staged))?;
+        fs::File::open(&staged).and_then(|f| f.sync_all()).map_err(StoreError::io("fsync", &staged))?;
+        fs::rename(&staged, &marker).map_err(StoreError::io("rename", &marker))?;
+        sync_dir(root)?;
+        Ok(Zone { root: root.to_path_buf(), info, catalog, objects })
+    }
+
+    /// Opens an initialized zone.
+    pub fn open(root: &Path) -> Result<Zone, StoreError> {
+        let info = read_info(root)?;
+        if info.format != ZONE_FORMAT {
+            return Err(StoreError::UnsupportedZoneFormat {
+                path: root.to_path_buf(),
+                found: info.format,
+                supported: ZONE_FORMAT,
+            });
+        }
+        let catalog = Catalog::open(&root.join("catalog.db"))?;
+        Ok(Zone { root: root.to_path_buf(), info, catalog, objects: ObjectStore::new(root) })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn info(&self) -> &ZoneInfo {
+        &self.info
+    }
+
+    /// Loads the zone keys (checking they are owner-only).
+    pub fn keys(&self) -> Result<ZoneKeys, StoreError> {
+        keys::load(&self.root.join("keys"))
+    }
+
+    /// The folder released products are written to.
+    pub fn products_dir(&self) -> PathBuf {
+        self.root.join("products")
+    }
+
+    /// Publishes a new version of a dataset. Every check runs on staged copies before anything is recorded;
+    /// on any error the zone is exactly as before. Publishing the same files and policy as the latest version
+    /// changes nothing and says so.
+    pub fn publish(&mut self, request: &PublishRequest, progress: &mut dyn Progress) -> Result<PublishOutcome, StoreError> {
+        if request.files.is_empty() {
+            return Err(StoreError::MissingFile { path: PathBuf::from("(no Parquet file given)") });
+        }
+        let policy_bytes = fs::read(&request.policy).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => StoreError::MissingFile { path: request.policy.clone() },
+            _ => StoreError::Io { op: "read", path: request.policy.clone(), source: e },
+        })?;
+        let policy_text = std::str::from_utf8(&policy_bytes)
+            .map_err(|e| StoreError::NotText { path: request.policy.clone(), offset: e.valid_up_to() })?;
+
+        // Stage every file (copy + hash + fsync) so that what we check is exactly what we store.
+        let total: u64 = request.files.iter().map(|f| fs::metadata(f).map_or(0, |m| m.len())).sum();
+        progress.begin("copy", total);
+        let mut staged: Vec<Staged> = Vec::with_capacity(request.files.len());
+        for file in &request.files {
+            staged.push(self.objects.stage_file(file, &mut |n| progress.advance(n))?);
+        }
+        progress.end();
+        fail_point("publish.after_staging");
+
+        // Schemas: every file alike, and the policy fits them.
+        let schema = parquet_schema(&staged[0].path, &request.files[0])?;
+        for (s, shown) in staged.iter().zip(&request.files).skip(1) {
+            let other = parquet_schema(&s.path, shown)?;
+            if let Some(detail) = schema_difference(&schema, &other) {
+                return Err(StoreError::SchemaMismatch { path: shown.clone(), first: request.files[0].clone(), detail });
+            }
+        }
+        let source_name = request.policy.display().to_string();
+        let policy = CompiledPolicy::compile(&source_name, policy_text, &schema).map_err(StoreError::PolicyRefused)?;
+        let name = policy.dataset().name.clone();
+        if let Some(given) = &request.name
+            && *given != name
+        {
+            return Err(StoreError::NameMismatch { given: given.clone(), policy: name });
+        }
+        let provider = policy.dataset().provider.clone();
+        if let Some(existing) = self.catalog.provider(&name)?
+            && existing != provider
+        {
+            return Err(StoreError::ProviderMismatch { name, existing, policy: provider });
+        }
+
+        // Read every row: the file must decode to the end; gather quality figures.
+        let declared_rows = staged.iter().zip(&request.files).map(|(s, f)| row_count(&s.path, f)).sum::<Result<u64, _>>()?;
+        progress.begin("check", declared_rows);
+        let mut files = Vec::with_capacity(staged.len());
+        let mut stats: Vec<ColumnStats> = Vec::new();
+        for (s, shown) in staged.iter().zip(&request.files) {
+            let inspected = inspect(&s.path, shown, &policy, &mut |n| progress.advance(n))?;
+            if inspected.rows == 0 && request.files.len() == 1 {
+                return Err(StoreError::EmptyDataset { path: shown.clone() });
+            }
+            merge_stats(&mut stats, inspected.stats);
+            files.push(StoredFile { sha256: s.sha256.clone(), bytes: s.bytes, rows: inspected.rows });
+        }
+        progress.end();
+        if files.iter().all(|f| f.rows == 0) {
+            return Err(StoreError::EmptyDataset { path: request.files[0].clone() });
+        }
+
+        let policy_staged = self.objects.stage_bytes(&policy_bytes)?;
+        let policy_sha256 = policy_staged.sha256.clone();
+        if let Some(latest) = self.catalog.latest_version(&name)?
+            && let Some(current) = self.catalog.version(&name, latest)?
+        {
+            let same_files = current.files.iter().map(|f| &f.sha256).eq(files.iter().map(|f| &f.sha256));
+            if same_files && current.policy_sha256 == policy_sha256 {
+                return Ok(PublishOutcome::Unchanged(current));
+            }
+        }
+
+        // Move the bytes into place (content-addressed, so a crash here leaves only unreferenced objects), then
+        // record the version in one catalog transaction: the commit is the moment it exists.
+        for s in staged {
+            self.objects.commit(s)?;
+        }
+        self.objects.commit(policy_staged)?;
+        fail_point("publish.after_objects");
+        let published_at = now();
+        let version = self.catalog.insert_version(&NewVersion {
+            dataset: &name,
+            provider: &provider,
+            policy_sha256: &policy_sha256,
+            schema: &schema,
+            files: &files,
+            stats: &stats,
+            published_at: &published_at,
+        })?;
+        fail_point("publish.after_commit");
+        let recorded = self.catalog.version(&name, version)?.ok_or_else(|| StoreError::UnknownVersion {
+            name: name.clone(),
+            version,
+            latest: version,
+        })?;
+        tracing::info!(dataset = %name, version, policy = %policy_sha256, rows = recorded.rows, "dataset version published");
+        Ok(PublishOutcome::Published(recorded))
+    }
+
+    /// Every dataset with its latest version.
+    pub fn datasets(&self) -> Result<Vec<DatasetSummary>, StoreError> {
+        self.catalog.summaries()
+    }
+
+    /// A dataset version given as `NAME` (latest) or `NAME@VERSION`.
+    pub fn dataset(&self, spec: &str) -> Result<DatasetVersion, StoreError> {
+        let (name, version) = match spec.split_once('@') {
+            None => (spec, None),
+            Some((name, v)) => {
+                let v = v.parse::<u32>().map_err(|_| StoreError::BadDatasetRef { spec: spec.to_owned() })?;
+                (name, Some(v))
+            }
+        };
+        if name.is_empty() {
+            return Err(StoreError::BadDatasetRef { spec: spec.to_owned() });
+        }
+        let Some(latest) = self.catalog.latest_version(name)? else {
+            return Err(StoreError::UnknownDataset { name: name.to_owned(), known: self.catalog.dataset_names()? });
+        };
+        let version = version.unwrap_or(latest);
+        self.catalog
+            .version(name, version)?
+            .ok_or_else(|| StoreError::UnknownVersion { name: name.to_owned(), version, latest })
+    }
+
+    /// The policy text of a version, read back from the object store and checked against its hash.
+    pub fn policy_text(&self, version: &DatasetVersion) -> Result<String, StoreError> {
+        let bytes = self.objects.read_verified(&version.policy_sha256)?;
+        String::from_utf8(bytes).map_err(|e| StoreError::DamagedObject {
+            sha256: version.policy_sha256.clone(),
+            detail: format!("not UTF-8: {e}"),
+        })
+    }
+
+    /// The compiled policy of a version.
+    pub fn policy(&self, version: &DatasetVersion) -> Result<CompiledPolicy, StoreError> {
+        let text = self.policy_text(version)?;
+        let name = format!("{}@{} policy {}", version.dataset, version.version, &version.policy_sha256[..12]);
+        CompiledPolicy::compile(&name, &text, &version.schema).map_err(|e: PolicyErrors| StoreError::PolicyRefused(e))
+    }
+
+    /// The stored Parquet files of a version, in order. Read-only paths inside the zone: only the runtime reads
+    /// them.
+    pub fn data_files(&self, version: &DatasetVersion) -> Vec<PathBuf> {
+        version.files.iter().map(|f| self.objects.path(&f.sha256)).collect()
+    }
+
+    /// Re-hashes every referenced object and lists what is damaged, unreferenced, or left in staging.
+    pub fn verify(&self, progress: &mut dyn Progress) -> Result<ZoneCheck, StoreError> {
+        let referenced = self.catalog.referenced_objects()?;
+        let mut check = ZoneCheck::default();
+        progress.begin("verify", referenced.len() as u64);
+        for sha in &referenced {
+            match self.objects.hash_file(sha) {
+                Ok(actual) if actual == *sha => {}
+                Ok(actual) => check.damaged.push(format!("{sha} (content hashes to {actual})")),
+                Err(e) => check.damaged.push(format!("{sha} ({e})")),
+            }
+            check.objects_checked += 1;
+            progress.advance(1);
+        }
+        progress.end();
+        check.unreferenced = self.objects.list()?.into_iter().filter(|o| referenced.binary_search(o).is_err()).collect();
+        check.leftover_staging = self.objects.leftover_staging();
+        Ok(check)
+    }
+}
+
+fn row_count(path: &Path, shown: &Path) -> Result<u64, StoreError> {
+    let file = fs::File::open(path).map_err(StoreError::io("open", path))?;
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| StoreError::BadParquet { path: shown.to_path_buf(), detail: e.to_string() })?;
+    Ok(u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0))
+}
+
+fn read_info(root: &Path) -> Result<ZoneInfo, StoreError> {
+    let path = root.join("zone.toml");
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(StoreError::NotInitialized { path: root.to_path_buf() });
+        }
+        Err(e) => return Err(StoreError::Io { op: "read", path, source: e }),
+    };
+    toml::from_str(&text).map_err(|e| StoreError::Io {
+        op: "parse",
+        path,
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.message().to_owned()),
+    })
+}
