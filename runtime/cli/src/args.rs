@@ -1,0 +1,88 @@
+//! The command line, as clap parses it. Raw arguments only: `main` resolves them (zone path, output mode)
+//! before any command runs.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// cleanroom — a data clean room for public-data authorized operation: raw data never leaves the zone.
+#[derive(Debug, Parser)]
+#[command(name = "cleanroom", version, propagate_version = true)]
+pub struct Cli {
+    /// The zone directory (or set CLEANROOM_ZONE).
+    #[arg(long, global = true, env = "CLEANROOM_ZONE", value_name = "DIR")]
+    pub zone: Option<PathBuf>,
+    /// Machine-readable JSON on stdout instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or inspect a zone.
+    #[command(subcommand)]
+    Zone(ZoneCommand),
+    /// Publish and inspect datasets (agencies).
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+    /// Run the end-to-end demo on a fresh zone (a temporary one unless --zone is given).
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ZoneCommand {
+    /// Initialize a new zone: catalog, keys, object store.
+    Init,
+    /// Show the zone's identity and contents.
+    Status,
+    /// Re-hash every stored object and report damage, unreferenced objects and leftover staging files.
+    Verify,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DatasetCommand {
+    /// Publish a new immutable version of a dataset under a policy.
+    Publish(PublishArgs),
+    /// List datasets with their latest version.
+    List,
+    /// Show a dataset version: schema with each column's class, rows, hashes, quality figures. Never a value.
+    Show(ShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The policy file (TOML, version = 1).
+    #[arg(long, value_name = "P.toml")]
+    pub policy: PathBuf,
+    /// Dataset name; must match the policy's [dataset] name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Parquet file(s) with one schema; together they are the version's rows.
+    #[arg(required = true, value_name = "FILE.parquet")]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// NAME for the latest version, or NAME@VERSION.
+    #[arg(value_name = "NAME[@VERSION]")]
+    pub dataset: String,
+    /// Also print the policy file as published.
+    #[arg(long)]
+    pub policy: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Rows of each generated dataset.
+    #[arg(long, default_value_t = 20_000)]
+    pub rows: usize,
+    /// Seed of the generated data.
+    #[arg(long, default_value_t = 2026)]
+    pub seed: u64,
+}
