@@ -13,8 +13,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use policies::formats::{
-    COMPOUND_SURNAMES, CivilDate, USCC_ALPHABET, organization_code_check_char, resident_id_check_char,
-    uscc_check_char,
+    COMPOUND_SURNAMES, CivilDate, USCC_ALPHABET, organization_code_check_char, resident_id_check_char, uscc_check_char,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -284,7 +283,8 @@ pub fn write_enterprises(
             let code = uscc(index, district_code);
             c_uscc.append_value(&code);
 
-            let trade: String = (0..2).map(|_| vocab::TRADE_NAME_CHARS[rng.random_range(0..vocab::TRADE_NAME_CHARS.len())]).collect();
+            let trade: String =
+                (0..2).map(|_| vocab::TRADE_NAME_CHARS[rng.random_range(0..vocab::TRADE_NAME_CHARS.len())]).collect();
             let form = if rng.random_bool(0.08) { "股份有限公司" } else { "有限公司" };
             c_name.append_value(format!("苏州{trade}{}{form}", vocab::industry_word(section)));
 

@@ -29,8 +29,8 @@ pub mod vocab;
 use std::path::{Path, PathBuf};
 
 pub use generate::{
-    BATCH_ROWS, FixtureError, FixtureSpec, GeneratedFile, clinic_schema, enterprise_schema, tax_schema,
-    write_clinic, write_enterprises,
+    BATCH_ROWS, FixtureError, FixtureSpec, GeneratedFile, clinic_schema, enterprise_schema, tax_schema, write_clinic,
+    write_enterprises,
 };
 
 /// The datasets this crate generates, in publishing order.

@@ -210,25 +210,25 @@ pub const HOSPITALS: &[(&str, u32)] = &[
 
 /// ICD-10 codes with weights: common outpatient diagnoses first, then rare ones.
 pub const ICD10: &[(&str, u32)] = &[
-    ("J06.9", 120), // acute upper respiratory infection
-    ("I10", 90),    // essential hypertension
-    ("E11.9", 60),  // type 2 diabetes
-    ("K29.7", 45),  // gastritis
-    ("M54.5", 40),  // low back pain
-    ("J20.9", 35),  // acute bronchitis
-    ("N39.0", 20),  // urinary tract infection
-    ("R51", 18),    // headache
-    ("H52.1", 16),  // myopia
-    ("K02.9", 15),  // dental caries
-    ("L30.9", 14),  // dermatitis
-    ("I25.1", 12),  // atherosclerotic heart disease
-    ("J45.9", 10),  // asthma
-    ("F32.9", 8),   // depressive episode
-    ("C34.9", 3),   // lung cancer
-    ("C16.9", 2),   // stomach cancer
-    ("G35", 1),     // multiple sclerosis
-    ("E84.9", 1),   // cystic fibrosis
-    ("Q90.9", 1),   // Down syndrome
+    ("J06.9", 1200), // acute upper respiratory infection
+    ("I10", 900),    // essential hypertension
+    ("E11.9", 600),  // type 2 diabetes
+    ("K29.7", 450),  // gastritis
+    ("M54.5", 400),  // low back pain
+    ("J20.9", 350),  // acute bronchitis
+    ("N39.0", 200),  // urinary tract infection
+    ("R51", 180),    // headache
+    ("H52.1", 160),  // myopia
+    ("K02.9", 150),  // dental caries
+    ("L30.9", 140),  // dermatitis
+    ("I25.1", 120),  // atherosclerotic heart disease
+    ("J45.9", 100),  // asthma
+    ("F32.9", 80),   // depressive episode
+    ("C34.9", 6),    // lung cancer
+    ("C16.9", 3),    // stomach cancer
+    ("G35", 1),      // multiple sclerosis
+    ("E84.9", 1),    // cystic fibrosis
+    ("Q90.9", 1),    // Down syndrome
 ];
 
 /// Tax credit grades and their shares (per mille).

@@ -108,7 +108,11 @@ impl Compiler<'_> {
             match Domain::from_name(item.get_ref()) {
                 Some(domain) if domains.contains(&domain) => {
                     bad = true;
-                    let _ = self.fail::<()>(rules::DATASET_DOMAIN, item.span(), format!("domain `{domain}` is listed twice"));
+                    let _ = self.fail::<()>(
+                        rules::DATASET_DOMAIN,
+                        item.span(),
+                        format!("domain `{domain}` is listed twice"),
+                    );
                 }
                 Some(domain) => domains.push(domain),
                 None => {
@@ -125,12 +129,7 @@ impl Compiler<'_> {
         if bad {
             return Err(Refused);
         }
-        Ok(DatasetInfo {
-            name: name.clone(),
-            provider: provider.clone(),
-            domains,
-            description: d.description.clone(),
-        })
+        Ok(DatasetInfo { name: name.clone(), provider: provider.clone(), domains, description: d.description.clone() })
     }
 
     fn bounded(&mut self, rule: RuleId, value: &Spanned<i64>, range: Range<i64>, what: &str) -> Checked<u64> {
@@ -325,7 +324,11 @@ impl Compiler<'_> {
         let rule = match class {
             "subject" => {
                 if !(is_string(data_type) || is_integer(data_type)) {
-                    return self.fail(rules::COLUMN_TYPE, s.class.span(), type_error("a subject must be a string or an integer"));
+                    return self.fail(
+                        rules::COLUMN_TYPE,
+                        s.class.span(),
+                        type_error("a subject must be a string or an integer"),
+                    );
                 }
                 ColumnRule::Subject
             }
@@ -335,7 +338,9 @@ impl Compiler<'_> {
                     return self.fail_help(
                         rules::PLAIN_IDENTIFIER,
                         s.class.span(),
-                        format!("column `{name}` holds {f} values, which identify a person or firm; it cannot be plain"),
+                        format!(
+                            "column `{name}` holds {f} values, which identify a person or firm; it cannot be plain"
+                        ),
                         Some("use `subject`, `hidden`, `masked`, `tokenized` or `generalized`".into()),
                     );
                 }
@@ -351,7 +356,11 @@ impl Compiler<'_> {
             "masked" => ColumnRule::Masked(self.mask(name, data_type, format, s)?),
             "tokenized" => {
                 if !(is_string(data_type) || is_integer(data_type)) {
-                    return self.fail(rules::COLUMN_TYPE, s.class.span(), type_error("only strings and integers can be tokenized"));
+                    return self.fail(
+                        rules::COLUMN_TYPE,
+                        s.class.span(),
+                        type_error("only strings and integers can be tokenized"),
+                    );
                 }
                 let scope = match &s.link_as {
                     Some(l) if is_identifier(l.get_ref()) => format!("link:{}", l.get_ref()),
@@ -677,9 +686,10 @@ impl Compiler<'_> {
                                 Some("e.g. as_of = 2026-01-01, so that results do not change with the run date".into()),
                             );
                         };
-                        let date = as_of.get_ref().date.and_then(|d| {
-                            CivilDate::new(i32::from(d.year), u32::from(d.month), u32::from(d.day))
-                        });
+                        let date = as_of
+                            .get_ref()
+                            .date
+                            .and_then(|d| CivilDate::new(i32::from(d.year), u32::from(d.month), u32::from(d.day)));
                         let Some(date) = date.filter(|_| as_of.get_ref().time.is_none()) else {
                             return self.fail_help(
                                 rules::GENERALIZE,

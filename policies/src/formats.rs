@@ -60,10 +60,7 @@ impl Format {
 
     /// Whether the format identifies a person or a firm on its own, so that it may never be released as is.
     pub fn is_identifier(self) -> bool {
-        matches!(
-            self,
-            Format::ResidentId | Format::Uscc | Format::Mobile | Format::BankCard | Format::ChineseName
-        )
+        matches!(self, Format::ResidentId | Format::Uscc | Format::Mobile | Format::BankCard | Format::ChineseName)
     }
 
     /// Whether `value` is well-formed for this format (with its check digit where it has one).
@@ -293,9 +290,7 @@ pub fn uscc_check_char(body: &[u8]) -> Option<u8> {
 /// region code in positions 3-8, and the mod-31 check character.
 pub fn is_valid_uscc(value: &str) -> bool {
     let b = value.as_bytes();
-    b.len() == 18
-        && b[2..8].iter().all(u8::is_ascii_digit)
-        && uscc_check_char(&b[..17]).is_some_and(|c| c == b[17])
+    b.len() == 18 && b[2..8].iter().all(u8::is_ascii_digit) && uscc_check_char(&b[..17]).is_some_and(|c| c == b[17])
 }
 
 /// The GB 11714 check character of an 8-character organization code body (digits and upper-case letters).
@@ -350,8 +345,7 @@ pub fn luhn_check_digit(body: &[u8]) -> Option<u8> {
 /// Whether `value` is a bank card number: 12 to 19 digits with a valid Luhn check digit.
 pub fn is_valid_bank_card(value: &str) -> bool {
     let b = value.as_bytes();
-    (12..=19).contains(&b.len())
-        && luhn_check_digit(&b[..b.len() - 1]).is_some_and(|c| c == b[b.len() - 1])
+    (12..=19).contains(&b.len()) && luhn_check_digit(&b[..b.len() - 1]).is_some_and(|c| c == b[b.len() - 1])
 }
 
 /// Whether `value` is a mainland mobile number: 11 digits, `1` then `3`-`9`.

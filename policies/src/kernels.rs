@@ -44,22 +44,28 @@ pub enum KernelError {
 // ---------------------------------------------------------------------------------------------------------
 
 /// Builds a `Utf8` array from a values buffer and offsets written by a kernel.
-fn string_array(kernel: &'static str, offsets: Vec<usize>, values: Vec<u8>, nulls: Option<&NullBuffer>) -> Result<ArrayRef, KernelError> {
+fn string_array(
+    kernel: &'static str,
+    offsets: Vec<usize>,
+    values: Vec<u8>,
+    nulls: Option<&NullBuffer>,
+) -> Result<ArrayRef, KernelError> {
     if values.len() > i32::MAX as usize {
         return Err(KernelError::Overflow { kernel });
     }
     // Every offset is at most values.len(), checked above.
     let offsets: Vec<i32> = offsets.into_iter().map(|o| o as i32).collect();
-    let array = StringArray::try_new(
-        OffsetBuffer::new(ScalarBuffer::from(offsets)),
-        Buffer::from_vec(values),
-        nulls.cloned(),
-    )?;
+    let array =
+        StringArray::try_new(OffsetBuffer::new(ScalarBuffer::from(offsets)), Buffer::from_vec(values), nulls.cloned())?;
     Ok(Arc::new(array))
 }
 
 /// Applies `f` to every non-null string of `array`, whatever its string layout.
-fn for_each_str(array: &dyn Array, kernel: &'static str, mut f: impl FnMut(usize, Option<&str>)) -> Result<(), KernelError> {
+fn for_each_str(
+    array: &dyn Array,
+    kernel: &'static str,
+    mut f: impl FnMut(usize, Option<&str>),
+) -> Result<(), KernelError> {
     fn run<'a, A: ArrayAccessor<Item = &'a str>>(a: A, f: &mut impl FnMut(usize, Option<&str>)) {
         for i in 0..a.len() {
             f(i, if a.is_null(i) { None } else { Some(a.value(i)) });
@@ -94,7 +100,11 @@ fn integer_text(negative: bool, magnitude: u64, buf: &mut [u8; 21]) -> &[u8] {
 }
 
 /// Applies `f` to the decimal text of every non-null integer of `array`.
-fn for_each_integer_text(array: &dyn Array, kernel: &'static str, mut f: impl FnMut(usize, Option<&[u8]>)) -> Result<(), KernelError> {
+fn for_each_integer_text(
+    array: &dyn Array,
+    kernel: &'static str,
+    mut f: impl FnMut(usize, Option<&[u8]>),
+) -> Result<(), KernelError> {
     let mut buf = [0u8; 21];
     macro_rules! signed {
         ($t:ty) => {{
@@ -164,11 +174,8 @@ fn estimate_string_bytes(array: &dyn Array) -> usize {
 fn mask_one(v: &str, spec: &MaskSpec, mask: &[u8], out: &mut Vec<u8>) {
     let bytes = v.as_bytes();
     let n_chars = if v.is_ascii() { bytes.len() } else { v.chars().count() };
-    let (keep_prefix, keep_suffix) = if n_chars <= spec.keep_prefix + spec.keep_suffix {
-        (0, 0)
-    } else {
-        (spec.keep_prefix, spec.keep_suffix)
-    };
+    let (keep_prefix, keep_suffix) =
+        if n_chars <= spec.keep_prefix + spec.keep_suffix { (0, 0) } else { (spec.keep_prefix, spec.keep_suffix) };
     let masked = n_chars - keep_prefix - keep_suffix;
     if v.is_ascii() {
         out.extend_from_slice(&bytes[..keep_prefix]);
@@ -337,7 +344,9 @@ fn day_numbers(array: &dyn Array) -> Result<Vec<Option<i32>>, KernelError> {
                 TimeUnit::Nanosecond => collect!(TimestampNanosecondType, |v: i64| to_day(v, 1_000_000_000, offset)),
             }
         }
-        other => return Err(KernelError::UnsupportedType { kernel: "generalize to a date part", data_type: other.clone() }),
+        other => {
+            return Err(KernelError::UnsupportedType { kernel: "generalize to a date part", data_type: other.clone() });
+        }
     })
 }
 
@@ -586,7 +595,10 @@ pub struct Desensitizer {
 
 impl fmt::Debug for Desensitizer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Desensitizer").field("subject", &self.subject).field("guest_schema", &self.guest_schema).finish()
+        f.debug_struct("Desensitizer")
+            .field("subject", &self.subject)
+            .field("guest_schema", &self.guest_schema)
+            .finish()
     }
 }
 

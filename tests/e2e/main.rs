@@ -1,1 +1,6 @@
+//! End-to-end tests: they drive the real `cleanroom` binary on real files in temporary zones.
+//! One test binary for all of them keeps link time down.
 
+mod common;
+mod crash;
+mod publish;

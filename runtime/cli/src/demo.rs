@@ -22,7 +22,10 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
     step(mode, &format!("1. zone init in {}", root.display()));
     let mut zone = Zone::init(&root)?;
 
-    step(mode, &format!("2. the agencies prepare their data: {} synthetic rows per dataset (seed {})", args.rows, args.seed));
+    step(
+        mode,
+        &format!("2. the agencies prepare their data: {} synthetic rows per dataset (seed {})", args.rows, args.seed),
+    );
     let spec = FixtureSpec::with_rows(args.rows, args.seed);
     datasets_fixtures::generate(&data, &spec, &mut |_, _| {}).context("generating the demo datasets")?;
 

@@ -129,7 +129,9 @@ impl Catalog {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(StoreError::catalog("begin migration"))?;
-        let applied: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(StoreError::catalog("read schema version"))?;
+        let applied: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(StoreError::catalog("read schema version"))?;
         let applied = usize::try_from(applied).unwrap_or(usize::MAX);
         if applied > MIGRATIONS.len() {
             return Err(StoreError::Catalog {
@@ -145,7 +147,10 @@ impl Catalog {
     }
 
     pub fn dataset_names(&self) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self.conn.prepare("SELECT name FROM datasets ORDER BY name").map_err(StoreError::catalog("list datasets"))?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name FROM datasets ORDER BY name")
+            .map_err(StoreError::catalog("list datasets"))?;
         let rows = stmt.query_map([], |r| r.get(0)).map_err(StoreError::catalog("list datasets"))?;
         rows.collect::<Result<_, _>>().map_err(StoreError::catalog("list datasets"))
     }
@@ -159,7 +164,9 @@ impl Catalog {
 
     pub fn latest_version(&self, dataset: &str) -> Result<Option<u32>, StoreError> {
         self.conn
-            .query_row("SELECT MAX(version) FROM dataset_versions WHERE dataset = ?1", [dataset], |r| r.get::<_, Option<u32>>(0))
+            .query_row("SELECT MAX(version) FROM dataset_versions WHERE dataset = ?1", [dataset], |r| {
+                r.get::<_, Option<u32>>(0)
+            })
             .map_err(StoreError::catalog("read latest version"))
     }
 
@@ -229,7 +236,9 @@ impl Catalog {
             .prepare("SELECT sha256, byte_count, row_count FROM version_files WHERE dataset = ?1 AND version = ?2 ORDER BY ordinal")
             .map_err(StoreError::catalog("read version files"))?;
         let files = stmt
-            .query_map(params![dataset, version], |r| Ok(StoredFile { sha256: r.get(0)?, bytes: r.get(1)?, rows: r.get(2)? }))
+            .query_map(params![dataset, version], |r| {
+                Ok(StoredFile { sha256: r.get(0)?, bytes: r.get(1)?, rows: r.get(2)? })
+            })
             .map_err(StoreError::catalog("read version files"))?
             .collect::<Result<Vec<_>, _>>()
             .map_err(StoreError::catalog("read version files"))?;
@@ -280,7 +289,11 @@ impl Catalog {
         )
         .map_err(StoreError::catalog("record dataset"))?;
         let version: u32 = tx
-            .query_row("SELECT COALESCE(MAX(version), 0) + 1 FROM dataset_versions WHERE dataset = ?1", [new.dataset], |r| r.get(0))
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM dataset_versions WHERE dataset = ?1",
+                [new.dataset],
+                |r| r.get(0),
+            )
             .map_err(StoreError::catalog("assign version"))?;
         tx.execute(
             "INSERT INTO dataset_versions (dataset, version, policy_sha256, schema_json, row_count, byte_count, stats_json, published_at)

@@ -62,7 +62,11 @@ pub enum StoreError {
 }
 
 fn known_list(known: &[String]) -> String {
-    if known.is_empty() { " (the zone has no datasets yet)".to_owned() } else { format!(" (known: {})", known.join(", ")) }
+    if known.is_empty() {
+        " (the zone has no datasets yet)".to_owned()
+    } else {
+        format!(" (known: {})", known.join(", "))
+    }
 }
 
 impl StoreError {
@@ -93,9 +97,9 @@ impl StoreError {
             StoreError::PolicyRefused(_) => "policy.refused",
             StoreError::IdentifierInClearColumn { .. } => "column.plain_identifier",
             StoreError::NameMismatch { .. } | StoreError::ProviderMismatch { .. } => "dataset.identity",
-            StoreError::UnknownDataset { .. } | StoreError::UnknownVersion { .. } | StoreError::BadDatasetRef { .. } => {
-                "dataset.unknown"
-            }
+            StoreError::UnknownDataset { .. }
+            | StoreError::UnknownVersion { .. }
+            | StoreError::BadDatasetRef { .. } => "dataset.unknown",
             StoreError::Key { .. } => "zone.key",
             StoreError::DamagedObject { .. } => "zone.damaged",
         }

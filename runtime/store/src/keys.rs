@@ -106,8 +106,9 @@ pub(crate) fn load(dir: &Path) -> Result<ZoneKeys, StoreError> {
         .map_err(|e| StoreError::Key { path: signing_path, detail: format!("not an Ed25519 PKCS#8 key: {e}") })?;
     let token_path = dir.join(TOKEN_SECRET);
     let secret = read_private(token_path.clone())?;
-    let secret: [u8; 32] = secret
-        .try_into()
-        .map_err(|v: Vec<u8>| StoreError::Key { path: token_path, detail: format!("{} bytes, expected 32", v.len()) })?;
+    let secret: [u8; 32] = secret.try_into().map_err(|v: Vec<u8>| StoreError::Key {
+        path: token_path,
+        detail: format!("{} bytes, expected 32", v.len()),
+    })?;
     Ok(ZoneKeys { signing, token: TokenSecret::from_bytes(secret) })
 }

@@ -78,7 +78,8 @@ impl ObjectStore {
             return Err(StoreError::MissingFile { path: source.to_path_buf() });
         }
         let path = self.tmp.join(unique_tmp_name());
-        let mut out = OpenOptions::new().write(true).create_new(true).open(&path).map_err(StoreError::io("create", &path))?;
+        let mut out =
+            OpenOptions::new().write(true).create_new(true).open(&path).map_err(StoreError::io("create", &path))?;
         let mut staged = Staged { path, sha256: String::new(), bytes: 0, kept: false };
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
@@ -100,8 +101,10 @@ impl ObjectStore {
     /// Writes `bytes` into a staging file and fsyncs it.
     pub fn stage_bytes(&self, bytes: &[u8]) -> Result<Staged, StoreError> {
         let path = self.tmp.join(unique_tmp_name());
-        let mut out = OpenOptions::new().write(true).create_new(true).open(&path).map_err(StoreError::io("create", &path))?;
-        let staged = Staged { path, sha256: hex::encode(Sha256::digest(bytes)), bytes: bytes.len() as u64, kept: false };
+        let mut out =
+            OpenOptions::new().write(true).create_new(true).open(&path).map_err(StoreError::io("create", &path))?;
+        let staged =
+            Staged { path, sha256: hex::encode(Sha256::digest(bytes)), bytes: bytes.len() as u64, kept: false };
         out.write_all(bytes).map_err(StoreError::io("write", &staged.path))?;
         out.sync_all().map_err(StoreError::io("fsync", &staged.path))?;
         Ok(staged)
@@ -129,10 +132,14 @@ impl ObjectStore {
     /// Reads an object back, checking its digest.
     pub fn read_verified(&self, sha256: &str) -> Result<Vec<u8>, StoreError> {
         let path = self.path(sha256);
-        let bytes = fs::read(&path).map_err(|e| StoreError::DamagedObject { sha256: sha256.to_owned(), detail: e.to_string() })?;
+        let bytes = fs::read(&path)
+            .map_err(|e| StoreError::DamagedObject { sha256: sha256.to_owned(), detail: e.to_string() })?;
         let actual = hex::encode(Sha256::digest(&bytes));
         if actual != sha256 {
-            return Err(StoreError::DamagedObject { sha256: sha256.to_owned(), detail: format!("content hashes to {actual}") });
+            return Err(StoreError::DamagedObject {
+                sha256: sha256.to_owned(),
+                detail: format!("content hashes to {actual}"),
+            });
         }
         Ok(bytes)
     }
@@ -140,7 +147,8 @@ impl ObjectStore {
     /// Re-hashes an object file without holding it in memory.
     pub fn hash_file(&self, sha256: &str) -> Result<Sha256Hex, StoreError> {
         let path = self.path(sha256);
-        let mut file = File::open(&path).map_err(|e| StoreError::DamagedObject { sha256: sha256.to_owned(), detail: e.to_string() })?;
+        let mut file = File::open(&path)
+            .map_err(|e| StoreError::DamagedObject { sha256: sha256.to_owned(), detail: e.to_string() })?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
         loop {
@@ -170,9 +178,8 @@ impl ObjectStore {
 
     /// Staging files left behind by a process that was killed.
     pub fn leftover_staging(&self) -> Vec<PathBuf> {
-        let mut out: Vec<PathBuf> = fs::read_dir(&self.tmp)
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
+        let mut out: Vec<PathBuf> =
+            fs::read_dir(&self.tmp).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
         out.sort();
         out
     }

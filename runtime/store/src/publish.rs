@@ -82,8 +82,12 @@ impl ColumnScan {
             let six_digits = |v: i64| (100_000..=999_999).contains(&v);
             let mut count = |ok: bool| if ok { *valid += 1 } else { *invalid += 1 };
             match array.data_type() {
-                DataType::Int32 => array.as_primitive::<Int32Type>().iter().flatten().for_each(|v| count(six_digits(v.into()))),
-                DataType::Int64 => array.as_primitive::<Int64Type>().iter().flatten().for_each(|v| count(six_digits(v))),
+                DataType::Int32 => {
+                    array.as_primitive::<Int32Type>().iter().flatten().for_each(|v| count(six_digits(v.into())))
+                }
+                DataType::Int64 => {
+                    array.as_primitive::<Int64Type>().iter().flatten().for_each(|v| count(six_digits(v)))
+                }
                 _ => {}
             }
             strings_of(array, |v| {

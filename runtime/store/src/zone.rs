@@ -133,7 +133,8 @@ impl Zone {
         }
         if root.exists() {
             let entries = fs::read_dir(root).map_err(StoreError::io("read directory", root))?;
-            let mut names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+            let mut names: Vec<String> =
+                entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
             names.sort();
             // An earlier `init` that was killed leaves our own layout without zone.toml: start over in it.
             let ours = ["catalog.db", "catalog.db-shm", "catalog.db-wal", "keys", "objects", "tmp"];
@@ -204,7 +205,11 @@ impl Zone {
     /// Publishes a new version of a dataset. Every check runs on staged copies before anything is recorded;
     /// on any error the zone is exactly as before. Publishing the same files and policy as the latest version
     /// changes nothing and says so.
-    pub fn publish(&mut self, request: &PublishRequest, progress: &mut dyn Progress) -> Result<PublishOutcome, StoreError> {
+    pub fn publish(
+        &mut self,
+        request: &PublishRequest,
+        progress: &mut dyn Progress,
+    ) -> Result<PublishOutcome, StoreError> {
         if request.files.is_empty() {
             return Err(StoreError::MissingFile { path: PathBuf::from("(no Parquet file given)") });
         }
@@ -230,7 +235,11 @@ impl Zone {
         for (s, shown) in staged.iter().zip(&request.files).skip(1) {
             let other = parquet_schema(&s.path, shown)?;
             if let Some(detail) = schema_difference(&schema, &other) {
-                return Err(StoreError::SchemaMismatch { path: shown.clone(), first: request.files[0].clone(), detail });
+                return Err(StoreError::SchemaMismatch {
+                    path: shown.clone(),
+                    first: request.files[0].clone(),
+                    detail,
+                });
             }
         }
         let source_name = request.policy.display().to_string();
@@ -249,7 +258,8 @@ impl Zone {
         }
 
         // Read every row: the file must decode to the end; gather quality figures.
-        let declared_rows = staged.iter().zip(&request.files).map(|(s, f)| row_count(&s.path, f)).sum::<Result<u64, _>>()?;
+        let declared_rows =
+            staged.iter().zip(&request.files).map(|(s, f)| row_count(&s.path, f)).sum::<Result<u64, _>>()?;
         progress.begin("check", declared_rows);
         let mut files = Vec::with_capacity(staged.len());
         let mut stats: Vec<ColumnStats> = Vec::new();
@@ -325,9 +335,11 @@ impl Zone {
             return Err(StoreError::UnknownDataset { name: name.to_owned(), known: self.catalog.dataset_names()? });
         };
         let version = version.unwrap_or(latest);
-        self.catalog
-            .version(name, version)?
-            .ok_or_else(|| StoreError::UnknownVersion { name: name.to_owned(), version, latest })
+        self.catalog.version(name, version)?.ok_or_else(|| StoreError::UnknownVersion {
+            name: name.to_owned(),
+            version,
+            latest,
+        })
     }
 
     /// The policy text of a version, read back from the object store and checked against its hash.
@@ -367,7 +379,8 @@ impl Zone {
             progress.advance(1);
         }
         progress.end();
-        check.unreferenced = self.objects.list()?.into_iter().filter(|o| referenced.binary_search(o).is_err()).collect();
+        check.unreferenced =
+            self.objects.list()?.into_iter().filter(|o| referenced.binary_search(o).is_err()).collect();
         check.leftover_staging = self.objects.leftover_staging();
         Ok(check)
     }

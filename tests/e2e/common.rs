@@ -1,0 +1,180 @@
+//! Helpers: run the binary, make zones, and snapshot a zone so that a test can prove nothing changed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sha2::{Digest, Sha256};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_cleanroom");
+
+/// The result of one CLI run.
+#[derive(Debug)]
+pub struct Run {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Run {
+        Run {
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts success and returns stdout.
+    #[track_caller]
+    pub fn ok(self) -> String {
+        assert!(
+            self.status.success(),
+            "command failed: {}\nstdout:\n{}\nstderr:\n{}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        self.stdout
+    }
+
+    /// Asserts failure and returns stderr.
+    #[track_caller]
+    pub fn fails(self) -> String {
+        assert!(
+            !self.status.success(),
+            "command should have failed\nstdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self.stderr
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+}
+
+/// Runs `cleanroom --zone ZONE ARGS...` with `env` set.
+pub fn cleanroom_env(zone: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--zone").arg(zone).args(args).env_remove("CLEANROOM_ZONE").env_remove("CLEANROOM_FAILPOINT");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Run::from(cmd.output().expect("run cleanroom"))
+}
+
+pub fn cleanroom(zone: &Path, args: &[&str]) -> Run {
+    cleanroom_env(zone, args, &[])
+}
+
+/// A temporary folder with an initialized zone in `zone/`.
+pub struct TestZone {
+    pub dir: tempfile::TempDir,
+    pub zone: PathBuf,
+}
+
+impl TestZone {
+    pub fn new() -> TestZone {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let zone = dir.path().join("zone");
+        cleanroom(&zone, &["zone", "init"]).ok();
+        TestZone { dir, zone }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        cleanroom(&self.zone, args)
+    }
+
+    /// A scratch file path inside the test's folder.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+pub fn fixture(dataset: &str) -> PathBuf {
+    datasets_fixtures::committed_parquet(dataset)
+}
+
+pub fn policy(dataset: &str) -> PathBuf {
+    datasets_fixtures::committed_policy(dataset)
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Everything a zone holds, in a comparable form: the catalog's rows (all tables), every file's SHA-256
+/// (objects, keys, zone.toml), excluding SQLite's own side files.
+pub fn snapshot(zone: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let conn =
+        rusqlite::Connection::open_with_flags(zone.join("catalog.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open catalog");
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .expect("tables")
+        .query_map([], |r| r.get(0))
+        .expect("tables")
+        .collect::<Result<_, _>>()
+        .expect("tables");
+    for table in tables {
+        let mut stmt = conn.prepare(&format!("SELECT * FROM {table}")).expect("select");
+        let n = stmt.column_count();
+        let mut rows: Vec<String> = stmt
+            .query_map([], |r| {
+                let cells: Vec<String> =
+                    (0..n).map(|i| format!("{:?}", r.get_ref(i).map(|v| format!("{v:?}")))).collect();
+                Ok(cells.join("|"))
+            })
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        rows.sort();
+        out.insert(format!("table {table}"), rows.join("\n"));
+    }
+    let mut stack = vec![zone.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read dir").flatten() {
+            let path = entry.path();
+            let name = path.strip_prefix(zone).expect("inside").display().to_string();
+            if path.is_dir() {
+                stack.push(path);
+            } else if !name.starts_with("catalog.db") {
+                let bytes = std::fs::read(&path).expect("read file");
+                out.insert(format!("file {name}"), hex::encode(Sha256::digest(bytes)));
+            }
+        }
+    }
+    out
+}
+
+/// Reads a whole Parquet file as one batch.
+pub fn read_batch(path: &Path) -> arrow_array::RecordBatch {
+    let file = std::fs::File::open(path).expect("open");
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("parquet")
+        .with_batch_size(1 << 20)
+        .build()
+        .expect("reader");
+    let batches: Vec<_> = reader.collect::<Result<_, _>>().expect("batches");
+    assert_eq!(batches.len(), 1, "test files fit one batch");
+    batches.into_iter().next().expect("a batch")
+}
+
+/// Every non-null value of a string column.
+pub fn read_strings(path: &Path, column: &str) -> Vec<String> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    let batch = read_batch(path);
+    let a = batch.column_by_name(column).expect("column").as_string::<i32>();
+    (0..a.len()).filter(|i| !a.is_null(*i)).map(|i| a.value(i).to_owned()).collect()
+}
+
+pub fn write_parquet(path: &Path, batch: &arrow_array::RecordBatch) {
+    let file = std::fs::File::create(path).expect("create");
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
+    writer.write(batch).expect("write");
+    writer.close().expect("close");
+}
