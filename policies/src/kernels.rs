@@ -18,7 +18,8 @@ use arrow_array::types::{
 use arrow_array::{Array, ArrayAccessor, ArrayRef, RecordBatch, StringArray};
 use arrow_buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Schema, TimeUnit};
-use ring::hmac;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use crate::formats::{CivilDate, is_valid_mobile, parse_resident_id};
 use crate::policy::{Bands, ColumnRule, CompiledPolicy, Generalization, MaskSpec};
@@ -153,6 +154,12 @@ fn for_each_integer_text(
 /// character between with the mask character. A value no longer than `keep_prefix + keep_suffix` is masked
 /// whole, so that a short value is never shown in full. The masked value has as many characters as the input.
 pub fn mask(array: &dyn Array, spec: &MaskSpec) -> Result<ArrayRef, KernelError> {
+    if let Some(a) = array.as_string_opt::<i32>()
+        && spec.mask_char.is_ascii()
+        && a.value_data().is_ascii()
+    {
+        return Ok(mask_ascii(a, spec));
+    }
     let mut mask_buf = [0u8; 4];
     let mask_bytes = spec.mask_char.encode_utf8(&mut mask_buf).as_bytes().to_vec();
     let mut offsets = Vec::with_capacity(array.len() + 1);
@@ -165,6 +172,33 @@ pub fn mask(array: &dyn Array, spec: &MaskSpec) -> Result<ArrayRef, KernelError>
         offsets.push(values.len());
     })?;
     string_array("mask", offsets, values, array.logical_nulls().as_ref())
+}
+
+/// The common case — ASCII values (IDs, phone and card numbers) and an ASCII mask character: the masked
+/// values have the input's offsets, so the offsets buffer is shared and the values are one copy plus fills.
+/// Null slots are filled with the mask character too: their hidden bytes never reach the output.
+fn mask_ascii(a: &StringArray, spec: &MaskSpec) -> ArrayRef {
+    let offsets = a.offsets();
+    let mask_byte = spec.mask_char as u8;
+    let mut values = a.value_data().to_vec();
+    for i in 0..a.len() {
+        // Offsets of a valid array are non-negative and within the values buffer.
+        let start = offsets[i].unsigned_abs() as usize;
+        let end = offsets[i + 1].unsigned_abs() as usize;
+        let n = end - start;
+        let (keep_prefix, keep_suffix) = if a.is_null(i) || n <= spec.keep_prefix + spec.keep_suffix {
+            (0, 0)
+        } else {
+            (spec.keep_prefix, spec.keep_suffix)
+        };
+        values[start + keep_prefix..end - keep_suffix].fill(mask_byte);
+    }
+    // Bytes before the first offset or after the last (a sliced array) are never shown: blank them as well.
+    let first = offsets.first().map_or(0, |o| o.unsigned_abs() as usize);
+    let last = offsets.last().map_or(0, |o| o.unsigned_abs() as usize);
+    values[..first].fill(mask_byte);
+    values[last..].fill(mask_byte);
+    Arc::new(StringArray::new(offsets.clone(), Buffer::from_vec(values), a.nulls().cloned()))
 }
 
 fn estimate_string_bytes(array: &dyn Array) -> usize {
@@ -227,18 +261,20 @@ impl fmt::Debug for TokenSecret {
 }
 
 /// An HMAC-SHA256 key for one token scope, derived from the zone secret: tokens of different scopes never
-/// coincide, and the zone secret itself is never used on data.
+/// coincide, and the zone secret itself is never used on data. The key's inner and outer padded states are
+/// computed once, so each token costs two SHA-256 compressions.
 #[derive(Clone)]
-pub struct TokenKey(hmac::Key);
+pub struct TokenKey(Hmac<Sha256>);
 
 impl TokenKey {
     /// `HMAC(zone secret, "zone-token-v1" 0x00 scope)` as the scope's key.
     pub fn derive(secret: &TokenSecret, scope: &str) -> TokenKey {
-        let master = hmac::Key::new(hmac::HMAC_SHA256, &secret.0);
-        let mut ctx = hmac::Context::with_key(&master);
-        ctx.update(b"zone-token-v1\0");
-        ctx.update(scope.as_bytes());
-        TokenKey(hmac::Key::new(hmac::HMAC_SHA256, ctx.sign().as_ref()))
+        // HMAC takes a key of any length, so neither call can fail.
+        let mut master = Hmac::<Sha256>::new_from_slice(&secret.0).unwrap_or_else(|_| unreachable!());
+        master.update(b"zone-token-v1\0");
+        master.update(scope.as_bytes());
+        let derived = master.finalize().into_bytes();
+        TokenKey(Hmac::<Sha256>::new_from_slice(&derived).unwrap_or_else(|_| unreachable!()))
     }
 }
 
@@ -251,38 +287,66 @@ impl fmt::Debug for TokenKey {
 /// Length of a token: 128 bits of the HMAC tag, as lower-case hex.
 pub const TOKEN_LEN: usize = 32;
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-fn push_token(key: &TokenKey, value: &[u8], out: &mut Vec<u8>) {
-    let tag = hmac::sign(&key.0, value);
-    for b in &tag.as_ref()[..TOKEN_LEN / 2] {
-        out.push(HEX[usize::from(b >> 4)]);
-        out.push(HEX[usize::from(b & 0x0f)]);
+/// Lower-case hex of every byte value, two characters each.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut table = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = [DIGITS[i >> 4], DIGITS[i & 0x0f]];
+        i += 1;
     }
+    table
+};
+
+/// The token of one value: the first 16 bytes of its HMAC tag, as 32 hex characters.
+fn token_of(key: &TokenKey, value: &[u8]) -> [u8; TOKEN_LEN] {
+    let mut mac = key.0.clone();
+    mac.update(value);
+    let tag = mac.finalize().into_bytes();
+    let mut bytes = [0u8; TOKEN_LEN / 2];
+    bytes.copy_from_slice(&tag[..TOKEN_LEN / 2]);
+    let mut out = [0u8; TOKEN_LEN];
+    for i in 0..TOKEN_LEN / 2 {
+        let [hi, lo] = HEX_PAIRS[usize::from(bytes[i])];
+        out[2 * i] = hi;
+        out[2 * i + 1] = lo;
+    }
+    out
 }
 
 /// Replaces every value (string or integer, as its decimal text) by its keyed token: 32 hex characters of
 /// HMAC-SHA256. Equal values under one key give equal tokens; without the key a token reveals nothing.
 pub fn tokenize(array: &dyn Array, key: &TokenKey) -> Result<ArrayRef, KernelError> {
-    let mut offsets = Vec::with_capacity(array.len() + 1);
-    offsets.push(0usize);
-    let mut values: Vec<u8> = Vec::with_capacity(array.len() * TOKEN_LEN);
-    if array.data_type().is_integer() {
-        for_each_integer_text(array, "tokenize", |_, v| {
-            if let Some(v) = v {
-                push_token(key, v, &mut values);
-            }
-            offsets.push(values.len());
-        })?;
-    } else {
-        for_each_str(array, "tokenize", |_, v| {
-            if let Some(v) = v {
-                push_token(key, v.as_bytes(), &mut values);
-            }
-            offsets.push(values.len());
-        })?;
+    let rows = array.len();
+    if rows.saturating_mul(TOKEN_LEN) > i32::MAX as usize {
+        return Err(KernelError::Overflow { kernel: "tokenize" });
     }
-    string_array("tokenize", offsets, values, array.logical_nulls().as_ref())
+    let nulls = array.logical_nulls();
+    let mut offsets: Vec<i32> = Vec::with_capacity(rows + 1);
+    offsets.push(0);
+    let mut values: Vec<u8> = Vec::with_capacity(rows * TOKEN_LEN);
+    let mut push = |value: Option<&[u8]>| {
+        if let Some(v) = value {
+            values.extend_from_slice(&token_of(key, v));
+        }
+        // At most i32::MAX / TOKEN_LEN rows (checked above), so this fits.
+        offsets.push((values.len()) as i32);
+    };
+    if let Some(a) = array.as_string_opt::<i32>() {
+        // The common layout, read straight from the offsets and values buffers.
+        let (o, data) = (a.value_offsets(), a.value_data());
+        for i in 0..rows {
+            let valid = nulls.as_ref().is_none_or(|n| n.is_valid(i));
+            push(valid.then(|| &data[o[i].unsigned_abs() as usize..o[i + 1].unsigned_abs() as usize]));
+        }
+    } else if array.data_type().is_integer() {
+        for_each_integer_text(array, "tokenize", |_, v| push(v))?;
+    } else {
+        for_each_str(array, "tokenize", |_, v| push(v.map(str::as_bytes)))?;
+    }
+    let array = StringArray::try_new(OffsetBuffer::new(ScalarBuffer::from(offsets)), Buffer::from_vec(values), nulls)?;
+    Ok(Arc::new(array))
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -720,6 +784,32 @@ mod tests {
         assert_eq!(strings(&ints), strings(&text));
         let other = TokenKey::derive(&secret, "column:t.d");
         assert_ne!(strings(&tokenize(&StringArray::from(vec!["x"]), &other).expect("t"))[0], v[0]);
+    }
+
+    #[test]
+    fn tokens_are_standard_hmac_sha256() {
+        // RFC 4231 test case 2 ("Jefe"), through the same HMAC the kernel uses...
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"Jefe").expect("key");
+        mac.update(b"what do ya want for nothing?");
+        assert_eq!(
+            mac.finalize().into_bytes().as_slice(),
+            [
+                0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e, 0x6a, 0x04, 0x24, 0x26, 0x08, 0x95, 0x75, 0xc7, 0x5a,
+                0x00, 0x3f, 0x08, 0x9d, 0x27, 0x39, 0x83, 0x9d, 0xec, 0x58, 0xb9, 0x64, 0xec, 0x38, 0x43
+            ]
+        );
+        // ...and a token equals ring's HMAC under the derived key, truncated to 128 bits, in hex.
+        let secret = TokenSecret::from_bytes([9; 32]);
+        let master = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[9; 32]);
+        let derived = ring::hmac::sign(&master, b"zone-token-v1\0column:d.c");
+        let scope_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref());
+        let expected: String = ring::hmac::sign(&scope_key, b"110105194912310020").as_ref()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let token = tokenize(&StringArray::from(vec!["110105194912310020"]), &TokenKey::derive(&secret, "column:d.c"))
+            .expect("token");
+        assert_eq!(strings(&token), vec![Some(expected)]);
     }
 
     #[test]
