@@ -136,9 +136,27 @@ impl Zone {
             let mut names: Vec<String> =
                 entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
             names.sort();
-            // An earlier `init` that was killed leaves our own layout without zone.toml: start over in it.
-            let ours = ["catalog.db", "catalog.db-shm", "catalog.db-wal", "keys", "objects", "tmp"];
+            // An earlier `init` that was killed leaves our own layout without zone.toml: start over in it —
+            // but only while it holds nothing. A zone whose zone.toml was lost is never wiped.
+            let ours = [
+                "catalog.db",
+                "catalog.db-shm",
+                "catalog.db-wal",
+                "keys",
+                "objects",
+                "tmp",
+                "products",
+                "zone.toml.partial",
+            ];
             if names.iter().any(|n| !ours.contains(&n.as_str())) {
+                return Err(StoreError::NotEmpty { path: root.to_path_buf() });
+            }
+            let has_objects = fs::read_dir(root.join("objects")).is_ok_and(|mut d| d.next().is_some());
+            let has_datasets = root.join("catalog.db").exists()
+                && Catalog::open(&root.join("catalog.db"))
+                    .and_then(|c| c.dataset_names())
+                    .map_or(true, |n| !n.is_empty());
+            if has_objects || has_datasets {
                 return Err(StoreError::NotEmpty { path: root.to_path_buf() });
             }
             for n in &names {
@@ -407,4 +425,102 @@ fn read_info(root: &Path) -> Result<ZoneInfo, StoreError> {
         path,
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.message().to_owned()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture_request(dataset: &str) -> PublishRequest {
+        PublishRequest {
+            files: vec![datasets_fixtures::committed_parquet(dataset)],
+            policy: datasets_fixtures::committed_policy(dataset),
+            name: None,
+        }
+    }
+
+    #[test]
+    fn init_open_publish_read_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("z");
+        let mut zone = Zone::init(&root).expect("init");
+        assert!(matches!(Zone::init(&root), Err(StoreError::AlreadyInitialized { .. })));
+        let outcome = zone.publish(&fixture_request("tax_credit"), &mut NoProgress).expect("publish");
+        assert!(matches!(outcome, PublishOutcome::Published(_)));
+        drop(zone);
+
+        let zone = Zone::open(&root).expect("open");
+        let v = zone.dataset("tax_credit@1").expect("version");
+        assert_eq!(v.files.len(), 1);
+        let policy = zone.policy(&v).expect("policy");
+        assert_eq!(policy.release().min_group_size, 10);
+        let stored = zone.data_files(&v);
+        let bytes = fs::read(&stored[0]).expect("stored file");
+        assert_eq!(bytes, fs::read(datasets_fixtures::committed_parquet("tax_credit")).expect("fixture"));
+        assert!(fs::metadata(&stored[0]).expect("stat").permissions().readonly());
+        let check = zone.verify(&mut NoProgress).expect("verify");
+        assert!(check.is_healthy() && check.unreferenced.is_empty() && check.leftover_staging.is_empty());
+    }
+
+    #[test]
+    fn dataset_references() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut zone = Zone::init(dir.path()).expect("init");
+        assert!(matches!(zone.dataset("x"), Err(StoreError::UnknownDataset { known, .. }) if known.is_empty()));
+        zone.publish(&fixture_request("tax_credit"), &mut NoProgress).expect("publish");
+        for bad in ["tax_credit@", "tax_credit@x", "@1", "tax_credit@-1"] {
+            assert!(matches!(zone.dataset(bad), Err(StoreError::BadDatasetRef { .. })), "{bad}");
+        }
+        assert!(matches!(zone.dataset("tax_credit@2"), Err(StoreError::UnknownVersion { latest: 1, .. })));
+    }
+
+    #[test]
+    fn damaged_objects_are_found() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut zone = Zone::init(dir.path()).expect("init");
+        let v = zone.publish(&fixture_request("tax_credit"), &mut NoProgress).expect("publish").version().clone();
+        let path = zone.data_files(&v).remove(0);
+        let mut perms = fs::metadata(&path).expect("stat").permissions();
+        #[expect(clippy::permissions_set_readonly_false, reason = "the test damages a stored file on purpose")]
+        perms.set_readonly(false);
+        fs::set_permissions(&path, perms).expect("chmod");
+        let mut bytes = fs::read(&path).expect("read");
+        bytes[100] ^= 1;
+        fs::write(&path, bytes).expect("write");
+        let check = zone.verify(&mut NoProgress).expect("verify");
+        assert_eq!(check.damaged.len(), 1);
+        assert!(check.damaged[0].starts_with(&v.files[0].sha256));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn keys_readable_by_others_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let zone = Zone::init(dir.path()).expect("init");
+        assert!(zone.keys().is_ok());
+        let key = dir.path().join("keys/token.hmac.key");
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).expect("chmod");
+        let err = zone.keys().expect_err("refused");
+        assert!(err.to_string().contains("permissions 644"), "{err}");
+    }
+
+    #[test]
+    fn a_killed_init_can_be_redone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("z");
+        Zone::init(&root).expect("init");
+        // Simulate an init killed before it wrote zone.toml: our layout is there, the marker is not.
+        fs::remove_file(root.join("zone.toml")).expect("remove marker");
+        assert!(matches!(Zone::open(&root), Err(StoreError::NotInitialized { .. })));
+        Zone::init(&root).expect("init again");
+        Zone::open(&root).expect("open");
+
+        // But a zone that holds data is never wiped, even without its zone.toml.
+        let mut zone = Zone::open(&root).expect("open");
+        zone.publish(&fixture_request("tax_credit"), &mut NoProgress).expect("publish");
+        fs::remove_file(root.join("zone.toml")).expect("remove marker");
+        assert!(matches!(Zone::init(&root), Err(StoreError::NotEmpty { .. })));
+        assert!(root.join("catalog.db").exists());
+    }
 }
