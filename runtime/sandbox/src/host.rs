@@ -1,0 +1,471 @@
+//! The wasmtime host. This module alone names wasmtime types: one `Engine` per process with epoch interruption,
+//! components compiled once (bounded in size and time) and stored serialized, runs that only deserialize, a
+//! fresh instance per run with a memory limiter, and every guest fault mapped to a [`FailureClass`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use arrow_schema::Schema;
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
+
+use crate::error::{FailureClass, SandboxError};
+use crate::ipc;
+use crate::limits::SandboxLimits;
+use crate::output::OutputDecl;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../sandbox-sdk/wit",
+        world: "row-transform",
+    });
+}
+
+use bindings::{RowTransform, RowTransformPre};
+
+/// The contract's package and the versions this host speaks.
+const CONTRACT_PACKAGE: &str = "zone:job/";
+const CONTRACT_MAJOR_MINOR: (u64, u64) = (0, 1);
+
+/// Guest text kept for the agency and the inspector: capped per message and per run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Diagnostics {
+    /// (level, text) in order.
+    pub messages: Vec<(u8, String)>,
+    pub kept_bytes: usize,
+    /// Messages dropped (over the per-run cap) and bytes cut from long messages.
+    pub dropped_messages: usize,
+    pub truncated_bytes: usize,
+    /// Whether the guest reported a panic.
+    pub panicked: bool,
+}
+
+/// Level of a panic report in `diagnostics.log`.
+pub const LEVEL_PANIC: u8 = 5;
+
+/// Per-instance host state.
+struct HostState {
+    limiter: MemoryLimiter,
+    diagnostics: Diagnostics,
+    max_message_bytes: usize,
+    max_log_bytes: usize,
+}
+
+impl bindings::zone::job::diagnostics::Host for HostState {
+    fn log(&mut self, level: u8, msg: String) {
+        if level >= LEVEL_PANIC {
+            self.diagnostics.panicked = true;
+        }
+        let d = &mut self.diagnostics;
+        if d.kept_bytes >= self.max_log_bytes {
+            d.dropped_messages += 1;
+            return;
+        }
+        let mut cut = msg.len().min(self.max_message_bytes).min(self.max_log_bytes - d.kept_bytes);
+        while !msg.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        d.truncated_bytes += msg.len() - cut;
+        d.kept_bytes += cut;
+        d.messages.push((level, msg[..cut].to_owned()));
+    }
+}
+
+/// The marker error a denied memory growth traps with.
+#[derive(Debug)]
+struct MemoryLimitExceeded;
+
+impl std::fmt::Display for MemoryLimitExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("memory limit exceeded")
+    }
+}
+
+impl std::error::Error for MemoryLimitExceeded {}
+
+/// Caps the sum of all linear memories and table sizes of one instance.
+struct MemoryLimiter {
+    limit: usize,
+    /// Bytes of every memory of the instance, as the limiter has seen them grow.
+    total: usize,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let total = self.total.saturating_add(desired.saturating_sub(current));
+        if total > self.limit {
+            return Err(wasmtime::Error::new(MemoryLimitExceeded));
+        }
+        self.total = total;
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+
+    fn instances(&self) -> usize {
+        32
+    }
+
+    fn tables(&self) -> usize {
+        32
+    }
+
+    fn memories(&self) -> usize {
+        8
+    }
+}
+
+/// Advances the engine's epoch every tick until dropped.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// A module that passed `check`: its hash, its declared contract version, and the compiled artifact to store.
+#[derive(Debug, Clone)]
+pub struct CheckedModule {
+    pub sha256: String,
+    /// The compiled component, for the store; `Sandbox::load` deserializes it.
+    pub serialized: Vec<u8>,
+    /// The component's imports (all granted).
+    pub imports: Vec<String>,
+}
+
+/// A stored module ready to instantiate.
+pub struct GuestModule {
+    pre: RowTransformPre<HostState>,
+}
+
+impl std::fmt::Debug for GuestModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GuestModule(..)")
+    }
+}
+
+/// The sandbox: one per process.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<HostState>,
+    limits: SandboxLimits,
+    _ticker: Ticker,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox").field("limits", &self.limits).finish()
+    }
+}
+
+fn internal(detail: impl std::fmt::Display) -> SandboxError {
+    SandboxError::new(FailureClass::ContractMismatch, format!("host: {detail}"))
+}
+
+impl Sandbox {
+    pub fn new(limits: SandboxLimits) -> Result<Sandbox, SandboxError> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        config.consume_fuel(limits.fuel_per_call.is_some());
+        config.max_wasm_stack(limits.max_wasm_stack);
+        config.parallel_compilation(true);
+        let engine = Engine::new(&config).map_err(internal)?;
+        let mut linker = Linker::<HostState>::new(&engine);
+        RowTransform::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(internal)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let handle = {
+            let engine = engine.clone();
+            let stop = stop.clone();
+            let tick = limits.epoch_tick;
+            std::thread::Builder::new()
+                .name("zone-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(tick);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(internal)?
+        };
+        Ok(Sandbox { engine, linker, limits, _ticker: Ticker { stop, handle: Some(handle) } })
+    }
+
+    pub fn limits(&self) -> &SandboxLimits {
+        &self.limits
+    }
+
+    /// Compiles a component and checks it against the contract without running it: size and compile-time
+    /// limits, imports on the allow-list, exports of the `row-transform` world.
+    pub fn check(&self, wasm: &[u8]) -> Result<CheckedModule, SandboxError> {
+        if wasm.len() > self.limits.max_module_bytes {
+            return Err(SandboxError::new(
+                FailureClass::CompileLimit,
+                format!("the module is {} bytes, over the limit of {}", wasm.len(), self.limits.max_module_bytes),
+            ));
+        }
+        let sha256 = hex::encode(Sha256::digest(wasm));
+        // Compile on a worker thread so that a pathological module cannot hold the caller past the limit.
+        let (tx, rx) = mpsc::channel();
+        let engine = self.engine.clone();
+        let bytes = wasm.to_vec();
+        std::thread::Builder::new()
+            .name("zone-compile".into())
+            .spawn(move || {
+                let _ = tx.send(Component::new(&engine, &bytes));
+            })
+            .map_err(internal)?;
+        let component = match rx.recv_timeout(self.limits.compile_timeout) {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                return Err(SandboxError::new(FailureClass::ContractMismatch, format!("not a valid component: {e}")));
+            }
+            Err(_) => {
+                return Err(SandboxError::new(
+                    FailureClass::CompileLimit,
+                    format!("compilation took longer than {:?}", self.limits.compile_timeout),
+                ));
+            }
+        };
+        let imports = self.check_imports(&component)?;
+        self.prepare(&component)?;
+        let serialized = component.serialize().map_err(internal)?;
+        Ok(CheckedModule { sha256, serialized, imports })
+    }
+
+    fn check_imports(&self, component: &Component) -> Result<Vec<String>, SandboxError> {
+        let ty = component.component_type();
+        let mut granted = Vec::new();
+        let mut denied = Vec::new();
+        for (name, _) in ty.imports(&self.engine) {
+            match name.strip_prefix(CONTRACT_PACKAGE) {
+                Some(rest) => {
+                    let version = rest.split_once('@').map(|(_, v)| v).unwrap_or("");
+                    let mut parts = version.split('.').map(|p| p.parse::<u64>().ok());
+                    let (major, minor) = (parts.next().flatten(), parts.next().flatten());
+                    if (major, minor) != (Some(CONTRACT_MAJOR_MINOR.0), Some(CONTRACT_MAJOR_MINOR.1)) {
+                        return Err(SandboxError::new(
+                            FailureClass::ContractMismatch,
+                            format!(
+                                "the component is built for contract `{name}`; this zone speaks zone:job@{}.{}",
+                                CONTRACT_MAJOR_MINOR.0, CONTRACT_MAJOR_MINOR.1
+                            ),
+                        ));
+                    }
+                    granted.push(name.to_owned());
+                }
+                None => denied.push(name.to_owned()),
+            }
+        }
+        if !denied.is_empty() {
+            return Err(SandboxError::new(
+                FailureClass::ImportDenied,
+                format!("the component imports what the zone does not grant: {}", denied.join(", ")),
+            ));
+        }
+        Ok(granted)
+    }
+
+    fn prepare(&self, component: &Component) -> Result<RowTransformPre<HostState>, SandboxError> {
+        let pre = self.linker.instantiate_pre(component).map_err(|e| {
+            SandboxError::new(FailureClass::ContractMismatch, format!("the component's imports do not match: {e}"))
+        })?;
+        RowTransformPre::new(pre).map_err(|e| {
+            SandboxError::new(
+                FailureClass::ContractMismatch,
+                format!("the component does not export the row-transform world: {e}"),
+            )
+        })
+    }
+
+    /// Loads a module that `check` produced (read back from the zone's store, where it is kept under its hash).
+    pub fn load(&self, serialized: &[u8]) -> Result<GuestModule, SandboxError> {
+        // SAFETY: `serialized` is the output of `Component::serialize` by this zone's engine, stored under its
+        // SHA-256 in the zone's read-only object store and checked against it when read back; operators never
+        // supply compiled artifacts, only wasm that goes through `check`.
+        #[expect(unsafe_code, reason = "deserializing artifacts this zone compiled itself, see the SAFETY note")]
+        let component = unsafe { Component::deserialize(&self.engine, serialized) }.map_err(|e| {
+            SandboxError::new(FailureClass::ContractMismatch, format!("stored artifact does not load: {e}"))
+        })?;
+        Ok(GuestModule { pre: self.prepare(&component)? })
+    }
+
+    /// Starts a run: a fresh instance, `init` with the input schema and parameters, and the declared output.
+    pub fn start(
+        &self,
+        module: &GuestModule,
+        input_schema: &Schema,
+        params: &[(String, String)],
+    ) -> Result<GuestRun, SandboxError> {
+        let state = HostState {
+            limiter: MemoryLimiter { limit: self.limits.memory_bytes, total: 0 },
+            diagnostics: Diagnostics::default(),
+            max_message_bytes: self.limits.max_message_bytes,
+            max_log_bytes: self.limits.max_log_bytes_per_job,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let mut run = GuestRun {
+            store,
+            bindings: None,
+            output: None,
+            limits: self.limits.clone(),
+            spent: Duration::ZERO,
+            poisoned: None,
+        };
+        run.arm()?;
+        let started = Instant::now();
+        let instance = module.pre.instantiate(&mut run.store);
+        run.spent += started.elapsed();
+        let bindings = instance.map_err(|e| run.classify(e, "instantiate"))?;
+        let schema_bytes = ipc::encode_schema(input_schema).map_err(internal)?;
+        run.arm()?;
+        let started = Instant::now();
+        let result = bindings.call_init(&mut run.store, &schema_bytes, params);
+        run.spent += started.elapsed();
+        let returned = result.map_err(|e| run.classify(e, "init"))?;
+        let declared = returned.map_err(|_guest_text| {
+            SandboxError::new(FailureClass::GuestError, "init returned an error (its text is kept in the zone)")
+        })?;
+        let schema = ipc::decode_schema(&declared, self.limits.max_output_bytes)
+            .map_err(|e| SandboxError::new(FailureClass::BadOutput, format!("init's output schema: {e}")))?;
+        let output = OutputDecl::from_schema(&schema)
+            .map_err(|e| SandboxError::new(FailureClass::ContractMismatch, format!("declared output: {e}")))?;
+        run.bindings = Some(bindings);
+        run.output = Some(output);
+        Ok(run)
+    }
+}
+
+/// One run of a guest: an instance after a successful `init`.
+pub struct GuestRun {
+    store: Store<HostState>,
+    bindings: Option<RowTransform>,
+    output: Option<OutputDecl>,
+    limits: SandboxLimits,
+    spent: Duration,
+    /// An instance is never called again after a trap.
+    poisoned: Option<SandboxError>,
+}
+
+impl std::fmt::Debug for GuestRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestRun").field("spent", &self.spent).field("poisoned", &self.poisoned).finish()
+    }
+}
+
+impl GuestRun {
+    /// The output the guest declared in `init`.
+    pub fn output(&self) -> Option<&OutputDecl> {
+        self.output.as_ref()
+    }
+
+    /// Guest text of this run (agency and inspector only).
+    pub fn diagnostics(&self) -> &Diagnostics {
+        &self.store.data().diagnostics
+    }
+
+    /// Guest CPU time spent so far.
+    pub fn spent(&self) -> Duration {
+        self.spent
+    }
+
+    /// Sets the deadline of the next call: the per-call limit or what is left of the job's, whichever is less.
+    fn arm(&mut self) -> Result<(), SandboxError> {
+        let left = self.limits.job_timeout.saturating_sub(self.spent);
+        if left.is_zero() {
+            return Err(SandboxError::new(
+                FailureClass::Timeout,
+                format!("the run used its {:?}", self.limits.job_timeout),
+            ));
+        }
+        let budget = left.min(self.limits.call_timeout);
+        let tick = self.limits.epoch_tick.as_nanos().max(1);
+        let ticks = (budget.as_nanos() / tick).max(1);
+        self.store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        self.store.epoch_deadline_trap();
+        if let Some(fuel) = self.limits.fuel_per_call {
+            self.store.set_fuel(fuel).map_err(internal)?;
+        }
+        Ok(())
+    }
+
+    /// Maps a wasmtime error of a call into a failure class; poisons the instance.
+    fn classify(&mut self, error: wasmtime::Error, call: &str) -> SandboxError {
+        let class = if error.is::<MemoryLimitExceeded>() {
+            FailureClass::MemoryLimit
+        } else if let Some(trap) = error.downcast_ref::<Trap>() {
+            match trap {
+                Trap::Interrupt | Trap::OutOfFuel => FailureClass::Timeout,
+                Trap::StackOverflow => FailureClass::StackOverflow,
+                _ => FailureClass::GuestPanic,
+            }
+        } else {
+            FailureClass::GuestPanic
+        };
+        let detail = match class {
+            FailureClass::Timeout => format!("{call} ran past its deadline ({:?} per call)", self.limits.call_timeout),
+            FailureClass::MemoryLimit => {
+                format!("{call} needed more than {} bytes of memory", self.limits.memory_bytes)
+            }
+            FailureClass::StackOverflow => format!("{call} overflowed its stack"),
+            _ => format!("{call} trapped (messages are kept in the zone)"),
+        };
+        let e = SandboxError::new(class, detail);
+        self.poisoned = Some(e.clone());
+        e
+    }
+
+    /// Maps one batch through the guest. The output has the input's row count and the declared schema, with
+    /// bounded measures clamped.
+    pub fn map(&mut self, batch: &RecordBatch) -> Result<RecordBatch, SandboxError> {
+        if let Some(e) = &self.poisoned {
+            return Err(e.clone());
+        }
+        if batch.num_rows() > self.limits.max_batch_rows {
+            return Err(internal(format!(
+                "{} rows, more than the {} a batch may hold",
+                batch.num_rows(),
+                self.limits.max_batch_rows
+            )));
+        }
+        if self.bindings.is_none() || self.output.is_none() {
+            return Err(internal("map before init"));
+        }
+        let input = ipc::encode_batch(batch).map_err(internal)?;
+        self.arm()?;
+        let started = Instant::now();
+        let result = match &self.bindings {
+            Some(bindings) => bindings.call_map_batch(&mut self.store, &input),
+            None => return Err(internal("map before init")),
+        };
+        self.spent += started.elapsed();
+        let returned = result.map_err(|e| self.classify(e, "map-batch"))?;
+        let bytes = returned.map_err(|_guest_text| {
+            SandboxError::new(FailureClass::GuestError, "map-batch returned an error (its text is kept in the zone)")
+        })?;
+        let out = ipc::decode_batch(&bytes, self.limits.max_output_bytes)
+            .map_err(|e| SandboxError::new(FailureClass::BadOutput, format!("map-batch output: {e}")))?;
+        if out.num_rows() != batch.num_rows() {
+            return Err(SandboxError::new(
+                FailureClass::BadOutput,
+                format!("map-batch returned {} rows for {} input rows", out.num_rows(), batch.num_rows()),
+            ));
+        }
+        let output = self.output.as_ref().ok_or_else(|| internal("map before init"))?;
+        output.conform(&out).map_err(|e| SandboxError::new(FailureClass::BadOutput, format!("map-batch output: {e}")))
+    }
+}

@@ -1,0 +1,201 @@
+//! Arrow IPC at the boundary: encoding what the host sends, and decoding what the guest returns as hostile
+//! input — size-bounded, message by message, refusing compression, dictionaries, extra batches and trailing bytes,
+//! then decoding with Arrow's validation on.
+
+use std::io::Cursor;
+
+use arrow_array::RecordBatch;
+use arrow_ipc::MessageHeader;
+use arrow_ipc::reader::StreamReader;
+use arrow_ipc::writer::StreamWriter;
+use arrow_schema::{DataType, Schema, SchemaRef};
+
+/// Encodes a schema (no batch) as an IPC stream.
+pub(crate) fn encode_schema(schema: &Schema) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let mut writer = StreamWriter::try_new(&mut out, schema).map_err(|e| e.to_string())?;
+    writer.finish().map_err(|e| e.to_string())?;
+    drop(writer);
+    Ok(out)
+}
+
+/// Encodes one batch as an IPC stream (schema, batch, end of stream), uncompressed.
+pub(crate) fn encode_batch(batch: &RecordBatch) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(batch.get_array_memory_size() + 1024);
+    let mut writer = StreamWriter::try_new(&mut out, &batch.schema()).map_err(|e| e.to_string())?;
+    writer.write(batch).map_err(|e| e.to_string())?;
+    writer.finish().map_err(|e| e.to_string())?;
+    drop(writer);
+    Ok(out)
+}
+
+fn read_u32(bytes: &[u8], pos: usize) -> Result<u32, String> {
+    let b: [u8; 4] = bytes
+        .get(pos..pos.saturating_add(4))
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| format!("stream ends inside a message header at byte {pos}"))?;
+    Ok(u32::from_le_bytes(b))
+}
+
+/// Walks the messages of an IPC stream without decoding their bodies: one schema, at most `max_batches` record
+/// batches, no dictionary batches, no compression, an end-of-stream marker, and nothing after it.
+pub(crate) fn check_stream(bytes: &[u8], max_batches: usize) -> Result<usize, String> {
+    let mut pos = 0usize;
+    let mut schemas = 0usize;
+    let mut batches = 0usize;
+    loop {
+        let mut len = read_u32(bytes, pos)?;
+        pos += 4;
+        if len == 0xFFFF_FFFF {
+            len = read_u32(bytes, pos)?;
+            pos += 4;
+        }
+        if len == 0 {
+            if pos != bytes.len() {
+                return Err(format!("{} trailing bytes after the end of the stream", bytes.len() - pos));
+            }
+            break;
+        }
+        let end = pos.checked_add(len as usize).filter(|e| *e <= bytes.len()).ok_or("a message runs past the end")?;
+        let message = arrow_ipc::root_as_message(&bytes[pos..end]).map_err(|e| format!("malformed message: {e}"))?;
+        pos = end;
+        match message.header_type() {
+            MessageHeader::Schema => {
+                schemas += 1;
+                if schemas > 1 {
+                    return Err("more than one schema message".into());
+                }
+            }
+            MessageHeader::RecordBatch => {
+                if schemas == 0 {
+                    return Err("a record batch before the schema".into());
+                }
+                batches += 1;
+                if batches > max_batches {
+                    return Err(format!("more than {max_batches} record batch(es)"));
+                }
+                let batch = message.header_as_record_batch().ok_or("a record batch message without its header")?;
+                if batch.compression().is_some() {
+                    return Err("compressed buffers are not allowed".into());
+                }
+            }
+            MessageHeader::DictionaryBatch => return Err("dictionary batches are not allowed".into()),
+            other => return Err(format!("unexpected message type {other:?}")),
+        }
+        let body = usize::try_from(message.bodyLength()).map_err(|_| "negative body length")?;
+        pos = pos.checked_add(body).filter(|e| *e <= bytes.len()).ok_or("a message body runs past the end")?;
+    }
+    if schemas != 1 {
+        return Err("no schema message".into());
+    }
+    Ok(batches)
+}
+
+fn has_dictionary(t: &DataType) -> bool {
+    match t {
+        DataType::Dictionary(_, _) => true,
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) | DataType::Map(f, _) => {
+            has_dictionary(f.data_type())
+        }
+        DataType::Struct(fields) => fields.iter().any(|f| has_dictionary(f.data_type())),
+        _ => false,
+    }
+}
+
+/// Runs an Arrow decoder as a backstop against panics: arrow-ipc panics on some malformed input (an unknown type
+/// id, an unexpected bit width), and guest bytes must never take the host down. The caught panic becomes a
+/// refusal; its message (host text about the format) is not shown to anyone.
+fn guarded<T>(decode: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode))
+        .unwrap_or_else(|_| Err("the Arrow decoder rejected the stream (malformed type information)".into()))
+}
+
+/// Decodes a schema-only stream (what `init` returns).
+pub(crate) fn decode_schema(bytes: &[u8], max_bytes: usize) -> Result<SchemaRef, String> {
+    guarded(|| decode_schema_unguarded(bytes, max_bytes))
+}
+
+fn decode_schema_unguarded(bytes: &[u8], max_bytes: usize) -> Result<SchemaRef, String> {
+    if bytes.len() > max_bytes {
+        return Err(format!("{} bytes, over the limit of {max_bytes}", bytes.len()));
+    }
+    check_stream(bytes, 0)?;
+    let reader = StreamReader::try_new(Cursor::new(bytes), None).map_err(|e| e.to_string())?;
+    let schema = reader.schema();
+    if schema.fields().iter().any(|f| has_dictionary(f.data_type())) {
+        return Err("dictionary-encoded fields are not allowed".into());
+    }
+    Ok(schema)
+}
+
+/// Decodes a stream of exactly one batch (what `map-batch` returns), with validation.
+pub(crate) fn decode_batch(bytes: &[u8], max_bytes: usize) -> Result<RecordBatch, String> {
+    guarded(|| decode_batch_unguarded(bytes, max_bytes))
+}
+
+fn decode_batch_unguarded(bytes: &[u8], max_bytes: usize) -> Result<RecordBatch, String> {
+    if bytes.len() > max_bytes {
+        return Err(format!("{} bytes, over the limit of {max_bytes}", bytes.len()));
+    }
+    if check_stream(bytes, 1)? != 1 {
+        return Err("no record batch".into());
+    }
+    let mut reader = StreamReader::try_new(Cursor::new(bytes), None).map_err(|e| e.to_string())?;
+    if reader.schema().fields().iter().any(|f| has_dictionary(f.data_type())) {
+        return Err("dictionary-encoded fields are not allowed".into());
+    }
+    let batch = reader.next().ok_or("no record batch")?.map_err(|e| e.to_string())?;
+    Ok(batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, Int64Array, StringArray};
+    use arrow_schema::Field;
+
+    use super::*;
+
+    fn batch() -> RecordBatch {
+        let schema =
+            Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8, true), Field::new("v", DataType::Int64, true)]));
+        let columns: Vec<ArrayRef> =
+            vec![Arc::new(StringArray::from(vec!["a", "b"])), Arc::new(Int64Array::from(vec![1, 2]))];
+        RecordBatch::try_new(schema, columns).expect("batch")
+    }
+
+    #[test]
+    fn round_trip_and_refusals() {
+        let b = batch();
+        let bytes = encode_batch(&b).expect("encode");
+        assert_eq!(decode_batch(&bytes, 1 << 20).expect("decode"), b);
+        let mut trailing = bytes.clone();
+        trailing.extend_from_slice(b"xx");
+        assert!(decode_batch(&trailing, 1 << 20).expect_err("trailing").contains("trailing"));
+        assert!(decode_batch(&bytes, 10).expect_err("size").contains("over the limit"));
+        assert!(decode_batch(&bytes[..bytes.len() / 2], 1 << 20).is_err());
+        let schema_only = encode_schema(&b.schema()).expect("schema");
+        assert!(decode_batch(&schema_only, 1 << 20).is_err());
+        assert_eq!(decode_schema(&schema_only, 1 << 20).expect("schema").fields(), b.schema().fields());
+        // Two batches in one stream.
+        let mut two = Vec::new();
+        let mut w = StreamWriter::try_new(&mut two, &b.schema()).expect("writer");
+        w.write(&b).expect("write");
+        w.write(&b).expect("write");
+        w.finish().expect("finish");
+        drop(w);
+        assert!(decode_batch(&two, 1 << 20).expect_err("two").contains("more than 1"));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let bytes = encode_batch(&batch()).expect("encode");
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0xA5;
+            let _ = decode_batch(&b, 1 << 20);
+            let _ = decode_batch(&bytes[..i], 1 << 20);
+        }
+    }
+}
