@@ -30,6 +30,9 @@ pub enum Command {
     /// Publish and inspect datasets (agencies).
     #[command(subcommand)]
     Dataset(DatasetCommand),
+    /// Check operators' WebAssembly modules against the contract.
+    #[command(subcommand)]
+    Module(ModuleCommand),
     /// Run the end-to-end demo on a fresh zone (a temporary one unless --zone is given).
     Demo(DemoArgs),
 }
@@ -52,6 +55,27 @@ pub enum DatasetCommand {
     List,
     /// Show a dataset version: schema with each column's class, rows, hashes, quality figures. Never a value.
     Show(ShowArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModuleCommand {
+    /// Validate a component against the contract without running it on data: size and compile limits, imports
+    /// on the allow-list, the exports of the row-transform world. With --dataset, also call `init` with that
+    /// dataset's guest schema (no rows) and print the declared output.
+    Check(ModuleCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ModuleCheckArgs {
+    /// The component (.wasm).
+    #[arg(value_name = "FILE.wasm")]
+    pub module: PathBuf,
+    /// A published dataset (NAME or NAME@VERSION) whose guest schema `init` receives.
+    #[arg(long, value_name = "NAME[@VERSION]")]
+    pub dataset: Option<String>,
+    /// Application parameters handed to `init`, as KEY=VALUE.
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
 }
 
 #[derive(Debug, Args)]

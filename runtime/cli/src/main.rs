@@ -4,6 +4,7 @@
 mod args;
 mod commands;
 mod demo;
+mod module;
 mod output;
 mod progress;
 
@@ -47,6 +48,7 @@ fn run(cli: &Cli, mode: Mode) -> anyhow::Result<()> {
     match &cli.command {
         Command::Zone(c) => commands::zone(&zone_dir(cli)?, c, mode),
         Command::Dataset(c) => commands::dataset(&zone_dir(cli)?, c, mode),
+        Command::Module(args::ModuleCommand::Check(args)) => module::check(cli.zone.as_deref(), args, mode),
         Command::Demo(args) => demo::run(cli.zone.as_deref(), args, mode),
     }
 }
@@ -58,7 +60,14 @@ fn report(error: &anyhow::Error, mode: Mode) {
         eprintln!("  caused by: {cause}");
     }
     if mode == Mode::Json {
-        let class = error.downcast_ref::<zone_store::StoreError>().map_or("error", |e| e.class());
+        let class = match (
+            error.downcast_ref::<zone_store::StoreError>(),
+            error.downcast_ref::<zone_sandbox::SandboxError>(),
+        ) {
+            (Some(e), _) => e.class(),
+            (None, Some(e)) => e.class.name(),
+            (None, None) => "error",
+        };
         let rules: Vec<String> = match error.downcast_ref::<zone_store::StoreError>() {
             Some(zone_store::StoreError::PolicyRefused(e)) => e.rules().iter().map(|r| r.to_string()).collect(),
             _ => Vec::new(),

@@ -26,6 +26,8 @@ mod host;
 mod ipc;
 mod limits;
 pub mod output;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::{FailureClass, SandboxError};
 pub use host::{CheckedModule, Diagnostics, GuestModule, GuestRun, LEVEL_PANIC, Sandbox};

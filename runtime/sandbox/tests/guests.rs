@@ -10,9 +10,8 @@ use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_ipc::writer::StreamWriter;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use zone_sandbox::output::{key, measure};
+use zone_sandbox::testing::{ECHO, INIT_OK, SECRET, ipc_stream};
 use zone_sandbox::{Aggregate, FailureClass, Sandbox, SandboxLimits};
-
-const SECRET: &str = "110105194912310020";
 
 fn input_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -36,95 +35,13 @@ fn declared() -> Schema {
     ])
 }
 
-fn ipc_stream(schema: &Schema, batches: &[RecordBatch]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut w = StreamWriter::try_new(&mut out, schema).expect("writer");
-    for b in batches {
-        w.write(b).expect("write");
-    }
-    w.finish().expect("finish");
-    drop(w);
-    out
-}
-
-fn wat_bytes(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("\\{b:02x}")).collect()
-}
-
-/// A component of the row-transform world. `init` and `map` are core function bodies; `init` gets the
-/// declared schema at 1024 ($schema_len bytes); a second blob (`blob`) is at 32768; `extra` adds core
-/// functions. Returning: write the result record at 16 and return 16.
-fn component(init: &str, map: &str, extra: &str, blob: &[u8], imports: &str) -> Vec<u8> {
-    let schema = ipc_stream(&declared(), &[]);
-    let text = format!(
-        r#"
-(component
-  (import "zone:job/diagnostics@0.1.0" (instance $diag
-    (export "log" (func (param "level" u8) (param "msg" string)))))
-  {imports}
-  (core module $libc
-    (memory (export "mem") 8)
-    (global $heap (mut i32) (i32.const 524288))
-    (func (export "realloc") (param i32 i32 i32 i32) (result i32)
-      (local $p i32)
-      (global.set $heap (i32.and (i32.add (global.get $heap) (i32.const 7)) (i32.const -8)))
-      (local.set $p (global.get $heap))
-      (global.set $heap (i32.add (global.get $heap) (local.get 3)))
-      (block $done
-        (loop $grow
-          (br_if $done (i32.le_u (global.get $heap) (i32.mul (memory.size) (i32.const 65536))))
-          (drop (memory.grow (i32.const 1)))
-          (br $grow)))
-      (local.get $p)))
-  (core instance $libc (instantiate $libc))
-  (alias export $diag "log" (func $log))
-  (core func $log_lowered (canon lower (func $log) (memory (core memory $libc "mem"))))
-  (core module $m
-    (import "libc" "mem" (memory 1))
-    (import "diag" "log" (func $log (param i32 i32 i32)))
-    (data (i32.const 1024) "{schema}")
-    (data (i32.const 32768) "{blob}")
-    (data (i32.const 40000) "{SECRET}")
-    (func $ok (param $ptr i32) (param $len i32) (result i32)
-      (i32.store8 (i32.const 16) (i32.const 0))
-      (i32.store (i32.const 20) (local.get $ptr))
-      (i32.store (i32.const 24) (local.get $len))
-      (i32.const 16))
-    (func $err (result i32)
-      (i32.store8 (i32.const 16) (i32.const 1))
-      (i32.store (i32.const 20) (i32.const 40000))
-      (i32.store (i32.const 24) (i32.const 18))
-      (i32.const 16))
-    {extra}
-    (func (export "init") (param i32 i32 i32 i32) (result i32)
-      {init})
-    (func (export "map-batch") (param i32 i32) (result i32)
-      {map}))
-  (core instance $i (instantiate $m
-    (with "libc" (instance $libc))
-    (with "diag" (instance (export "log" (func $log_lowered))))))
-  (func (export "init")
-    (param "input-schema" (list u8)) (param "params" (list (tuple string string)))
-    (result (result (list u8) (error string)))
-    (canon lift (core func $i "init") (memory (core memory $libc "mem")) (realloc (core func $libc "realloc"))))
-  (func (export "map-batch") (param "batch" (list u8)) (result (result (list u8) (error string)))
-    (canon lift (core func $i "map-batch") (memory (core memory $libc "mem")) (realloc (core func $libc "realloc")))))
-"#,
-        schema = wat_bytes(&schema),
-        blob = wat_bytes(blob),
-    );
-    wat::parse_str(&text).unwrap_or_else(|e| panic!("WAT: {e}\n{text}"))
-}
-
-fn schema_len() -> usize {
-    ipc_stream(&declared(), &[]).len()
-}
-
-const INIT_OK: &str = "(call $ok (i32.const 1024) (i32.const SCHEMA_LEN))";
-const ECHO: &str = "(call $ok (local.get 0) (local.get 1))";
-
 fn init_ok() -> String {
-    INIT_OK.replace("SCHEMA_LEN", &schema_len().to_string())
+    INIT_OK.to_owned()
+}
+
+fn component(init: &str, map: &str, extra: &str, blob: &[u8], imports: &str) -> Vec<u8> {
+    zone_sandbox::testing::component(&declared(), init, map, extra, blob, imports)
+        .unwrap_or_else(|e| panic!("WAT: {e}"))
 }
 
 fn echo_guest() -> Vec<u8> {

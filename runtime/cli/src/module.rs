@@ -1,0 +1,78 @@
+//! `module check`: the contract check an operator runs before submitting, and the zone runs at submission.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use serde_json::json;
+use zone_sandbox::{Sandbox, SandboxLimits};
+use zone_store::Zone;
+
+use crate::args::ModuleCheckArgs;
+use crate::output::{self, Mode};
+
+pub fn check(zone_dir: Option<&Path>, args: &ModuleCheckArgs, mode: Mode) -> anyhow::Result<()> {
+    let wasm = std::fs::read(&args.module).with_context(|| format!("reading {}", args.module.display()))?;
+    let mut params = Vec::with_capacity(args.params.len());
+    for p in &args.params {
+        let (k, v) = p.split_once('=').with_context(|| format!("--param `{p}` is not KEY=VALUE"))?;
+        params.push((k.to_owned(), v.to_owned()));
+    }
+    let sandbox = Sandbox::new(SandboxLimits::default())?;
+    let checked = sandbox.check(&wasm).with_context(|| format!("{} is refused", args.module.display()))?;
+    let mut declared = None;
+    if let Some(spec) = &args.dataset {
+        let root = zone_dir.context("--dataset needs a zone: pass --zone DIR or set CLEANROOM_ZONE")?;
+        let zone = Zone::open(root)?;
+        let version = zone.dataset(spec)?;
+        let schema = zone.policy(&version)?.guest_schema();
+        let module = sandbox.load(&checked.serialized)?;
+        let run = sandbox
+            .start(&module, &schema, &params)
+            .with_context(|| format!("{} is refused at init", args.module.display()))?;
+        declared = run.output().cloned();
+    }
+    let columns: Vec<serde_json::Value> = declared
+        .iter()
+        .flat_map(|d| {
+            let keys =
+                d.keys.iter().map(|k| json!({"name": k.name(), "role": "key", "type": k.data_type().to_string()}));
+            let measures = d.measures.iter().map(|m| {
+                json!({
+                    "name": m.field.name(),
+                    "role": "measure",
+                    "type": m.field.data_type().to_string(),
+                    "aggregate": m.aggregate.name(),
+                    "bounds": m.bounds.map(|(lo, hi)| vec![lo, hi]),
+                })
+            });
+            keys.chain(measures).collect::<Vec<_>>()
+        })
+        .collect();
+    if mode == Mode::Json {
+        return output::json(&json!({
+            "module": args.module,
+            "sha256": checked.sha256,
+            "imports": checked.imports,
+            "accepted": true,
+            "declared_output": declared.as_ref().map(|_| &columns),
+        }));
+    }
+    println!("{}: accepted", args.module.display());
+    println!("  sha256   {}", checked.sha256);
+    println!(
+        "  imports  {}",
+        if checked.imports.is_empty() { "(none)".to_owned() } else { checked.imports.join(", ") }
+    );
+    if declared.is_some() {
+        let mut t = output::table(["column", "role", "type", "aggregate", "bounds"]);
+        for c in &columns {
+            let text = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+            let bounds = c["bounds"].as_array().map(|b| format!("[{}, {}]", b[0], b[1])).unwrap_or_default();
+            t.add_row(vec![text("name"), text("role"), text("type"), text("aggregate"), bounds]);
+        }
+        println!("{t}");
+    } else {
+        println!("  (pass --dataset NAME to see the output it declares for that dataset)");
+    }
+    Ok(())
+}
