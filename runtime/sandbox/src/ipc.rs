@@ -11,7 +11,7 @@ use arrow_ipc::writer::StreamWriter;
 use arrow_schema::{DataType, Schema, SchemaRef};
 
 /// Encodes a schema (no batch) as an IPC stream.
-pub(crate) fn encode_schema(schema: &Schema) -> Result<Vec<u8>, String> {
+pub fn encode_schema(schema: &Schema) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     let mut writer = StreamWriter::try_new(&mut out, schema).map_err(|e| e.to_string())?;
     writer.finish().map_err(|e| e.to_string())?;
@@ -20,7 +20,7 @@ pub(crate) fn encode_schema(schema: &Schema) -> Result<Vec<u8>, String> {
 }
 
 /// Encodes one batch as an IPC stream (schema, batch, end of stream), uncompressed.
-pub(crate) fn encode_batch(batch: &RecordBatch) -> Result<Vec<u8>, String> {
+pub fn encode_batch(batch: &RecordBatch) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(batch.get_array_memory_size() + 1024);
     let mut writer = StreamWriter::try_new(&mut out, &batch.schema()).map_err(|e| e.to_string())?;
     writer.write(batch).map_err(|e| e.to_string())?;
@@ -39,7 +39,7 @@ fn read_u32(bytes: &[u8], pos: usize) -> Result<u32, String> {
 
 /// Walks the messages of an IPC stream without decoding their bodies: one schema, at most `max_batches` record
 /// batches, no dictionary batches, no compression, an end-of-stream marker, and nothing after it.
-pub(crate) fn check_stream(bytes: &[u8], max_batches: usize) -> Result<usize, String> {
+pub fn check_stream(bytes: &[u8], max_batches: usize) -> Result<usize, String> {
     let mut pos = 0usize;
     let mut schemas = 0usize;
     let mut batches = 0usize;
@@ -111,7 +111,7 @@ fn guarded<T>(decode: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
 }
 
 /// Decodes a schema-only stream (what `init` returns).
-pub(crate) fn decode_schema(bytes: &[u8], max_bytes: usize) -> Result<SchemaRef, String> {
+pub fn decode_schema(bytes: &[u8], max_bytes: usize) -> Result<SchemaRef, String> {
     guarded(|| decode_schema_unguarded(bytes, max_bytes))
 }
 
@@ -129,7 +129,7 @@ fn decode_schema_unguarded(bytes: &[u8], max_bytes: usize) -> Result<SchemaRef, 
 }
 
 /// Decodes a stream of exactly one batch (what `map-batch` returns), with validation.
-pub(crate) fn decode_batch(bytes: &[u8], max_bytes: usize) -> Result<RecordBatch, String> {
+pub fn decode_batch(bytes: &[u8], max_bytes: usize) -> Result<RecordBatch, String> {
     guarded(|| decode_batch_unguarded(bytes, max_bytes))
 }
 
@@ -186,6 +186,29 @@ mod tests {
         w.finish().expect("finish");
         drop(w);
         assert!(decode_batch(&two, 1 << 20).expect_err("two").contains("more than 1"));
+    }
+
+    /// Writes the fuzzer's seed streams: `cargo test -p zone-sandbox -- --ignored write_fuzz_seeds`.
+    #[test]
+    #[ignore = "writes fuzz/seeds; run by hand when the format changes"]
+    fn write_fuzz_seeds() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let b = batch();
+        let nested = Schema::new(vec![Field::new(
+            "s",
+            DataType::Struct(vec![Field::new("x", DataType::Int64, true), Field::new("y", DataType::Utf8, true)].into()),
+            true,
+        )]);
+        let seeds = [
+            ("batch.arrows", encode_batch(&b).expect("batch")),
+            ("empty_batch.arrows", encode_batch(&b.slice(0, 0)).expect("batch")),
+            ("schema.arrows", encode_schema(&b.schema()).expect("schema")),
+            ("nested_schema.arrows", encode_schema(&nested).expect("schema")),
+        ];
+        for (name, bytes) in seeds {
+            std::fs::write(dir.join(name), bytes).expect("write seed");
+        }
     }
 
     #[test]

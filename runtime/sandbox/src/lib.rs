@@ -23,7 +23,7 @@
 
 mod error;
 mod host;
-mod ipc;
+pub mod ipc;
 mod limits;
 pub mod output;
 #[cfg(feature = "testing")]
