@@ -2,7 +2,8 @@
 //! - a run's start: `load` (deserialize a stored artifact + pre-instantiate) and `start` (instantiate + `init`);
 //! - mapping 64K-row batches through a guest that reads every input byte and returns its input (IPC both ways,
 //!   output validation, clamping) vs the host's native pass over the same batches (the same clamp);
-//! - epoch interruption vs fuel on that guest.
+//! - the same through a guest that returns its input untouched: the boundary alone;
+//! - epoch interruption vs fuel on the reading guest.
 //!
 //! The guests are WAT (`zone_sandbox::testing`): small components, so `load` here is a floor; a realistic Rust
 //! guest of a few MB deserializes in proportion to its code size.
@@ -15,7 +16,7 @@ use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use cleanroom_benches::{compare, ratio, report};
 use zone_sandbox::output::{key, measure};
-use zone_sandbox::testing::{INIT_OK, component};
+use zone_sandbox::testing::{ECHO, INIT_OK, component};
 use zone_sandbox::{Aggregate, OutputDecl, Sandbox, SandboxLimits};
 
 /// Touches every input byte (a checksum the guest keeps in a global), then returns the input.
@@ -61,8 +62,8 @@ fn median_of(mut f: impl FnMut() -> Duration, n: usize) -> Duration {
 fn main() {
     let rows = std::env::var("BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000_000usize);
     let rounds = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
-    let wasm = component(&declared(), INIT_OK, READ_ALL, "(global $sink (mut i32) (i32.const 0))", b"", "")
-        .expect("guest");
+    let wasm =
+        component(&declared(), INIT_OK, READ_ALL, "(global $sink (mut i32) (i32.const 0))", b"", "").expect("guest");
     let input_schema = batches(1, 1)[0].schema();
 
     // Start-up.
@@ -95,10 +96,25 @@ fn main() {
     let fuel_sandbox =
         Sandbox::new(SandboxLimits { fuel_per_call: Some(u64::MAX / 2), ..SandboxLimits::default() }).expect("sandbox");
     let fuel_module = fuel_sandbox.load(&fuel_sandbox.check(&wasm).expect("check").serialized).expect("load");
+    let echo_module = sandbox
+        .load(
+            &sandbox
+                .check(&component(&declared(), INIT_OK, ECHO, "", b"", "").expect("guest"))
+                .expect("check")
+                .serialized,
+        )
+        .expect("load");
+    let mut echo = || {
+        let mut run = sandbox.start(&echo_module, &input_schema, &[]).expect("start");
+        for b in &data {
+            black_box(run.map(b).expect("map"));
+        }
+    };
     let mut native = || {
         for b in &data {
-            let renamed = RecordBatch::try_new(Arc::new(Schema::new(b.schema().fields().to_vec())), b.columns().to_vec())
-                .expect("batch");
+            let renamed =
+                RecordBatch::try_new(Arc::new(Schema::new(b.schema().fields().to_vec())), b.columns().to_vec())
+                    .expect("batch");
             black_box(decl.conform(&renamed).expect("conform"));
         }
     };
@@ -118,6 +134,7 @@ fn main() {
         rounds,
         &mut [
             ("native clamp (baseline)", &mut native),
+            ("sandbox, echo (boundary only)", &mut echo),
             ("sandbox, epoch deadline", &mut epoch),
             ("sandbox, fuel", &mut fuel),
         ],

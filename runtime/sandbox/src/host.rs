@@ -14,9 +14,9 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
 
 use crate::error::{FailureClass, SandboxError};
-use crate::ipc;
 use crate::limits::SandboxLimits;
 use crate::output::OutputDecl;
+use guest_ipc as ipc;
 
 mod bindings {
     wasmtime::component::bindgen!({

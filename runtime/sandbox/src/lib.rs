@@ -23,7 +23,6 @@
 
 mod error;
 mod host;
-pub mod ipc;
 mod limits;
 pub mod output;
 #[cfg(feature = "testing")]
