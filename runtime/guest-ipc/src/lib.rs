@@ -82,6 +82,21 @@ pub fn check_stream(bytes: &[u8], max_batches: usize) -> Result<usize, String> {
                 if batch.compression().is_some() {
                     return Err("compressed buffers are not allowed".into());
                 }
+                // Every buffer must lie inside the message body: arrow-ipc panics on one that does not.
+                let body = message.bodyLength();
+                for (i, b) in batch.buffers().into_iter().flatten().enumerate() {
+                    let inside = b.offset() >= 0
+                        && b.length() >= 0
+                        && b.offset().checked_add(b.length()).is_some_and(|end| end <= body);
+                    if !inside {
+                        return Err(format!("buffer {i} lies outside the message body"));
+                    }
+                }
+                if batch.length() < 0
+                    || batch.nodes().into_iter().flatten().any(|n| n.length() < 0 || n.null_count() < 0)
+                {
+                    return Err("negative lengths".into());
+                }
             }
             MessageHeader::DictionaryBatch => return Err("dictionary batches are not allowed".into()),
             other => return Err(format!("unexpected message type {other:?}")),
