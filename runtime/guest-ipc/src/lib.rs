@@ -69,6 +69,10 @@ pub fn check_stream(bytes: &[u8], max_batches: usize) -> Result<usize, String> {
                 if schemas > 1 {
                     return Err("more than one schema message".into());
                 }
+                let schema = message.header_as_schema().ok_or("a schema message without its header")?;
+                for field in schema.fields().into_iter().flatten() {
+                    check_field(field, 0)?;
+                }
             }
             MessageHeader::RecordBatch => {
                 if schemas == 0 {
@@ -108,6 +112,50 @@ pub fn check_stream(bytes: &[u8], max_batches: usize) -> Result<usize, String> {
         return Err("no schema message".into());
     }
     Ok(batches)
+}
+
+/// Nesting the boundary accepts (struct and list levels).
+const MAX_NESTING: usize = 16;
+
+/// Accepts only the types the boundary carries, with parameters arrow-ipc decodes without panicking: integers
+/// of 8 to 64 bits, floats, booleans, (large) strings and binaries, dates, timestamps, and structs and lists of
+/// those, nested at most [`MAX_NESTING`] deep; no dictionaries.
+fn check_field(field: arrow_ipc::Field<'_>, depth: usize) -> Result<(), String> {
+    use arrow_ipc::{Precision, Type};
+    let name = field.name().unwrap_or("?");
+    if depth > MAX_NESTING {
+        return Err(format!("field `{name}` is nested more than {MAX_NESTING} levels"));
+    }
+    if field.dictionary().is_some() {
+        return Err(format!("field `{name}` is dictionary-encoded"));
+    }
+    let ok = match field.type_type() {
+        Type::Int => field.type_as_int().is_some_and(|t| matches!(t.bitWidth(), 8 | 16 | 32 | 64)),
+        Type::FloatingPoint => field
+            .type_as_floating_point()
+            .is_some_and(|t| matches!(t.precision(), Precision::HALF | Precision::SINGLE | Precision::DOUBLE)),
+        Type::Bool | Type::Utf8 | Type::LargeUtf8 | Type::Binary | Type::LargeBinary => true,
+        Type::Date => field.type_as_date().is_some(),
+        Type::Timestamp => field.type_as_timestamp().is_some(),
+        Type::Struct_ | Type::List | Type::LargeList => true,
+        _ => false,
+    };
+    if !ok {
+        return Err(format!("field `{name}` has a type the boundary does not carry ({:?})", field.type_type()));
+    }
+    let children: Vec<_> = field.children().into_iter().flatten().collect();
+    let expected_children = match field.type_type() {
+        Type::List | Type::LargeList => Some(1),
+        Type::Struct_ => None,
+        _ => Some(0),
+    };
+    if expected_children.is_some_and(|n| n != children.len()) {
+        return Err(format!("field `{name}` has {} children", children.len()));
+    }
+    for child in children {
+        check_field(child, depth + 1)?;
+    }
+    Ok(())
 }
 
 fn has_dictionary(t: &DataType) -> bool {
