@@ -70,7 +70,7 @@ pub fn check_stream(bytes: &[u8], max_batches: usize) -> Result<usize, String> {
                     return Err("more than one schema message".into());
                 }
                 let schema = message.header_as_schema().ok_or("a schema message without its header")?;
-                for field in schema.fields().into_iter().flatten() {
+                for field in schema.fields().ok_or("a schema without a field list")? {
                     check_field(field, 0)?;
                 }
             }
@@ -121,8 +121,8 @@ const MAX_NESTING: usize = 16;
 /// of 8 to 64 bits, floats, booleans, (large) strings and binaries, dates, timestamps, and structs and lists of
 /// those, nested at most [`MAX_NESTING`] deep; no dictionaries.
 fn check_field(field: arrow_ipc::Field<'_>, depth: usize) -> Result<(), String> {
-    use arrow_ipc::{Precision, Type};
-    let name = field.name().unwrap_or("?");
+    use arrow_ipc::{DateUnit, Precision, TimeUnit, Type};
+    let name = field.name().ok_or("a field without a name")?;
     if depth > MAX_NESTING {
         return Err(format!("field `{name}` is nested more than {MAX_NESTING} levels"));
     }
@@ -135,13 +135,19 @@ fn check_field(field: arrow_ipc::Field<'_>, depth: usize) -> Result<(), String> 
             .type_as_floating_point()
             .is_some_and(|t| matches!(t.precision(), Precision::HALF | Precision::SINGLE | Precision::DOUBLE)),
         Type::Bool | Type::Utf8 | Type::LargeUtf8 | Type::Binary | Type::LargeBinary => true,
-        Type::Date => field.type_as_date().is_some(),
-        Type::Timestamp => field.type_as_timestamp().is_some(),
+        Type::Date => field.type_as_date().is_some_and(|t| matches!(t.unit(), DateUnit::DAY | DateUnit::MILLISECOND)),
+        Type::Timestamp => field.type_as_timestamp().is_some_and(|t| {
+            matches!(t.unit(), TimeUnit::SECOND | TimeUnit::MILLISECOND | TimeUnit::MICROSECOND | TimeUnit::NANOSECOND)
+        }),
         Type::Struct_ | Type::List | Type::LargeList => true,
         _ => false,
     };
     if !ok {
         return Err(format!("field `{name}` has a type the boundary does not carry ({:?})", field.type_type()));
+    }
+    let nested = matches!(field.type_type(), Type::Struct_ | Type::List | Type::LargeList);
+    if nested && field.children().is_none() {
+        return Err(format!("field `{name}` has no child list"));
     }
     let children: Vec<_> = field.children().into_iter().flatten().collect();
     let expected_children = match field.type_type() {
