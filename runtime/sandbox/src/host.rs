@@ -326,17 +326,9 @@ impl Sandbox {
             spent: Duration::ZERO,
             poisoned: None,
         };
-        run.arm()?;
-        let started = Instant::now();
-        let instance = module.pre.instantiate(&mut run.store);
-        run.spent += started.elapsed();
-        let bindings = instance.map_err(|e| run.classify(e, "instantiate"))?;
+        let bindings = run.guarded_call("instantiate", |store| module.pre.instantiate(store))?;
         let schema_bytes = ipc::encode_schema(input_schema).map_err(internal)?;
-        run.arm()?;
-        let started = Instant::now();
-        let result = bindings.call_init(&mut run.store, &schema_bytes, params);
-        run.spent += started.elapsed();
-        let returned = result.map_err(|e| run.classify(e, "init"))?;
+        let returned = run.guarded_call("init", |store| bindings.call_init(store, &schema_bytes, params))?;
         let declared = returned.map_err(|_guest_text| {
             SandboxError::new(FailureClass::GuestError, "init returned an error (its text is kept in the zone)")
         })?;
@@ -403,6 +395,20 @@ impl GuestRun {
         Ok(())
     }
 
+    /// One call into the guest: armed with its deadline, timed against the run's budget, and any fault
+    /// classified (which poisons the instance).
+    fn guarded_call<R>(
+        &mut self,
+        call: &str,
+        f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, SandboxError> {
+        self.arm()?;
+        let started = Instant::now();
+        let result = f(&mut self.store);
+        self.spent += started.elapsed();
+        result.map_err(|e| self.classify(e, call))
+    }
+
     /// Maps a wasmtime error of a call into a failure class; poisons the instance.
     fn classify(&mut self, error: wasmtime::Error, call: &str) -> SandboxError {
         let class = if error.is::<MemoryLimitExceeded>() {
@@ -446,14 +452,10 @@ impl GuestRun {
             return Err(internal("map before init"));
         }
         let input = ipc::encode_batch(batch).map_err(internal)?;
-        self.arm()?;
-        let started = Instant::now();
-        let result = match &self.bindings {
-            Some(bindings) => bindings.call_map_batch(&mut self.store, &input),
-            None => return Err(internal("map before init")),
-        };
-        self.spent += started.elapsed();
-        let returned = result.map_err(|e| self.classify(e, "map-batch"))?;
+        let bindings = self.bindings.take().ok_or_else(|| internal("map before init"))?;
+        let returned = self.guarded_call("map-batch", |store| bindings.call_map_batch(store, &input));
+        self.bindings = Some(bindings);
+        let returned = returned?;
         let bytes = returned.map_err(|_guest_text| {
             SandboxError::new(FailureClass::GuestError, "map-batch returned an error (its text is kept in the zone)")
         })?;
