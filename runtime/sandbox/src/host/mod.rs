@@ -18,6 +18,8 @@ use crate::limits::SandboxLimits;
 use crate::output::OutputDecl;
 use guest_ipc as ipc;
 
+mod wasi_stubs;
+
 mod bindings {
     wasmtime::component::bindgen!({
         path: "../../sandbox-sdk/wit",
@@ -46,17 +48,27 @@ pub struct Diagnostics {
 
 /// Level of a panic report in `diagnostics.log`.
 pub const LEVEL_PANIC: u8 = 5;
+/// Level under which the host keeps the text of an error a guest returns.
+pub const LEVEL_GUEST_ERROR: u8 = 4;
 
 /// Per-instance host state.
 struct HostState {
     limiter: MemoryLimiter,
     diagnostics: Diagnostics,
+    streams: wasi_stubs::StdStreams,
     max_message_bytes: usize,
     max_log_bytes: usize,
 }
 
 impl bindings::zone::job::diagnostics::Host for HostState {
     fn log(&mut self, level: u8, msg: String) {
+        self.keep(level, msg);
+    }
+}
+
+impl HostState {
+    /// Keeps one message of guest text within the caps (per message, per run); counts what it drops.
+    fn keep(&mut self, level: u8, msg: String) {
         if level >= LEVEL_PANIC {
             self.diagnostics.panicked = true;
         }
@@ -186,6 +198,7 @@ impl Sandbox {
         let engine = Engine::new(&config).map_err(internal)?;
         let mut linker = Linker::<HostState>::new(&engine);
         RowTransform::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(internal)?;
+        wasi_stubs::bindings::WasiStubs::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(internal)?;
         let stop = Arc::new(AtomicBool::new(false));
         let handle = {
             let engine = engine.clone();
@@ -251,23 +264,26 @@ impl Sandbox {
         let mut granted = Vec::new();
         let mut denied = Vec::new();
         for (name, _) in ty.imports(&self.engine) {
-            match name.strip_prefix(CONTRACT_PACKAGE) {
-                Some(rest) => {
-                    let version = rest.split_once('@').map(|(_, v)| v).unwrap_or("");
-                    let mut parts = version.split('.').map(|p| p.parse::<u64>().ok());
-                    let (major, minor) = (parts.next().flatten(), parts.next().flatten());
-                    if (major, minor) != (Some(CONTRACT_MAJOR_MINOR.0), Some(CONTRACT_MAJOR_MINOR.1)) {
-                        return Err(SandboxError::new(
-                            FailureClass::ContractMismatch,
-                            format!(
-                                "the component is built for contract `{name}`; this zone speaks zone:job@{}.{}",
-                                CONTRACT_MAJOR_MINOR.0, CONTRACT_MAJOR_MINOR.1
-                            ),
-                        ));
-                    }
-                    granted.push(name.to_owned());
+            let (interface, version) = name.split_once('@').unwrap_or((name, ""));
+            let mut parts = version.split('.').map(|p| p.parse::<u64>().ok());
+            let major_minor = (parts.next().flatten(), parts.next().flatten());
+            if interface.starts_with(CONTRACT_PACKAGE) {
+                if major_minor != (Some(CONTRACT_MAJOR_MINOR.0), Some(CONTRACT_MAJOR_MINOR.1)) {
+                    return Err(SandboxError::new(
+                        FailureClass::ContractMismatch,
+                        format!(
+                            "the component is built for contract `{name}`; this zone speaks zone:job@{}.{}",
+                            CONTRACT_MAJOR_MINOR.0, CONTRACT_MAJOR_MINOR.1
+                        ),
+                    ));
                 }
-                None => denied.push(name.to_owned()),
+                granted.push(name.to_owned());
+            } else if wasi_stubs::GRANTED.contains(&interface)
+                && major_minor == (Some(wasi_stubs::WASI_MAJOR_MINOR.0), Some(wasi_stubs::WASI_MAJOR_MINOR.1))
+            {
+                granted.push(name.to_owned());
+            } else {
+                denied.push(name.to_owned());
             }
         }
         if !denied.is_empty() {
@@ -313,6 +329,7 @@ impl Sandbox {
         let state = HostState {
             limiter: MemoryLimiter { limit: self.limits.memory_bytes, total: 0 },
             diagnostics: Diagnostics::default(),
+            streams: wasi_stubs::StdStreams::default(),
             max_message_bytes: self.limits.max_message_bytes,
             max_log_bytes: self.limits.max_log_bytes_per_job,
         };
@@ -329,7 +346,8 @@ impl Sandbox {
         let bindings = run.guarded_call("instantiate", |store| module.pre.instantiate(store))?;
         let schema_bytes = ipc::encode_schema(input_schema).map_err(internal)?;
         let returned = run.guarded_call("init", |store| bindings.call_init(store, &schema_bytes, params))?;
-        let declared = returned.map_err(|_guest_text| {
+        let declared = returned.map_err(|guest_text| {
+            run.store.data_mut().keep(LEVEL_GUEST_ERROR, guest_text);
             SandboxError::new(FailureClass::GuestError, "init returned an error (its text is kept in the zone)")
         })?;
         let schema = ipc::decode_schema(&declared, self.limits.max_output_bytes)
@@ -406,6 +424,7 @@ impl GuestRun {
         let started = Instant::now();
         let result = f(&mut self.store);
         self.spent += started.elapsed();
+        self.store.data_mut().flush_std_streams();
         result.map_err(|e| self.classify(e, call))
     }
 
@@ -413,6 +432,8 @@ impl GuestRun {
     fn classify(&mut self, error: wasmtime::Error, call: &str) -> SandboxError {
         let class = if error.is::<MemoryLimitExceeded>() {
             FailureClass::MemoryLimit
+        } else if error.is::<wasi_stubs::GuestExited>() {
+            FailureClass::GuestError
         } else if let Some(trap) = error.downcast_ref::<Trap>() {
             match trap {
                 Trap::Interrupt | Trap::OutOfFuel => FailureClass::Timeout,
@@ -428,6 +449,7 @@ impl GuestRun {
                 format!("{call} needed more than {} bytes of memory", self.limits.memory_bytes)
             }
             FailureClass::StackOverflow => format!("{call} overflowed its stack"),
+            FailureClass::GuestError => format!("{call}: the job called exit"),
             _ => format!("{call} trapped (messages are kept in the zone)"),
         };
         let e = SandboxError::new(class, detail);
@@ -456,7 +478,8 @@ impl GuestRun {
         let returned = self.guarded_call("map-batch", |store| bindings.call_map_batch(store, &input));
         self.bindings = Some(bindings);
         let returned = returned?;
-        let bytes = returned.map_err(|_guest_text| {
+        let bytes = returned.map_err(|guest_text| {
+            self.store.data_mut().keep(LEVEL_GUEST_ERROR, guest_text);
             SandboxError::new(FailureClass::GuestError, "map-batch returned an error (its text is kept in the zone)")
         })?;
         let out = ipc::decode_batch(&bytes, self.limits.max_output_bytes)

@@ -1,0 +1,53 @@
+//! Logs through the contract's `diagnostics` import. Text stays in the zone (capped per message and per job); the
+//! operator reads it only in development runs on mock data.
+
+use crate::__private::bindings::zone::job::diagnostics;
+
+/// Severity of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Trace = 0,
+    Debug = 1,
+    Info = 2,
+    Warn = 3,
+    Error = 4,
+    Panic = 5,
+}
+
+/// Writes one message.
+pub fn log(level: Level, message: &str) {
+    diagnostics::log(level as u8, message);
+}
+
+#[macro_export]
+macro_rules! info {
+    ($($arg:tt)*) => { $crate::log::log($crate::log::Level::Info, &::std::format!($($arg)*)) };
+}
+
+#[macro_export]
+macro_rules! warn {
+    ($($arg:tt)*) => { $crate::log::log($crate::log::Level::Warn, &::std::format!($($arg)*)) };
+}
+
+#[macro_export]
+macro_rules! debug {
+    ($($arg:tt)*) => { $crate::log::log($crate::log::Level::Debug, &::std::format!($($arg)*)) };
+}
+
+pub(crate) fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            // The host caps messages at 1 KiB; cut here too, on a character boundary.
+            let mut text = info.to_string();
+            if text.len() > 1024 {
+                let mut end = 1024;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text.truncate(end);
+            }
+            log(Level::Panic, &text);
+        }));
+    });
+}
