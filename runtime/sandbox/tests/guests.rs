@@ -256,7 +256,10 @@ fn imports_outside_the_world_are_refused_before_running() {
     for import in [
         r#"(import "wasi:filesystem/preopens@0.2.0" (instance (export "get-directories" (func (result (list u32))))))"#,
         r#"(import "wasi:sockets/tcp-create-socket@0.2.0" (instance (export "create" (func (result u32)))))"#,
-        r#"(import "wasi:cli/environment@0.2.0" (instance (export "get-arguments" (func (result (list string))))))"#,
+        r#"(import "wasi:clocks/wall-clock@0.2.0" (instance (export "now" (func (result u64)))))"#,
+        r#"(import "wasi:random/random@0.2.0" (instance (export "get-random-u64" (func (result u64)))))"#,
+        // The stubbed interfaces, but from another WASI minor version than the stubs speak.
+        r#"(import "wasi:cli/environment@0.3.0" (instance (export "get-arguments" (func (result (list string))))))"#,
     ] {
         let e = expect_class(sandbox.check(&component(&init_ok(), ECHO, "", b"", import)), FailureClass::ImportDenied);
         assert!(e.detail.contains("wasi:"), "{e}");
