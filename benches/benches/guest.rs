@@ -34,8 +34,9 @@ fn batches(rows: usize) -> Vec<RecordBatch> {
         .map(|b| b.expect("batch"))
         .collect();
     let raw = arrow_select::concat::concat_batches(&raw[0].schema(), &raw).expect("concat");
-    let policy = CompiledPolicy::compile(dataset, datasets_fixtures::policy_text(dataset).expect("policy"), &raw.schema())
-        .expect("policy");
+    let policy =
+        CompiledPolicy::compile(dataset, datasets_fixtures::policy_text(dataset).expect("policy"), &raw.schema())
+            .expect("policy");
     let view = Desensitizer::new(&policy, &TokenSecret::from_bytes([1; 32])).apply(&raw).expect("view").guest;
     let copies = rows.div_ceil(view.num_rows());
     let tiled = arrow_select::concat::concat_batches(&view.schema(), &vec![view; copies]).expect("tile");
@@ -74,7 +75,11 @@ fn main() {
     let compile = compiled.elapsed();
     let module = sandbox.load(&checked.serialized).expect("load");
 
-    println!("finance-capital: {} bytes of wasm, {} bytes compiled; compile {compile:.2?}", wasm.len(), checked.serialized.len());
+    println!(
+        "finance-capital: {} bytes of wasm, {} bytes compiled; compile {compile:.2?}",
+        wasm.len(),
+        checked.serialized.len()
+    );
     let load = median_of(
         || {
             let t = Instant::now();

@@ -1,6 +1,6 @@
 //! Arrow IPC both ways across the boundary: decoding the host's stream without copying, encoding the output.
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array, RecordBatch};
 use arrow_buffer::Buffer;
 use arrow_ipc::reader::StreamDecoder;
 use arrow_ipc::writer::StreamWriter;
@@ -25,7 +25,9 @@ pub(crate) fn decode(bytes: Vec<u8>) -> Result<(SchemaRef, Option<RecordBatch>),
 
 /// Encodes one batch as an uncompressed IPC stream.
 pub(crate) fn encode(batch: &RecordBatch) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(batch.get_array_memory_size() + 1024);
+    // The bytes the rows use (a zero-copy input column counts its rows, not the whole input buffer).
+    let hint: usize = batch.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap_or(0)).sum();
+    let mut out = Vec::with_capacity(hint + 64 * batch.num_columns() + 1024);
     let mut writer = StreamWriter::try_new(&mut out, &batch.schema()).map_err(|e| e.to_string())?;
     writer.write(batch).map_err(|e| e.to_string())?;
     writer.finish().map_err(|e| e.to_string())?;

@@ -75,3 +75,39 @@ fn a_panicking_init_is_refused_without_its_text() {
         assert!(!text.contains(zone_sandbox::testing::SECRET), "guest text reached the operator: {text}");
     }
 }
+
+#[test]
+fn a_real_rust_guest_is_checked_under_the_zones_limits() {
+    let zone = TestZone::new();
+    zone.run(&[
+        "dataset",
+        "publish",
+        "--policy",
+        s(&policy("enterprise_registry")),
+        s(&fixture("enterprise_registry")),
+    ])
+    .ok();
+    let wasm = example_guests::FINANCE_CAPITAL.path;
+    let v = zone.run(&["--json", "module", "check", wasm, "--dataset", "enterprise_registry"]).json();
+    assert_eq!(v["accepted"], true);
+    let names: Vec<&str> =
+        v["declared_output"].as_array().expect("output").iter().filter_map(|c| c["name"].as_str()).collect();
+    assert_eq!(names, ["district", "industry", "size_band", "firms", "capital_wan", "capital_per_employee"]);
+    let imports = v["imports"].as_array().expect("imports");
+    assert!(imports.iter().any(|i| i == "wasi:cli/environment@0.2.6"), "{imports:?}");
+
+    // The zone's own limits apply: a module cap below the guest's size refuses it.
+    let config = zone.path("zone/zone.toml");
+    let mut text = std::fs::read_to_string(&config).expect("zone.toml");
+    text.push_str("\n[sandbox]\nmax_module_mib = 1\n");
+    std::fs::write(&config, &text).expect("write");
+    let run = zone.run(&["--json", "module", "check", wasm]);
+    assert!(!run.status.success());
+    assert_eq!(run.json()["error"]["class"], "CompileLimit");
+
+    // A value out of range is an error that points into zone.toml.
+    let lines = text.lines().count();
+    std::fs::write(&config, text.replace("max_module_mib = 1", "memory_mib = 0")).expect("write");
+    let err = zone.run(&["module", "check", wasm]).fails();
+    assert!(err.contains(&format!("zone.toml:{lines}:14: [sandbox] memory_mib = 0: must be between 16")), "{err}");
+}

@@ -4,6 +4,7 @@
 mod args;
 mod commands;
 mod demo;
+mod limits;
 mod module;
 mod output;
 mod progress;

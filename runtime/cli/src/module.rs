@@ -17,12 +17,24 @@ pub fn check(zone_dir: Option<&Path>, args: &ModuleCheckArgs, mode: Mode) -> any
         let (k, v) = p.split_once('=').with_context(|| format!("--param `{p}` is not KEY=VALUE"))?;
         params.push((k.to_owned(), v.to_owned()));
     }
-    let sandbox = Sandbox::new(SandboxLimits::default())?;
+    // Inside a zone, the zone's limits (`zone.toml [sandbox]`); outside, the defaults.
+    let zone = match zone_dir {
+        Some(root) if root.join("zone.toml").exists() => Some(Zone::open(root)?),
+        _ => None,
+    };
+    let limits = match &zone {
+        Some(zone) => crate::limits::sandbox_limits(&zone.sandbox_settings()?),
+        None => SandboxLimits::default(),
+    };
+    let sandbox = Sandbox::new(limits)?;
     let checked = sandbox.check(&wasm).with_context(|| format!("{} is refused", args.module.display()))?;
     let mut declared = None;
     if let Some(spec) = &args.dataset {
         let root = zone_dir.context("--dataset needs a zone: pass --zone DIR or set CLEANROOM_ZONE")?;
-        let zone = Zone::open(root)?;
+        let zone = match zone {
+            Some(zone) => zone,
+            None => Zone::open(root)?,
+        };
         let version = zone.dataset(spec)?;
         let schema = zone.policy(&version)?.guest_schema();
         let module = sandbox.load(&checked.serialized)?;

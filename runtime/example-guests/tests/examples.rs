@@ -173,7 +173,8 @@ fn credit_grades_by_year_and_the_key_parameter() {
     let sandbox = sandbox();
     let out = run(&sandbox, CREDIT_GRADES, &view, &[("by", "year")], 10_000);
     assert_eq!(out.num_rows(), raw.num_rows());
-    let years: Vec<Option<i32>> = out.column_by_name("year").expect("year").as_primitive::<Int32Type>().iter().collect();
+    let years: Vec<Option<i32>> =
+        out.column_by_name("year").expect("year").as_primitive::<Int32Type>().iter().collect();
     let raw_years: Vec<Option<i32>> =
         raw.column_by_name("year").expect("year").as_primitive::<Int32Type>().iter().collect();
     assert_eq!(years, raw_years);
@@ -188,9 +189,8 @@ fn credit_grades_by_year_and_the_key_parameter() {
 
     // `by = industry` needs the registry joined in; on tax_credit alone init refuses, and says why only inside.
     let module = load(&sandbox, CREDIT_GRADES);
-    let e = sandbox
-        .start(&module, &view.schema(), &[("by".into(), "industry".into())])
-        .expect_err("no industry column");
+    let e =
+        sandbox.start(&module, &view.schema(), &[("by".into(), "industry".into())]).expect_err("no industry column");
     assert_eq!(e.class, FailureClass::GuestError);
     assert!(!e.to_string().contains("no such column"), "guest text stays inside: {e}");
 }

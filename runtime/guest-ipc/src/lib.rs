@@ -8,7 +8,7 @@
 
 use std::io::Cursor;
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array, RecordBatch};
 use arrow_ipc::MessageHeader;
 use arrow_ipc::reader::StreamReader;
 use arrow_ipc::writer::StreamWriter;
@@ -25,12 +25,26 @@ pub fn encode_schema(schema: &Schema) -> Result<Vec<u8>, String> {
 
 /// Encodes one batch as an IPC stream (schema, batch, end of stream), uncompressed.
 pub fn encode_batch(batch: &RecordBatch) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(batch.get_array_memory_size() + 1024);
-    let mut writer = StreamWriter::try_new(&mut out, &batch.schema()).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    encode_batch_into(batch, &mut out)?;
+    Ok(out)
+}
+
+/// Encodes one batch into `out` (cleared first), so that a caller mapping many batches reuses one buffer instead
+/// of touching fresh pages for every batch.
+pub fn encode_batch_into(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), String> {
+    out.clear();
+    out.reserve(encoded_size_hint(batch));
+    let mut writer = StreamWriter::try_new(&mut *out, &batch.schema()).map_err(|e| e.to_string())?;
     writer.write(batch).map_err(|e| e.to_string())?;
     writer.finish().map_err(|e| e.to_string())?;
-    drop(writer);
-    Ok(out)
+    Ok(())
+}
+
+/// About the encoded size of a batch: the bytes its rows use (a slice counts its rows, not its parent's buffers).
+pub fn encoded_size_hint(batch: &RecordBatch) -> usize {
+    let columns: usize = batch.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap_or(0)).sum();
+    columns + 64 * batch.num_columns() + 1024
 }
 
 fn read_u32(bytes: &[u8], pos: usize) -> Result<u32, String> {

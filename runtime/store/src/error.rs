@@ -7,6 +7,8 @@ use policies::PolicyErrors;
 /// Why a zone operation was refused or failed. Nothing in the zone changed when one of these is returned.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error("{path}: invalid settings:\n  {}", problems.join("\n  "))]
+    BadSettings { path: PathBuf, problems: Vec<String> },
     #[error("{path} is not an initialized zone (no zone.toml); run `cleanroom --zone {path} zone init` first")]
     NotInitialized { path: PathBuf },
     #[error("{path} is already a zone (created {created_at}); refusing to initialize it again")]
@@ -84,6 +86,7 @@ impl StoreError {
     pub fn class(&self) -> &'static str {
         match self {
             StoreError::NotInitialized { .. } => "zone.not_initialized",
+            StoreError::BadSettings { .. } => "zone.settings",
             StoreError::AlreadyInitialized { .. } | StoreError::NotEmpty { .. } => "zone.exists",
             StoreError::UnsupportedZoneFormat { .. } => "zone.format",
             StoreError::MissingFile { .. } => "input.missing",

@@ -24,11 +24,13 @@ mod error;
 mod keys;
 mod objects;
 mod publish;
+mod settings;
 mod zone;
 
 pub use catalog::{ColumnStats, DatasetSummary, DatasetVersion, FormatCheck, StoredFile};
 pub use error::StoreError;
 pub use keys::ZoneKeys;
+pub use settings::{SandboxSection, SandboxSettings};
 pub use zone::{NoProgress, Progress, PublishOutcome, PublishRequest, ZONE_FORMAT, Zone, ZoneCheck, ZoneInfo};
 
 pub(crate) use zone::fail_point;

@@ -20,6 +20,7 @@ use crate::error::StoreError;
 use crate::keys::{self, ZoneKeys};
 use crate::objects::{ObjectStore, Staged, sync_dir};
 use crate::publish::{inspect, merge_stats, parquet_schema, schema_difference};
+use crate::settings::{SandboxSection, SandboxSettings};
 
 /// The on-disk format this build writes and reads.
 pub const ZONE_FORMAT: i64 = 1;
@@ -31,6 +32,13 @@ pub struct ZoneInfo {
     pub format: i64,
     pub zone_id: String,
     pub created_at: String,
+    /// Limits of every job in this zone (see `settings.rs`); absent keys take the sandbox's defaults.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub sandbox: SandboxSection,
+}
+
+fn is_default(section: &SandboxSection) -> bool {
+    section == &SandboxSection::default()
 }
 
 /// Reports progress of long steps (the CLI draws bars; tests ignore it).
@@ -174,7 +182,12 @@ impl Zone {
         let mut id = [0u8; 16];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
             .map_err(|_| StoreError::Key { path: root.join("zone.toml"), detail: "the system CSPRNG failed".into() })?;
-        let info = ZoneInfo { format: ZONE_FORMAT, zone_id: hex::encode(id), created_at: now() };
+        let info = ZoneInfo {
+            format: ZONE_FORMAT,
+            zone_id: hex::encode(id),
+            created_at: now(),
+            sandbox: SandboxSection::default(),
+        };
         let text = toml::to_string(&info).map_err(|e| StoreError::Io {
             op: "serialize",
             path: marker.clone(),
@@ -200,6 +213,13 @@ impl Zone {
         }
         let catalog = Catalog::open(&root.join("catalog.db"))?;
         Ok(Zone { root: root.to_path_buf(), info, catalog, objects: ObjectStore::new(root) })
+    }
+
+    /// The `[sandbox]` limits of `zone.toml`, checked (with `zone.toml:line:col` for a value out of range).
+    pub fn sandbox_settings(&self) -> Result<SandboxSettings, StoreError> {
+        let path = self.root.join("zone.toml");
+        let text = fs::read_to_string(&path).map_err(StoreError::io("read", &path))?;
+        self.info.sandbox.check(&path, &text)
     }
 
     pub fn root(&self) -> &Path {
@@ -420,10 +440,15 @@ fn read_info(root: &Path) -> Result<ZoneInfo, StoreError> {
         }
         Err(e) => return Err(StoreError::Io { op: "read", path, source: e }),
     };
-    toml::from_str(&text).map_err(|e| StoreError::Io {
-        op: "parse",
-        path,
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.message().to_owned()),
+    toml::from_str(&text).map_err(|e| {
+        let at = e.span().map(|s| {
+            let before = &text[..s.start.min(text.len())];
+            format!(":{}:{}", before.matches('\n').count() + 1, before.rsplit('\n').next().map_or(0, str::len) + 1)
+        });
+        StoreError::BadSettings {
+            path: path.clone(),
+            problems: vec![format!("{}{}: {}", path.display(), at.unwrap_or_default(), e.message())],
+        }
     })
 }
 

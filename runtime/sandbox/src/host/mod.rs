@@ -342,6 +342,7 @@ impl Sandbox {
             limits: self.limits.clone(),
             spent: Duration::ZERO,
             poisoned: None,
+            input_buffer: Vec::new(),
         };
         let bindings = run.guarded_call("instantiate", |store| module.pre.instantiate(store))?;
         let schema_bytes = ipc::encode_schema(input_schema).map_err(internal)?;
@@ -369,6 +370,8 @@ pub struct GuestRun {
     spent: Duration,
     /// An instance is never called again after a trap.
     poisoned: Option<SandboxError>,
+    /// The input IPC buffer, reused from batch to batch.
+    input_buffer: Vec<u8>,
 }
 
 impl std::fmt::Debug for GuestRun {
@@ -473,10 +476,12 @@ impl GuestRun {
         if self.bindings.is_none() || self.output.is_none() {
             return Err(internal("map before init"));
         }
-        let input = ipc::encode_batch(batch).map_err(internal)?;
+        let mut input = std::mem::take(&mut self.input_buffer);
+        ipc::encode_batch_into(batch, &mut input).map_err(internal)?;
         let bindings = self.bindings.take().ok_or_else(|| internal("map before init"))?;
         let returned = self.guarded_call("map-batch", |store| bindings.call_map_batch(store, &input));
         self.bindings = Some(bindings);
+        self.input_buffer = input;
         let returned = returned?;
         let bytes = returned.map_err(|guest_text| {
             self.store.data_mut().keep(LEVEL_GUEST_ERROR, guest_text);
