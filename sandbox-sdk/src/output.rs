@@ -32,11 +32,19 @@ impl Aggregate {
 #[derive(Debug, Clone, Default)]
 pub struct Output {
     fields: Vec<Field>,
+    reads: Option<Vec<String>>,
 }
 
 impl Output {
     pub fn new() -> Output {
         Output::default()
+    }
+
+    /// The input columns the job reads. The zone then sends only those (less to copy, and the agency sees what the
+    /// job touches); without it, every column the policy shows. `map` receives them in this order.
+    pub fn reads(mut self, columns: &[&str]) -> Output {
+        self.reads = Some(columns.iter().map(|c| (*c).to_owned()).collect());
+        self
     }
 
     /// A group key (string, boolean, date, or integer).
@@ -89,10 +97,17 @@ impl Output {
 
     /// The declaration of an existing schema (one built by [`Output::schema`]).
     pub fn from_schema(schema: &Schema) -> Output {
-        Output { fields: schema.fields().iter().map(|f| f.as_ref().clone()).collect() }
+        Output {
+            fields: schema.fields().iter().map(|f| f.as_ref().clone()).collect(),
+            reads: schema.metadata().get("zone.inputs").map(|l| l.split(',').map(str::to_owned).collect()),
+        }
     }
 
     pub fn schema(&self) -> SchemaRef {
-        Arc::new(Schema::new(self.fields.clone()))
+        let mut metadata = HashMap::new();
+        if let Some(reads) = &self.reads {
+            metadata.insert("zone.inputs".to_owned(), reads.join(","));
+        }
+        Arc::new(Schema::new_with_metadata(self.fields.clone(), metadata))
     }
 }

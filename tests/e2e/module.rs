@@ -93,6 +93,7 @@ fn a_real_rust_guest_is_checked_under_the_zones_limits() {
     let names: Vec<&str> =
         v["declared_output"].as_array().expect("output").iter().filter_map(|c| c["name"].as_str()).collect();
     assert_eq!(names, ["district", "industry", "size_band", "firms", "capital_wan", "capital_per_employee"]);
+    assert_eq!(v["reads"], serde_json::json!(["district", "industry", "reg_capital", "employees"]));
     let imports = v["imports"].as_array().expect("imports");
     assert!(imports.iter().any(|i| i == "wasi:cli/environment@0.2.6"), "{imports:?}");
 

@@ -19,6 +19,7 @@ impl Job for CapitalByDistrict {
 
     fn output(&self) -> Output {
         Output::new()
+            .reads(&["district", "industry", "reg_capital", "employees"])
             .key("district", DataType::Utf8)
             .key("industry", DataType::Utf8)
             .key("size_band", DataType::Utf8)

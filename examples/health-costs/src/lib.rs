@@ -43,6 +43,7 @@ impl Job for CostsByAgeBand {
             }
         }
         let output = Output::new()
+            .reads(&["district", "birth_date", "visit_date", "cost"])
             .key("district", DataType::Utf8)
             .key("age_band", DataType::Utf8)
             .count("visits")

@@ -67,6 +67,7 @@ pub fn check(zone_dir: Option<&Path>, args: &ModuleCheckArgs, mode: Mode) -> any
             "imports": checked.imports,
             "accepted": true,
             "declared_output": declared.as_ref().map(|_| &columns),
+            "reads": declared.as_ref().map(|d| d.inputs.clone().unwrap_or_else(|| vec!["*".to_owned()])),
         }));
     }
     println!("{}: accepted", args.module.display());
@@ -75,7 +76,11 @@ pub fn check(zone_dir: Option<&Path>, args: &ModuleCheckArgs, mode: Mode) -> any
         "  imports  {}",
         if checked.imports.is_empty() { "(none)".to_owned() } else { checked.imports.join(", ") }
     );
-    if declared.is_some() {
+    if let Some(d) = &declared {
+        match &d.inputs {
+            Some(inputs) => println!("  reads    {}", inputs.join(", ")),
+            None => println!("  reads    every column the policy shows (the job declares no `reads`)"),
+        }
         let mut t = output::table(["column", "role", "type", "aggregate", "bounds"]);
         for c in &columns {
             let text = |k: &str| c[k].as_str().unwrap_or_default().to_owned();

@@ -10,7 +10,8 @@ use std::io::Cursor;
 
 use arrow_array::{Array, RecordBatch};
 use arrow_ipc::MessageHeader;
-use arrow_ipc::reader::StreamReader;
+use arrow_buffer::Buffer;
+use arrow_ipc::reader::{StreamDecoder, StreamReader};
 use arrow_ipc::writer::StreamWriter;
 use arrow_schema::{DataType, Schema, SchemaRef};
 
@@ -217,22 +218,41 @@ fn decode_schema_unguarded(bytes: &[u8], max_bytes: usize) -> Result<SchemaRef, 
 
 /// Decodes a stream of exactly one batch (what `map-batch` returns), with validation.
 pub fn decode_batch(bytes: &[u8], max_bytes: usize) -> Result<RecordBatch, String> {
+    decode_batch_owned(bytes.to_vec(), max_bytes)
+}
+
+/// [`decode_batch`] on bytes the caller hands over: the arrays point into them, nothing is copied (Arrow's
+/// validation still reads every offset and every string).
+pub fn decode_batch_owned(bytes: Vec<u8>, max_bytes: usize) -> Result<RecordBatch, String> {
     guarded(|| decode_batch_unguarded(bytes, max_bytes))
 }
 
-fn decode_batch_unguarded(bytes: &[u8], max_bytes: usize) -> Result<RecordBatch, String> {
+fn decode_batch_unguarded(bytes: Vec<u8>, max_bytes: usize) -> Result<RecordBatch, String> {
     if bytes.len() > max_bytes {
         return Err(format!("{} bytes, over the limit of {max_bytes}", bytes.len()));
     }
-    if check_stream(bytes, 1)? != 1 {
+    if check_stream(&bytes, 1)? != 1 {
         return Err("no record batch".into());
     }
-    let mut reader = StreamReader::try_new(Cursor::new(bytes), None).map_err(|e| e.to_string())?;
-    if reader.schema().fields().iter().any(|f| has_dictionary(f.data_type())) {
+    let mut buffer = Buffer::from_vec(bytes);
+    let mut decoder = StreamDecoder::new();
+    let mut batch = None;
+    while !buffer.is_empty() {
+        let before = buffer.len();
+        if let Some(b) = decoder.decode(&mut buffer).map_err(|e| e.to_string())? {
+            if batch.replace(b).is_some() {
+                return Err("more than one record batch".into());
+            }
+        }
+        if buffer.len() == before {
+            return Err("the stream does not advance".into());
+        }
+    }
+    decoder.finish().map_err(|e| e.to_string())?;
+    if decoder.schema().is_some_and(|s| s.fields().iter().any(|f| has_dictionary(f.data_type()))) {
         return Err("dictionary-encoded fields are not allowed".into());
     }
-    let batch = reader.next().ok_or("no record batch")?.map_err(|e| e.to_string())?;
-    Ok(batch)
+    batch.ok_or_else(|| "no record batch".to_owned())
 }
 
 #[cfg(test)]

@@ -14,6 +14,9 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 pub const ROLE: &str = "zone.role";
 pub const AGGREGATE: &str = "zone.aggregate";
 pub const BOUNDS: &str = "zone.bounds";
+/// Schema metadata key: the input columns the job reads (comma-separated). The host sends only those; absent means
+/// every column of the guest view.
+pub const INPUTS: &str = "zone.inputs";
 
 /// How the host aggregates a measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -63,6 +66,8 @@ pub struct Measure {
 pub struct OutputDecl {
     pub keys: Vec<Field>,
     pub measures: Vec<Measure>,
+    /// The input columns the job declared it reads (`zone.inputs`), in its order; `None`: all of them.
+    pub inputs: Option<Vec<String>>,
     schema: SchemaRef,
 }
 
@@ -144,7 +149,18 @@ impl OutputDecl {
         if measures.is_empty() {
             return Err("the output declares no measure".into());
         }
-        Ok(OutputDecl { keys, measures, schema: Arc::new(schema.clone()) })
+        let inputs = match schema.metadata().get(INPUTS) {
+            None => None,
+            Some(list) => {
+                let names: Vec<String> = list.split(',').map(|n| n.trim().to_owned()).collect();
+                let mut seen = std::collections::HashSet::new();
+                if names.len() > 1024 || names.iter().any(|n| n.is_empty() || n.len() > 128 || !seen.insert(n.clone())) {
+                    return Err(format!("{INPUTS} must list distinct input column names, separated by commas"));
+                }
+                Some(names)
+            }
+        };
+        Ok(OutputDecl { keys, measures, inputs, schema: Arc::new(schema.clone()) })
     }
 
     /// The declared schema, metadata included.
@@ -202,9 +218,15 @@ pub fn clamp(array: &ArrayRef, lo: f64, hi: f64) -> ArrayRef {
     macro_rules! floats {
         ($t:ty, $n:ty) => {{
             let a = array.as_primitive::<$t>();
-            let out: arrow_array::PrimitiveArray<$t> =
-                a.iter().map(|v| v.filter(|x| !x.is_nan()).map(|x| x.clamp(lo as $n, hi as $n))).collect();
-            Arc::new(out) as ArrayRef
+            let (lo, hi) = (lo as $n, hi as $n);
+            if a.values().iter().any(|x| x.is_nan()) {
+                let out: arrow_array::PrimitiveArray<$t> =
+                    a.iter().map(|v| v.filter(|x| !x.is_nan()).map(|x| x.clamp(lo, hi))).collect();
+                Arc::new(out) as ArrayRef
+            } else {
+                // No NaN anywhere (not even under a null): clamp in place of the values, nulls kept as they are.
+                Arc::new(a.unary::<_, $t>(|x| x.clamp(lo, hi))) as ArrayRef
+            }
         }};
     }
     match array.data_type() {

@@ -343,6 +343,7 @@ impl Sandbox {
             spent: Duration::ZERO,
             poisoned: None,
             input_buffer: Vec::new(),
+            projection: None,
         };
         let bindings = run.guarded_call("instantiate", |store| module.pre.instantiate(store))?;
         let schema_bytes = ipc::encode_schema(input_schema).map_err(internal)?;
@@ -355,6 +356,19 @@ impl Sandbox {
             .map_err(|e| SandboxError::new(FailureClass::BadOutput, format!("init's output schema: {e}")))?;
         let output = OutputDecl::from_schema(&schema)
             .map_err(|e| SandboxError::new(FailureClass::ContractMismatch, format!("declared output: {e}")))?;
+        if let Some(inputs) = &output.inputs {
+            let mut projection = Vec::with_capacity(inputs.len());
+            for name in inputs {
+                let index = input_schema.index_of(name).map_err(|_| {
+                    SandboxError::new(
+                        FailureClass::ContractMismatch,
+                        format!("the job declares it reads `{name}`, which is not a column of its input"),
+                    )
+                })?;
+                projection.push(index);
+            }
+            run.projection = Some(projection);
+        }
         run.bindings = Some(bindings);
         run.output = Some(output);
         Ok(run)
@@ -372,6 +386,8 @@ pub struct GuestRun {
     poisoned: Option<SandboxError>,
     /// The input IPC buffer, reused from batch to batch.
     input_buffer: Vec<u8>,
+    /// The input columns the job declared it reads (`zone.inputs`): only those cross the boundary.
+    projection: Option<Vec<usize>>,
 }
 
 impl std::fmt::Debug for GuestRun {
@@ -476,8 +492,12 @@ impl GuestRun {
         if self.bindings.is_none() || self.output.is_none() {
             return Err(internal("map before init"));
         }
+        let projected = match &self.projection {
+            Some(columns) => Some(batch.project(columns).map_err(internal)?),
+            None => None,
+        };
         let mut input = std::mem::take(&mut self.input_buffer);
-        ipc::encode_batch_into(batch, &mut input).map_err(internal)?;
+        ipc::encode_batch_into(projected.as_ref().unwrap_or(batch), &mut input).map_err(internal)?;
         let bindings = self.bindings.take().ok_or_else(|| internal("map before init"))?;
         let returned = self.guarded_call("map-batch", |store| bindings.call_map_batch(store, &input));
         self.bindings = Some(bindings);
@@ -487,7 +507,7 @@ impl GuestRun {
             self.store.data_mut().keep(LEVEL_GUEST_ERROR, guest_text);
             SandboxError::new(FailureClass::GuestError, "map-batch returned an error (its text is kept in the zone)")
         })?;
-        let out = ipc::decode_batch(&bytes, self.limits.max_output_bytes)
+        let out = ipc::decode_batch_owned(bytes, self.limits.max_output_bytes)
             .map_err(|e| SandboxError::new(FailureClass::BadOutput, format!("map-batch output: {e}")))?;
         if out.num_rows() != batch.num_rows() {
             return Err(SandboxError::new(
