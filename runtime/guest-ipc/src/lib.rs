@@ -9,8 +9,8 @@
 use std::io::Cursor;
 
 use arrow_array::{Array, RecordBatch};
-use arrow_ipc::MessageHeader;
 use arrow_buffer::Buffer;
+use arrow_ipc::MessageHeader;
 use arrow_ipc::reader::{StreamDecoder, StreamReader};
 use arrow_ipc::writer::StreamWriter;
 use arrow_schema::{DataType, Schema, SchemaRef};

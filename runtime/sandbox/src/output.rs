@@ -154,7 +154,8 @@ impl OutputDecl {
             Some(list) => {
                 let names: Vec<String> = list.split(',').map(|n| n.trim().to_owned()).collect();
                 let mut seen = std::collections::HashSet::new();
-                if names.len() > 1024 || names.iter().any(|n| n.is_empty() || n.len() > 128 || !seen.insert(n.clone())) {
+                if names.len() > 1024 || names.iter().any(|n| n.is_empty() || n.len() > 128 || !seen.insert(n.clone()))
+                {
                     return Err(format!("{INPUTS} must list distinct input column names, separated by commas"));
                 }
                 Some(names)

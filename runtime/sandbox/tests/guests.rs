@@ -294,17 +294,20 @@ fn declared_inputs_must_exist_and_only_they_cross() {
         Schema::new_with_metadata(schema.fields().clone(), metadata)
     };
     // A job reading a column its input does not have is refused at init.
-    let bad = zone_sandbox::testing::component(&with_inputs("district,salary"), INIT_OK, ECHO, "", b"", "").expect("wat");
+    let bad =
+        zone_sandbox::testing::component(&with_inputs("district,salary"), INIT_OK, ECHO, "", b"", "").expect("wat");
     let module = sandbox.load(&sandbox.check(&bad).expect("check").serialized).expect("load");
     let e = expect_class(sandbox.start(&module, &input_schema(), &[]), FailureClass::ContractMismatch);
     assert!(e.detail.contains("`salary`"), "{e}");
     // The echo guest declares it reads (capital, district), so it receives exactly those, in that order: echoing
     // them back does not fit the declared (district, capital) and is refused — proof the projection was applied.
-    let swapped = zone_sandbox::testing::component(&with_inputs("capital,district"), INIT_OK, ECHO, "", b"", "").expect("wat");
+    let swapped =
+        zone_sandbox::testing::component(&with_inputs("capital,district"), INIT_OK, ECHO, "", b"", "").expect("wat");
     let module = sandbox.load(&sandbox.check(&swapped).expect("check").serialized).expect("load");
     let mut run = sandbox.start(&module, &input_schema(), &[]).expect("init");
     expect_class(run.map(&input(10)), FailureClass::BadOutput);
-    let same = zone_sandbox::testing::component(&with_inputs("district,capital"), INIT_OK, ECHO, "", b"", "").expect("wat");
+    let same =
+        zone_sandbox::testing::component(&with_inputs("district,capital"), INIT_OK, ECHO, "", b"", "").expect("wat");
     let module = sandbox.load(&sandbox.check(&same).expect("check").serialized).expect("load");
     let mut run = sandbox.start(&module, &input_schema(), &[]).expect("init");
     assert_eq!(run.map(&input(10)).expect("map").num_rows(), 10);
