@@ -12,4 +12,9 @@
 //! Where to extend: a new field of an entry goes in [`Entry`] (older entries keep verifying: the leaf is the
 //! exact bytes that were written).
 
+pub mod entry;
+pub mod log;
 pub mod merkle;
+
+pub use entry::{Entry, Outcome};
+pub use log::{AuditError, AuditLog, Checkpoint, OpenReport, Problem, VerifyReport, verify, verify_bytes};

@@ -1,0 +1,494 @@
+//! The log on disk: `log.bin` holds the entries, `checkpoints.jsonl` the signed tree heads.
+//!
+//! A record of `log.bin` is `u32 LE length | JSON entry | SHA-256(0x00 | JSON)`: the trailing leaf hash is both the
+//! Merkle leaf and the record's checksum. Appends are group commits: every entry of a call is written, the file is
+//! fsynced, then one checkpoint (size, root, time, Ed25519 signature) is appended to `checkpoints.jsonl` and fsynced;
+//! only then does `append` return. An fsync error is fatal (the log refuses further appends), never retried.
+//! On open, an incomplete or unreadable record after the last checkpoint is a torn write from a crash: it was never
+//! acknowledged, so it is cut off. Anything wrong inside the checkpointed part is tampering: open refuses, and
+//! `verify` names the first entry that differs.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use serde::{Deserialize, Serialize};
+
+use crate::entry::Entry;
+use crate::merkle::{self, Frontier, Hash};
+
+const LOG_FILE: &str = "log.bin";
+const CHECKPOINT_FILE: &str = "checkpoints.jsonl";
+/// Largest entry accepted (JSON bytes).
+pub const MAX_ENTRY_BYTES: usize = 1 << 20;
+
+/// Errors of the audit log.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit log {path}: {op}: {source}")]
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("audit log {path}: fsync failed ({source}); the log refuses further appends until the zone is reopened")]
+    Sync { path: PathBuf, source: std::io::Error },
+    #[error("the audit log is closed after an earlier fsync failure")]
+    Poisoned,
+    #[error("audit log {path}: {problem}")]
+    Tampered { path: PathBuf, problem: Problem },
+    #[error("an audit entry of {0} bytes is larger than {MAX_ENTRY_BYTES}")]
+    EntryTooLarge(usize),
+    #[error("audit entry could not be encoded: {0}")]
+    Encode(String),
+}
+
+/// What `verify` found wrong, pointing at the first place it happened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    #[error("entry {index} (byte {offset}) was changed: its bytes no longer match its hash")]
+    Changed { index: u64, offset: u64 },
+    #[error(
+        "entry {index} (byte {offset}) is out of place: it says it is entry {claimed} (inserted, deleted or reordered)"
+    )]
+    OutOfPlace { index: u64, offset: u64, claimed: u64 },
+    #[error("entry {index} (byte {offset}) is not a readable record: {detail}")]
+    Unreadable { index: u64, offset: u64, detail: String },
+    #[error("the log holds {entries} entries but checkpoint {checkpoint} signed {size}: it was truncated")]
+    Truncated { entries: u64, checkpoint: usize, size: u64 },
+    #[error(
+        "checkpoint {checkpoint} (size {size}) does not match the log's root at that size: entries before {size} were changed"
+    )]
+    RootMismatch { checkpoint: usize, size: u64 },
+    #[error("checkpoint {checkpoint} has a bad signature (not by this zone's key, or altered)")]
+    BadSignature { checkpoint: usize },
+    #[error("checkpoint {checkpoint} is unreadable: {detail}")]
+    BadCheckpoint { checkpoint: usize, detail: String },
+    #[error("checkpoint {checkpoint} (size {size}) is smaller than the one before it")]
+    CheckpointsOutOfOrder { checkpoint: usize, size: u64 },
+}
+
+/// A signed tree head.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub log_id: String,
+    pub size: u64,
+    /// Hex SHA-256 root.
+    pub root: String,
+    pub time: String,
+    /// Hex Ed25519 signature over [`Checkpoint::message`].
+    pub signature: String,
+}
+
+impl Checkpoint {
+    /// The signed bytes: a domain-separated text, one field per line.
+    pub fn message(log_id: &str, size: u64, root: &str, time: &str) -> Vec<u8> {
+        format!("cleanroom-audit-checkpoint/v1\n{log_id}\n{size}\n{root}\n{time}\n").into_bytes()
+    }
+
+    /// Whether the signature is by `public_key` (and written in the one canonical form: lowercase hex).
+    pub fn signature_valid(&self, public_key: &[u8]) -> bool {
+        let canonical = |h: &str| h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !canonical(&self.signature) || !canonical(&self.root) {
+            return false;
+        }
+        let Ok(signature) = hex::decode(&self.signature) else {
+            return false;
+        };
+        let message = Checkpoint::message(&self.log_id, self.size, &self.root, &self.time);
+        UnparsedPublicKey::new(&ED25519, public_key).verify(&message, &signature).is_ok()
+    }
+}
+
+/// What `verify` read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub entries: u64,
+    pub checkpoints: usize,
+    pub root: String,
+    /// Entries after the last checkpoint (a crash between the log's fsync and the checkpoint's).
+    pub unsigned_tail: u64,
+}
+
+/// One record of `log.bin`.
+struct Record<'a> {
+    offset: u64,
+    payload: &'a [u8],
+    stored_hash: Hash,
+}
+
+/// Splits `log.bin` into complete records; returns them and the offset where complete records end (a torn tail
+/// starts there).
+fn records(bytes: &[u8]) -> (Vec<Record<'_>>, u64) {
+    let mut out = Vec::new();
+    let mut offset = 0usize;
+    while let Some(len) = bytes.get(offset..offset + 4) {
+        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        let end = offset + 4 + len + 32;
+        if len > MAX_ENTRY_BYTES || end > bytes.len() {
+            break;
+        }
+        let payload = &bytes[offset + 4..offset + 4 + len];
+        let mut stored_hash = [0u8; 32];
+        stored_hash.copy_from_slice(&bytes[offset + 4 + len..end]);
+        out.push(Record { offset: offset as u64, payload, stored_hash });
+        offset = end;
+    }
+    (out, offset as u64)
+}
+
+/// Parses `checkpoints.jsonl`; returns each line's checkpoint (or why it is unreadable) and the length of the
+/// complete lines (a torn last line is ignored: it was never acknowledged).
+fn parse_checkpoints(bytes: &[u8]) -> (Vec<Result<Checkpoint, String>>, u64) {
+    let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+    let lines = bytes[..complete].split(|b| *b == b'\n').filter(|l| !l.is_empty());
+    (lines.map(|l| serde_json::from_slice::<Checkpoint>(l).map_err(|e| e.to_string())).collect(), complete as u64)
+}
+
+/// The sequence number an entry's JSON starts with (`{"seq":N,` — how the log writes every entry), without
+/// parsing the rest; `None` for any other shape (the full parse in pass 3 then decides).
+fn leading_seq(payload: &[u8]) -> Option<u64> {
+    let rest = payload.strip_prefix(br#"{"seq":"#)?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > 19 || rest.get(digits) != Some(&b',') {
+        return None;
+    }
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, AuditError> {
+    match fs::read(path) {
+        Ok(b) => Ok(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(source) => Err(AuditError::Io { op: "read", path: path.to_path_buf(), source }),
+    }
+}
+
+fn sync(file: &File, path: &Path) -> Result<(), AuditError> {
+    file.sync_all().map_err(|source| AuditError::Sync { path: path.to_path_buf(), source })
+}
+
+fn sync_dir(dir: &Path) -> Result<(), AuditError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|source| AuditError::Sync { path: dir.to_path_buf(), source })
+}
+
+/// Checks every record and checkpoint of the log in `dir` against `public_key`: the first problem, or a report.
+pub fn verify(dir: &Path, log_id: &str, public_key: &[u8]) -> Result<VerifyReport, AuditError> {
+    let log_path = dir.join(LOG_FILE);
+    let log = read_file(&log_path)?;
+    let cps = read_file(&dir.join(CHECKPOINT_FILE))?;
+    verify_bytes(&log, &cps, log_id, public_key).map_err(|problem| AuditError::Tampered { path: log_path, problem })
+}
+
+/// [`verify`] on the bytes of `log.bin` and `checkpoints.jsonl` (an evidence bundle, or a test's copy).
+pub fn verify_bytes(log: &[u8], cps: &[u8], log_id: &str, public_key: &[u8]) -> Result<VerifyReport, Problem> {
+    let (records, complete) = records(log);
+    let (checkpoints, cp_complete) = parse_checkpoints(cps);
+    if cp_complete < cps.len() as u64 {
+        return Err(Problem::BadCheckpoint {
+            checkpoint: checkpoints.len(),
+            detail: "a partial last line (a crash while signing: reopen the zone to repair it)".into(),
+        });
+    }
+    let mut signed: Vec<Checkpoint> = Vec::with_capacity(checkpoints.len());
+    for (i, c) in checkpoints.into_iter().enumerate() {
+        let c = c.map_err(|detail| Problem::BadCheckpoint { checkpoint: i, detail })?;
+        if c.log_id != log_id {
+            return Err(Problem::BadSignature { checkpoint: i });
+        }
+        if signed.last().is_some_and(|p| p.size > c.size) {
+            return Err(Problem::CheckpointsOutOfOrder { checkpoint: i, size: c.size });
+        }
+        signed.push(c);
+    }
+    let last_signed = signed.last().map_or(0, |c| c.size);
+    if complete < log.len() as u64 && (records.len() as u64) < last_signed {
+        let index = records.len() as u64;
+        return Err(Problem::Unreadable { index, offset: complete, detail: "the record is cut short".into() });
+    }
+    let mut frontier = Frontier::default();
+    let mut next = 0;
+    let check_heads = |frontier: &Frontier, next: &mut usize| -> Result<(), Problem> {
+        while let Some(c) = signed.get(*next) {
+            if c.size != frontier.size() {
+                break;
+            }
+            if c.root != hex::encode(frontier.root()) {
+                return Err(Problem::RootMismatch { checkpoint: *next, size: c.size });
+            }
+            *next += 1;
+        }
+        Ok(())
+    };
+    check_heads(&frontier, &mut next)?;
+    // Pass 1, cheap: every record's bytes against its hash, its position against the sequence number it starts
+    // with, and every signed root. Almost any change stops here.
+    for (index, record) in records.iter().enumerate() {
+        let hash = merkle::leaf_hash(record.payload);
+        if hash != record.stored_hash {
+            return Err(Problem::Changed { index: index as u64, offset: record.offset });
+        }
+        if let Some(claimed) = leading_seq(record.payload)
+            && claimed != index as u64
+        {
+            return Err(Problem::OutOfPlace { index: index as u64, offset: record.offset, claimed });
+        }
+        frontier.push(hash);
+        check_heads(&frontier, &mut next)?;
+    }
+    if next < signed.len()
+        && let Some(last) = signed.last()
+    {
+        return Err(Problem::Truncated { entries: frontier.size(), checkpoint: signed.len() - 1, size: last.size });
+    }
+    if complete < log.len() as u64 {
+        let index = records.len() as u64;
+        return Err(Problem::Unreadable {
+            index,
+            offset: complete,
+            detail: "trailing bytes that are not a record".into(),
+        });
+    }
+    // Pass 2: the signatures (the roots they sign were compared in pass 1).
+    for (i, c) in signed.iter().enumerate() {
+        if !c.signature_valid(public_key) {
+            return Err(Problem::BadSignature { checkpoint: i });
+        }
+    }
+    // Pass 3: every entry parses and sits where it says it does.
+    for (index, record) in records.iter().enumerate() {
+        let index = index as u64;
+        let entry: Entry = serde_json::from_slice(record.payload).map_err(|e| Problem::Unreadable {
+            index,
+            offset: record.offset,
+            detail: e.to_string(),
+        })?;
+        if entry.seq != index {
+            return Err(Problem::OutOfPlace { index, offset: record.offset, claimed: entry.seq });
+        }
+    }
+    Ok(VerifyReport {
+        entries: frontier.size(),
+        checkpoints: signed.len(),
+        root: hex::encode(frontier.root()),
+        unsigned_tail: frontier.size() - last_signed,
+    })
+}
+
+/// An open audit log, ready to append.
+#[derive(Debug)]
+pub struct AuditLog {
+    dir: PathBuf,
+    log_id: String,
+    log: File,
+    checkpoints: File,
+    leaves: Vec<Hash>,
+    frontier: Frontier,
+    last_checkpoint: Option<Checkpoint>,
+    poisoned: bool,
+}
+
+/// What opening found and mended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    /// Bytes of a torn last record (never acknowledged) cut off the log.
+    pub torn_bytes: u64,
+    /// Whether a new checkpoint was signed for entries a crash left unsigned.
+    pub resigned: bool,
+}
+
+impl AuditLog {
+    /// Opens the log in `dir` (creating an empty one), verifying it fully; cuts a torn tail; signs a checkpoint if
+    /// the last entries are unsigned.
+    pub fn open(
+        dir: &Path,
+        log_id: &str,
+        key: &Ed25519KeyPair,
+        now: &str,
+    ) -> Result<(AuditLog, OpenReport), AuditError> {
+        let io = |op, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| AuditError::Io { op, path, source }
+        };
+        fs::create_dir_all(dir).map_err(io("create directory", dir))?;
+        let log_path = dir.join(LOG_FILE);
+        let cp_path = dir.join(CHECKPOINT_FILE);
+        let mut log =
+            OpenOptions::new().create(true).read(true).append(true).open(&log_path).map_err(io("open", &log_path))?;
+        let checkpoints =
+            OpenOptions::new().create(true).read(true).append(true).open(&cp_path).map_err(io("open", &cp_path))?;
+        sync_dir(dir)?;
+        let mut report = OpenReport::default();
+
+        // Cut torn tails first (they were never acknowledged), then verify what remains.
+        let bytes = read_file(&log_path)?;
+        let cp_bytes = read_file(&cp_path)?;
+        let (cps, cp_complete) = parse_checkpoints(&cp_bytes);
+        let last_signed = cps.iter().rev().find_map(|c| c.as_ref().ok()).map_or(0, |c| c.size);
+        let (recs, complete) = records(&bytes);
+        let mut keep = recs.len();
+        // A trailing record with a bad hash beyond the last checkpoint is a torn write too.
+        while keep > 0
+            && keep as u64 > last_signed
+            && merkle::leaf_hash(recs[keep - 1].payload) != recs[keep - 1].stored_hash
+        {
+            keep -= 1;
+        }
+        let cut_at = if keep < recs.len() { recs[keep].offset } else { complete };
+        let total = bytes.len() as u64;
+        if cut_at < total && (keep as u64) >= last_signed {
+            log.set_len(cut_at).map_err(io("truncate", &log_path))?;
+            sync(&log, &log_path)?;
+            report.torn_bytes = total - cut_at;
+        }
+        if cp_complete < cp_bytes.len() as u64 {
+            checkpoints.set_len(cp_complete).map_err(io("truncate", &cp_path))?;
+            sync(&checkpoints, &cp_path)?;
+        }
+        log.seek(SeekFrom::End(0)).map_err(io("seek", &log_path))?;
+        let public_key = key.public_key().as_ref().to_vec();
+        let verified = verify(dir, log_id, &public_key)?;
+
+        let bytes = read_file(&log_path)?;
+        let leaves: Vec<Hash> = records(&bytes).0.iter().map(|r| r.stored_hash).collect();
+        let mut frontier = Frontier::default();
+        for leaf in &leaves {
+            frontier.push(*leaf);
+        }
+        let last_checkpoint = parse_checkpoints(&read_file(&cp_path)?).0.into_iter().filter_map(Result::ok).last();
+        let mut audit = AuditLog {
+            dir: dir.to_path_buf(),
+            log_id: log_id.to_owned(),
+            log,
+            checkpoints,
+            leaves,
+            frontier,
+            last_checkpoint,
+            poisoned: false,
+        };
+        if verified.unsigned_tail > 0 {
+            audit.checkpoint(key, now)?;
+            report.resigned = true;
+        }
+        Ok((audit, report))
+    }
+
+    pub fn len(&self) -> u64 {
+        self.frontier.size()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn root(&self) -> Hash {
+        self.frontier.root()
+    }
+
+    pub fn last_checkpoint(&self) -> Option<&Checkpoint> {
+        self.last_checkpoint.as_ref()
+    }
+
+    /// Appends entries as one group commit; returns the checkpoint that covers them. Each entry's `seq` is set.
+    pub fn append(&mut self, entries: &mut [Entry], key: &Ed25519KeyPair, now: &str) -> Result<Checkpoint, AuditError> {
+        if self.poisoned {
+            return Err(AuditError::Poisoned);
+        }
+        let log_path = self.dir.join(LOG_FILE);
+        let mut buffer = Vec::new();
+        let mut hashes = Vec::with_capacity(entries.len());
+        for (i, entry) in entries.iter_mut().enumerate() {
+            entry.seq = self.len() + i as u64;
+            let payload = serde_json::to_vec(entry).map_err(|e| AuditError::Encode(e.to_string()))?;
+            if payload.len() > MAX_ENTRY_BYTES {
+                return Err(AuditError::EntryTooLarge(payload.len()));
+            }
+            let hash = merkle::leaf_hash(&payload);
+            buffer.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            buffer.extend_from_slice(&payload);
+            buffer.extend_from_slice(&hash);
+            hashes.push(hash);
+        }
+        if let Err(source) = self.log.write_all(&buffer) {
+            self.poisoned = true;
+            return Err(AuditError::Io { op: "append", path: log_path, source });
+        }
+        if let Err(e) = sync(&self.log, &log_path) {
+            self.poisoned = true;
+            return Err(e);
+        }
+        for hash in hashes {
+            self.frontier.push(hash);
+            self.leaves.push(hash);
+        }
+        self.checkpoint(key, now)
+    }
+
+    /// Signs and appends a checkpoint of the current tree head.
+    fn checkpoint(&mut self, key: &Ed25519KeyPair, now: &str) -> Result<Checkpoint, AuditError> {
+        let cp_path = self.dir.join(CHECKPOINT_FILE);
+        let root = hex::encode(self.frontier.root());
+        let message = Checkpoint::message(&self.log_id, self.len(), &root, now);
+        let checkpoint = Checkpoint {
+            log_id: self.log_id.clone(),
+            size: self.len(),
+            root,
+            time: now.to_owned(),
+            signature: hex::encode(key.sign(&message).as_ref()),
+        };
+        let mut line = serde_json::to_vec(&checkpoint).map_err(|e| AuditError::Encode(e.to_string()))?;
+        line.push(b'\n');
+        if let Err(source) = self.checkpoints.write_all(&line) {
+            self.poisoned = true;
+            return Err(AuditError::Io { op: "append", path: cp_path, source });
+        }
+        if let Err(e) = sync(&self.checkpoints, &cp_path) {
+            self.poisoned = true;
+            return Err(e);
+        }
+        self.last_checkpoint = Some(checkpoint.clone());
+        Ok(checkpoint)
+    }
+
+    /// Every entry, in order (read back from disk).
+    pub fn entries(&self) -> Result<Vec<Entry>, AuditError> {
+        let log_path = self.dir.join(LOG_FILE);
+        let bytes = read_file(&log_path)?;
+        records(&bytes)
+            .0
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                serde_json::from_slice(r.payload).map_err(|e| AuditError::Tampered {
+                    path: log_path.clone(),
+                    problem: Problem::Unreadable { index: i as u64, offset: r.offset, detail: e.to_string() },
+                })
+            })
+            .collect()
+    }
+
+    /// The bytes of `log.bin` and `checkpoints.jsonl`, for an evidence bundle.
+    pub fn raw(&self) -> Result<(Vec<u8>, Vec<u8>), AuditError> {
+        Ok((read_file(&self.dir.join(LOG_FILE))?, read_file(&self.dir.join(CHECKPOINT_FILE))?))
+    }
+
+    /// The audit path of entry `index` in the tree of `size` entries.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Option<Vec<Hash>> {
+        let size = usize::try_from(size).ok().filter(|s| *s <= self.leaves.len())?;
+        merkle::inclusion_proof(&self.leaves[..size], usize::try_from(index).ok()?)
+    }
+
+    /// The consistency proof between the trees of `old` and `new` entries.
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Option<Vec<Hash>> {
+        let new = usize::try_from(new).ok().filter(|s| *s <= self.leaves.len())?;
+        merkle::consistency_proof(&self.leaves[..new], usize::try_from(old).ok()?)
+    }
+
+    /// The leaf hash of entry `index`.
+    pub fn leaf(&self, index: u64) -> Option<Hash> {
+        self.leaves.get(usize::try_from(index).ok()?).copied()
+    }
+
+    /// The tree head of the first `size` entries.
+    pub fn root_at(&self, size: u64) -> Option<Hash> {
+        let size = usize::try_from(size).ok().filter(|s| *s <= self.leaves.len())?;
+        Some(merkle::root(&self.leaves[..size]))
+    }
+}
