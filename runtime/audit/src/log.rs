@@ -352,7 +352,7 @@ impl AuditLog {
         for leaf in &leaves {
             frontier.push(*leaf);
         }
-        let last_checkpoint = parse_checkpoints(&read_file(&cp_path)?).0.into_iter().filter_map(Result::ok).last();
+        let last_checkpoint = parse_checkpoints(&read_file(&cp_path)?).0.into_iter().rev().find_map(Result::ok);
         let mut audit = AuditLog {
             dir: dir.to_path_buf(),
             log_id: log_id.to_owned(),
