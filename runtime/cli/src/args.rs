@@ -33,6 +33,9 @@ pub enum Command {
     /// Check operators' WebAssembly modules against the contract.
     #[command(subcommand)]
     Module(ModuleCommand),
+    /// Read and verify the zone's tamper-evident audit log (inspectors).
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Run the end-to-end demo on a fresh zone (a temporary one unless --zone is given).
     Demo(DemoArgs),
 }
@@ -45,6 +48,27 @@ pub enum ZoneCommand {
     Status,
     /// Re-hash every stored object and report damage, unreferenced objects and leftover staging files.
     Verify,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// List audit entries, oldest first.
+    Log(AuditLogArgs),
+    /// Recompute every entry's hash, the Merkle roots and every checkpoint signature; name the first change.
+    Verify,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AuditLogArgs {
+    /// Only entries of this action (e.g. `dataset.publish`).
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Only entries that name this dataset.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Only entries at or after this RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::json;
 use zone_store::{DatasetVersion, PublishOutcome, PublishRequest, Zone};
 
-use crate::args::{DatasetCommand, PublishArgs, ShowArgs, ZoneCommand};
+use crate::args::{AuditCommand, DatasetCommand, PublishArgs, ShowArgs, ZoneCommand};
 use crate::output::{self, Mode, bytes, short};
 use crate::progress::Bars;
 
@@ -60,8 +60,18 @@ pub fn zone(root: &Path, command: &ZoneCommand, mode: Mode) -> anyhow::Result<()
         ZoneCommand::Verify => {
             let zone = Zone::open(root)?;
             let check = zone.verify(&mut Bars::default())?;
+            let audit = zone.verify_audit()?;
             match mode {
-                Mode::Json => output::json(&check)?,
+                Mode::Json => {
+                    let mut v = serde_json::to_value(&check)?;
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert(
+                            "audit".into(),
+                            serde_json::json!({"entries": audit.entries, "checkpoints": audit.checkpoints, "root": audit.root}),
+                        );
+                    }
+                    output::json(&v)?
+                }
                 Mode::Human => {
                     println!("{} stored objects re-hashed", check.objects_checked);
                     for d in &check.damaged {
@@ -73,6 +83,10 @@ pub fn zone(root: &Path, command: &ZoneCommand, mode: Mode) -> anyhow::Result<()
                     for s in &check.leftover_staging {
                         println!("staging      {} (left by an interrupted process; harmless)", s.display());
                     }
+                    println!(
+                        "audit log intact: {} entries, {} signed checkpoints, root {}",
+                        audit.entries, audit.checkpoints, audit.root
+                    );
                     if check.is_healthy() {
                         println!("zone is intact");
                     }
@@ -264,4 +278,73 @@ pub fn show(root: &Path, args: &ShowArgs, mode: Mode) -> anyhow::Result<()> {
         println!("\n{text}");
     }
     Ok(())
+}
+
+pub fn audit(root: &Path, command: &AuditCommand, mode: Mode) -> anyhow::Result<()> {
+    let zone = Zone::open(root)?;
+    match command {
+        AuditCommand::Log(args) => {
+            let entries: Vec<_> = zone
+                .audit_entries()?
+                .into_iter()
+                .filter(|e| args.action.as_ref().is_none_or(|a| &e.action == a))
+                .filter(|e| {
+                    args.dataset.as_ref().is_none_or(|d| {
+                        let prefix = format!("dataset:{d}");
+                        e.objects.iter().any(|o| o == &prefix || o.starts_with(&format!("{prefix}@")))
+                    })
+                })
+                .filter(|e| args.since.as_ref().is_none_or(|t| e.time.as_str() >= t.as_str()))
+                .collect();
+            match mode {
+                Mode::Json => output::json(&entries)?,
+                Mode::Human => {
+                    let mut t = output::table(["seq", "time", "actor", "role", "action", "objects", "outcome"]);
+                    for e in &entries {
+                        let outcome = match (&e.outcome, &e.reason) {
+                            (zone_audit::Outcome::Ok, _) => "ok".to_owned(),
+                            (zone_audit::Outcome::Refused, Some(r)) => format!("refused ({r})"),
+                            (zone_audit::Outcome::Refused, None) => "refused".to_owned(),
+                        };
+                        t.add_row(vec![
+                            e.seq.to_string(),
+                            e.time.clone(),
+                            e.actor.clone(),
+                            e.role.clone(),
+                            e.action.clone(),
+                            e.objects.join(" "),
+                            outcome,
+                        ]);
+                    }
+                    println!("{t}");
+                }
+            }
+            Ok(())
+        }
+        AuditCommand::Verify => {
+            let report = zone.verify_audit()?;
+            match mode {
+                Mode::Json => output::json(&serde_json::json!({
+                    "entries": report.entries,
+                    "checkpoints": report.checkpoints,
+                    "root": report.root,
+                    "unsigned_tail": report.unsigned_tail,
+                    "intact": true,
+                }))?,
+                Mode::Human => {
+                    println!(
+                        "audit log intact: {} entries, {} signed checkpoints, root {}",
+                        report.entries, report.checkpoints, report.root
+                    );
+                    if report.unsigned_tail > 0 {
+                        println!(
+                            "{} entries after the last checkpoint (a crash before signing); the next action signs them",
+                            report.unsigned_tail
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
 }

@@ -50,6 +50,7 @@ fn run(cli: &Cli, mode: Mode) -> anyhow::Result<()> {
         Command::Zone(c) => commands::zone(&zone_dir(cli)?, c, mode),
         Command::Dataset(c) => commands::dataset(&zone_dir(cli)?, c, mode),
         Command::Module(args::ModuleCommand::Check(args)) => module::check(cli.zone.as_deref(), args, mode),
+        Command::Audit(c) => commands::audit(&zone_dir(cli)?, c, mode),
         Command::Demo(args) => demo::run(cli.zone.as_deref(), args, mode),
     }
 }

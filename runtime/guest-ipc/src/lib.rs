@@ -239,10 +239,10 @@ fn decode_batch_unguarded(bytes: Vec<u8>, max_bytes: usize) -> Result<RecordBatc
     let mut batch = None;
     while !buffer.is_empty() {
         let before = buffer.len();
-        if let Some(b) = decoder.decode(&mut buffer).map_err(|e| e.to_string())? {
-            if batch.replace(b).is_some() {
-                return Err("more than one record batch".into());
-            }
+        if let Some(b) = decoder.decode(&mut buffer).map_err(|e| e.to_string())?
+            && batch.replace(b).is_some()
+        {
+            return Err("more than one record batch".into());
         }
         if buffer.len() == before {
             return Err("the stream does not advance".into());

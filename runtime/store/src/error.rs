@@ -7,6 +7,8 @@ use policies::PolicyErrors;
 /// Why a zone operation was refused or failed. Nothing in the zone changed when one of these is returned.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error(transparent)]
+    Audit(#[from] zone_audit::AuditError),
     #[error("{path}: invalid settings:\n  {}", problems.join("\n  "))]
     BadSettings { path: PathBuf, problems: Vec<String> },
     #[error("{path} is not an initialized zone (no zone.toml); run `cleanroom --zone {path} zone init` first")]
@@ -87,6 +89,7 @@ impl StoreError {
         match self {
             StoreError::NotInitialized { .. } => "zone.not_initialized",
             StoreError::BadSettings { .. } => "zone.settings",
+            StoreError::Audit(_) => "zone.audit",
             StoreError::AlreadyInitialized { .. } | StoreError::NotEmpty { .. } => "zone.exists",
             StoreError::UnsupportedZoneFormat { .. } => "zone.format",
             StoreError::MissingFile { .. } => "input.missing",

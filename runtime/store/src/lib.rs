@@ -31,6 +31,7 @@ pub use catalog::{ColumnStats, DatasetSummary, DatasetVersion, FormatCheck, Stor
 pub use error::StoreError;
 pub use keys::ZoneKeys;
 pub use settings::{SandboxSection, SandboxSettings};
+pub use zone::{LOCAL_ACTOR, LOCAL_ROLE};
 pub use zone::{NoProgress, Progress, PublishOutcome, PublishRequest, ZONE_FORMAT, Zone, ZoneCheck, ZoneInfo};
 
 pub(crate) use zone::fail_point;

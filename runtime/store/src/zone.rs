@@ -21,6 +21,11 @@ use crate::keys::{self, ZoneKeys};
 use crate::objects::{ObjectStore, Staged, sync_dir};
 use crate::publish::{inspect, merge_stats, parquet_schema, schema_difference};
 use crate::settings::{SandboxSection, SandboxSettings};
+use zone_audit::{AuditLog, Entry, Outcome, VerifyReport};
+
+/// Who acts through the local CLI until principals exist (issue "Governance"): recorded as such in the log.
+pub const LOCAL_ACTOR: &str = "local";
+pub const LOCAL_ROLE: &str = "zone-admin";
 
 /// The on-disk format this build writes and reads.
 pub const ZONE_FORMAT: i64 = 1;
@@ -154,6 +159,7 @@ impl Zone {
                 "objects",
                 "tmp",
                 "products",
+                "audit",
                 "zone.toml.partial",
             ];
             if names.iter().any(|n| !ours.contains(&n.as_str())) {
@@ -188,6 +194,13 @@ impl Zone {
             created_at: now(),
             sandbox: SandboxSection::default(),
         };
+        // The first entry of the audit log, before zone.toml marks the zone as initialized.
+        let keys = keys::load(&root.join("keys"))?;
+        let (mut audit, _) = AuditLog::open(&root.join("audit"), &info.zone_id, keys.signing(), &info.created_at)?;
+        let mut first = [Entry::new(info.created_at.clone(), LOCAL_ACTOR, LOCAL_ROLE, "zone.init", Outcome::Ok)
+            .object(format!("zone:{}", info.zone_id))
+            .hash(format!("ed25519:{}", keys.public_key_hex()))];
+        audit.append(&mut first, keys.signing(), &info.created_at)?;
         let text = toml::to_string(&info).map_err(|e| StoreError::Io {
             op: "serialize",
             path: marker.clone(),
@@ -213,6 +226,30 @@ impl Zone {
         }
         let catalog = Catalog::open(&root.join("catalog.db"))?;
         Ok(Zone { root: root.to_path_buf(), info, catalog, objects: ObjectStore::new(root) })
+    }
+
+    /// Appends entries to the zone's audit log (one group commit, one signed checkpoint).
+    pub fn record(&self, entries: &mut [Entry]) -> Result<(), StoreError> {
+        let keys = self.keys()?;
+        let time = now();
+        let (mut log, _) = AuditLog::open(&self.root.join("audit"), &self.info.zone_id, keys.signing(), &time)?;
+        log.append(entries, keys.signing(), &time)?;
+        Ok(())
+    }
+
+    /// Verifies the audit log: every entry against its hash and position, every checkpoint against the zone's key.
+    pub fn verify_audit(&self) -> Result<VerifyReport, StoreError> {
+        let keys = self.keys()?;
+        let public = hex::decode(keys.public_key_hex())
+            .map_err(|e| StoreError::Key { path: self.root.join("keys"), detail: e.to_string() })?;
+        Ok(zone_audit::verify(&self.root.join("audit"), &self.info.zone_id, &public)?)
+    }
+
+    /// Every audit entry, in order.
+    pub fn audit_entries(&self) -> Result<Vec<Entry>, StoreError> {
+        let keys = self.keys()?;
+        let (log, _) = AuditLog::open(&self.root.join("audit"), &self.info.zone_id, keys.signing(), &now())?;
+        Ok(log.entries()?)
     }
 
     /// The `[sandbox]` limits of `zone.toml`, checked (with `zone.toml:line:col` for a value out of range).
@@ -244,6 +281,37 @@ impl Zone {
     /// on any error the zone is exactly as before. Publishing the same files and policy as the latest version
     /// changes nothing and says so.
     pub fn publish(
+        &mut self,
+        request: &PublishRequest,
+        progress: &mut dyn Progress,
+    ) -> Result<PublishOutcome, StoreError> {
+        let result = self.publish_unrecorded(request, progress);
+        let name = request.name.clone().unwrap_or_else(|| "(named by its policy)".to_owned());
+        let entry = match &result {
+            Ok(outcome) => {
+                let v = outcome.version();
+                let mut e = Entry::new(now(), LOCAL_ACTOR, LOCAL_ROLE, "dataset.publish", Outcome::Ok)
+                    .object(format!("dataset:{}@{}", v.dataset, v.version))
+                    .hash(format!("policy:sha256:{}", v.policy_sha256));
+                for f in &v.files {
+                    e = e.hash(format!("sha256:{}", f.sha256));
+                }
+                if matches!(outcome, PublishOutcome::Unchanged(_)) {
+                    e = e.detail("unchanged: the latest version has these files and this policy");
+                }
+                e
+            }
+            Err(err) => Entry::new(now(), LOCAL_ACTOR, LOCAL_ROLE, "dataset.publish", Outcome::Refused)
+                .object(format!("dataset:{name}"))
+                .reason(err.class())
+                .detail(err.to_string()),
+        };
+        // A failure to record is fatal and wins over the outcome: an unrecorded action must not look done.
+        self.record(&mut [entry])?;
+        result
+    }
+
+    fn publish_unrecorded(
         &mut self,
         request: &PublishRequest,
         progress: &mut dyn Progress,
