@@ -11,10 +11,10 @@
 //! from the `InstancePre` + `init`).
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arrow_array::RecordBatch;
-use cleanroom_benches::{compare, ratio, report};
+use cleanroom_benches::{compare, median_of, ratio, report};
 use policies::{CompiledPolicy, Desensitizer, TokenSecret};
 use zone_sandbox::{Sandbox, SandboxLimits};
 
@@ -56,12 +56,6 @@ fn project(batches: &[RecordBatch]) -> Vec<RecordBatch> {
             b.project(&keep).expect("project")
         })
         .collect()
-}
-
-fn median_of(mut f: impl FnMut() -> Duration, n: usize) -> Duration {
-    let mut t: Vec<Duration> = (0..n).map(|_| f()).collect();
-    t.sort_unstable();
-    t[n / 2]
 }
 
 fn main() {

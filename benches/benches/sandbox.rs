@@ -10,11 +10,11 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
-use cleanroom_benches::{compare, ratio, report};
+use cleanroom_benches::{compare, median_of, ratio, report};
 use zone_sandbox::output::{key, measure};
 use zone_sandbox::testing::{ECHO, INIT_OK, component};
 use zone_sandbox::{Aggregate, OutputDecl, Sandbox, SandboxLimits};
@@ -51,12 +51,6 @@ fn batches(rows: usize, batch: usize) -> Vec<RecordBatch> {
             RecordBatch::try_new(schema.clone(), columns).expect("batch")
         })
         .collect()
-}
-
-fn median_of(mut f: impl FnMut() -> Duration, n: usize) -> Duration {
-    let mut t: Vec<Duration> = (0..n).map(|_| f()).collect();
-    t.sort_unstable();
-    t[n / 2]
 }
 
 fn main() {

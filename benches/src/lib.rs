@@ -41,6 +41,11 @@ pub fn compare(rounds: usize, subjects: &mut [(&'static str, &mut dyn FnMut())])
     subjects.iter().zip(times).map(|((name, _), t)| Measured { name, median: median(t) }).collect()
 }
 
+/// The median of `n` timings that `f` takes itself (for steps that time only part of their work).
+pub fn median_of(mut f: impl FnMut() -> Duration, n: usize) -> Duration {
+    median((0..n).map(|_| f()).collect())
+}
+
 /// `n` valid 18-character resident IDs, deterministic (a simple LCG: no RNG crate needed for bench data).
 pub fn resident_ids(n: usize) -> Vec<String> {
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;

@@ -1,18 +1,11 @@
 //! The audit log through the CLI: every action and every refusal recorded, `audit verify` naming what changed.
 
-use crate::common::{TestZone, fixture, policy, s};
+use crate::common::{TestZone, fixture, s};
 
 #[test]
 fn actions_and_refusals_are_recorded_and_tampering_is_named() {
     let zone = TestZone::new();
-    zone.run(&[
-        "dataset",
-        "publish",
-        "--policy",
-        s(&policy("enterprise_registry")),
-        s(&fixture("enterprise_registry")),
-    ])
-    .ok();
+    zone.publish_fixture("enterprise_registry");
     let missing = zone.path("missing.toml");
     zone.run(&["dataset", "publish", "--policy", s(&missing), s(&fixture("tax_credit"))]).fails();
 

@@ -87,6 +87,11 @@ impl TestZone {
         cleanroom(&self.zone, args)
     }
 
+    /// Publishes a committed fixture under its agency's policy; the command must succeed.
+    pub fn publish_fixture(&self, dataset: &str) -> String {
+        self.run(&["dataset", "publish", "--policy", s(&policy(dataset)), s(&fixture(dataset))]).ok()
+    }
+
     /// A scratch file path inside the test's folder.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)

@@ -19,14 +19,7 @@ fn declared() -> Schema {
 #[test]
 fn a_conforming_module_is_accepted_and_shows_its_output() {
     let zone = TestZone::new();
-    zone.run(&[
-        "dataset",
-        "publish",
-        "--policy",
-        s(&policy("enterprise_registry")),
-        s(&fixture("enterprise_registry")),
-    ])
-    .ok();
+    zone.publish_fixture("enterprise_registry");
     let wasm = zone.path("job.wasm");
     std::fs::write(&wasm, component(&declared(), INIT_OK, ECHO, "", b"", "").expect("wat")).expect("write");
 
@@ -79,14 +72,7 @@ fn a_panicking_init_is_refused_without_its_text() {
 #[test]
 fn a_real_rust_guest_is_checked_under_the_zones_limits() {
     let zone = TestZone::new();
-    zone.run(&[
-        "dataset",
-        "publish",
-        "--policy",
-        s(&policy("enterprise_registry")),
-        s(&fixture("enterprise_registry")),
-    ])
-    .ok();
+    zone.publish_fixture("enterprise_registry");
     let wasm = example_guests::FINANCE_CAPITAL.path;
     let v = zone.run(&["--json", "module", "check", wasm, "--dataset", "enterprise_registry"]).json();
     assert_eq!(v["accepted"], true);
