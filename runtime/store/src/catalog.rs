@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::StoreError;
 
 /// The migrations, in order; `user_version` is the number applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE datasets (
     name        TEXT PRIMARY KEY,
     provider    TEXT NOT NULL,
@@ -37,7 +38,58 @@ CREATE TABLE version_files (
     PRIMARY KEY (dataset, version, ordinal),
     FOREIGN KEY (dataset, version) REFERENCES dataset_versions(dataset, version)
 ) STRICT;
-"#];
+"#,
+    r#"
+CREATE TABLE principals (
+    name        TEXT PRIMARY KEY,
+    role        TEXT NOT NULL CHECK (role IN ('authority', 'agency', 'operator', 'inspector')),
+    org         TEXT,
+    created_by  TEXT NOT NULL,
+    created_at  TEXT NOT NULL
+) STRICT;
+CREATE TABLE grants (
+    id            INTEGER PRIMARY KEY,
+    operator      TEXT NOT NULL REFERENCES principals(name),
+    scope_json    TEXT NOT NULL,
+    valid_from    TEXT NOT NULL,
+    valid_to      TEXT NOT NULL,
+    state_json    TEXT NOT NULL,
+    terms_sha256  TEXT,
+    created_by    TEXT NOT NULL,
+    created_at    TEXT NOT NULL
+) STRICT;
+CREATE TABLE applications (
+    id               INTEGER PRIMARY KEY,
+    operator         TEXT NOT NULL REFERENCES principals(name),
+    grant_id         INTEGER NOT NULL REFERENCES grants(id),
+    module_sha256    TEXT NOT NULL,
+    module_bytes     INTEGER NOT NULL,
+    artifact_sha256  TEXT NOT NULL,
+    datasets_json    TEXT NOT NULL,
+    params_json      TEXT NOT NULL,
+    output_json      TEXT NOT NULL,
+    domain           TEXT NOT NULL,
+    purpose          TEXT NOT NULL,
+    mode             TEXT NOT NULL,
+    notes_sha256     TEXT,
+    rejected         INTEGER NOT NULL DEFAULT 0,
+    submitted_at     TEXT NOT NULL
+) STRICT;
+CREATE TABLE decisions (
+    app             INTEGER NOT NULL REFERENCES applications(id),
+    seq             INTEGER NOT NULL,
+    principal       TEXT NOT NULL,
+    role            TEXT NOT NULL,
+    party           TEXT NOT NULL,
+    decision        TEXT NOT NULL CHECK (decision IN ('approve', 'reject')),
+    reason          TEXT NOT NULL,
+    binding_sha256  TEXT NOT NULL,
+    binding_json    TEXT NOT NULL,
+    time            TEXT NOT NULL,
+    PRIMARY KEY (app, seq)
+) STRICT;
+"#,
+];
 
 /// Quality figures of one column, computed at publish time without keeping any value (Art. 16).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,7 +159,7 @@ pub(crate) struct NewVersion<'a> {
 
 #[derive(Debug)]
 pub(crate) struct Catalog {
-    conn: Connection,
+    pub(crate) conn: Connection,
 }
 
 impl Catalog {
@@ -256,11 +308,17 @@ impl Catalog {
         }))
     }
 
-    /// Every object digest the catalog references (files and policies).
+    /// Every object digest the catalog references (files, policies, grant terms, modules, compiled artifacts,
+    /// security notes).
     pub fn referenced_objects(&self) -> Result<Vec<String>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT sha256 FROM version_files UNION SELECT policy_sha256 FROM dataset_versions ORDER BY 1")
+            .prepare(
+                "SELECT sha256 FROM version_files UNION SELECT policy_sha256 FROM dataset_versions
+                 UNION SELECT terms_sha256 FROM grants WHERE terms_sha256 IS NOT NULL
+                 UNION SELECT module_sha256 FROM applications UNION SELECT artifact_sha256 FROM applications
+                 UNION SELECT notes_sha256 FROM applications WHERE notes_sha256 IS NOT NULL ORDER BY 1",
+            )
             .map_err(StoreError::catalog("list objects"))?;
         let rows = stmt.query_map([], |r| r.get(0)).map_err(StoreError::catalog("list objects"))?;
         rows.collect::<Result<_, _>>().map_err(StoreError::catalog("list objects"))

@@ -9,6 +9,28 @@ use policies::PolicyErrors;
 pub enum StoreError {
     #[error(transparent)]
     Audit(#[from] zone_audit::AuditError),
+    #[error(transparent)]
+    Denied(zone_access::Denied),
+    #[error("no principal `{name}` in this zone{}", known_principals(.known))]
+    UnknownPrincipal { name: String, known: Vec<String> },
+    #[error("principal `{name}` already exists")]
+    PrincipalExists { name: String },
+    #[error("{detail}")]
+    BadInput { detail: String },
+    #[error("the grant is refused:\n  {}", problems.join("\n  "))]
+    BadGrant { problems: Vec<String> },
+    #[error("no grant {id}")]
+    UnknownGrant { id: u64 },
+    #[error("grant {id} cannot change: {detail}")]
+    GrantState { id: u64, detail: String },
+    #[error("operator `{operator}` has no active grant that covers this: {detail} [access.grant]")]
+    NoGrant { operator: String, detail: String },
+    #[error("the application is refused:\n  {}", problems.join("\n  "))]
+    AppRefused { problems: Vec<String> },
+    #[error("no application {id}")]
+    UnknownApp { id: u64 },
+    #[error("application {id}: {detail}")]
+    AppDecided { id: u64, detail: String },
     #[error("{path}: invalid settings:\n  {}", problems.join("\n  "))]
     BadSettings { path: PathBuf, problems: Vec<String> },
     #[error("{path} is not an initialized zone (no zone.toml); run `cleanroom --zone {path} zone init` first")]
@@ -65,6 +87,10 @@ pub enum StoreError {
     DamagedObject { sha256: String, detail: String },
 }
 
+fn known_principals(known: &[String]) -> String {
+    if known.is_empty() { String::new() } else { format!(" (known: {})", known.join(", ")) }
+}
+
 fn known_list(known: &[String]) -> String {
     if known.is_empty() {
         " (the zone has no datasets yet)".to_owned()
@@ -87,6 +113,17 @@ impl StoreError {
     /// A stable class for scripts and, later, the audit log.
     pub fn class(&self) -> &'static str {
         match self {
+            StoreError::Denied(d) => d.class,
+            StoreError::UnknownPrincipal { .. } => "access.unknown_principal",
+            StoreError::PrincipalExists { .. } => "principal.exists",
+            StoreError::BadInput { .. } => "input.invalid",
+            StoreError::BadGrant { .. } => "grant.invalid",
+            StoreError::UnknownGrant { .. } => "grant.unknown",
+            StoreError::GrantState { .. } => "grant.state",
+            StoreError::NoGrant { .. } => "access.grant",
+            StoreError::AppRefused { .. } => "app.refused",
+            StoreError::UnknownApp { .. } => "app.unknown",
+            StoreError::AppDecided { .. } => "app.decided",
             StoreError::NotInitialized { .. } => "zone.not_initialized",
             StoreError::BadSettings { .. } => "zone.settings",
             StoreError::Audit(_) => "zone.audit",

@@ -6,10 +6,16 @@
 //! killed at any point leaves the zone as it was before or after the step (invariant 6).
 //!
 //! ```no_run
-//! use zone_store::{NoProgress, PublishRequest, Zone};
-//! let mut zone = Zone::init("zone".as_ref())?;
+//! use zone_store::{NoProgress, Principal, PublishRequest, Role, Zone};
+//! let mut zone = Zone::init("zone".as_ref(), "data-bureau", None)?;
+//! zone.add_principal(
+//!     &zone.actor("data-bureau")?,
+//!     &Principal { name: "tax-clerk".into(), role: Role::Agency, org: Some("taxation".into()) },
+//! )?;
+//! let clerk = zone.actor("tax-clerk")?;
 //! let outcome = zone.publish(
-//!     &PublishRequest { files: vec!["registry.parquet".into()], policy: "registry.toml".into(), name: None },
+//!     &clerk,
+//!     &PublishRequest { files: vec!["tax_credit.parquet".into()], policy: "tax_credit.toml".into(), name: None },
 //!     &mut NoProgress,
 //! )?;
 //! println!("published {}@{}", outcome.version().dataset, outcome.version().version);
@@ -19,19 +25,27 @@
 //! Where to extend: new catalog tables are a migration in `catalog.rs`; new stored kinds of bytes go through
 //! `objects.rs`; the zone's public operations are methods of [`Zone`].
 
+mod access;
+mod apps;
 mod catalog;
 mod error;
+mod grants;
 mod keys;
 mod objects;
 mod publish;
 mod settings;
 mod zone;
 
+pub use apps::{
+    AppDataset, AppOutput, AppRequest, AppStatus, AppView, Application, Binding, BoundDataset, CheckedModule, Decision,
+    OutputColumn, PreparedApp,
+};
 pub use catalog::{ColumnStats, DatasetSummary, DatasetVersion, FormatCheck, StoredFile};
 pub use error::StoreError;
+pub use grants::{GrantChange, NewGrant, today};
 pub use keys::ZoneKeys;
 pub use settings::{SandboxSection, SandboxSettings};
-pub use zone::{LOCAL_ACTOR, LOCAL_ROLE};
 pub use zone::{NoProgress, Progress, PublishOutcome, PublishRequest, ZONE_FORMAT, Zone, ZoneCheck, ZoneInfo};
+pub use zone_access::{Action, Grant, GrantScope, GrantState, GrantStatus, Principal, Role};
 
 pub(crate) use zone::fail_point;

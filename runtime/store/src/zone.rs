@@ -21,11 +21,8 @@ use crate::keys::{self, ZoneKeys};
 use crate::objects::{ObjectStore, Staged, sync_dir};
 use crate::publish::{inspect, merge_stats, parquet_schema, schema_difference};
 use crate::settings::{SandboxSection, SandboxSettings};
+use zone_access::{Action, Principal, Role};
 use zone_audit::{AuditLog, Entry, Outcome, VerifyReport};
-
-/// Who acts through the local CLI until principals exist (issue "Governance"): recorded as such in the log.
-pub const LOCAL_ACTOR: &str = "local";
-pub const LOCAL_ROLE: &str = "zone-admin";
 
 /// The on-disk format this build writes and reads.
 pub const ZONE_FORMAT: i64 = 1;
@@ -132,13 +129,18 @@ pub(crate) fn fail_point(name: &str) {
     let _ = name;
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 impl Zone {
-    /// Creates a zone in `root` (a new or empty folder): layout, keys, catalog, then `zone.toml`.
-    pub fn init(root: &Path) -> Result<Zone, StoreError> {
+    /// Creates a zone in `root` (a new or empty folder): layout, keys, catalog, the first authority (`authority`,
+    /// of `org`), then `zone.toml`.
+    pub fn init(root: &Path, authority: &str, org: Option<&str>) -> Result<Zone, StoreError> {
+        crate::access::check_name("principal", authority)?;
+        if let Some(org) = org {
+            crate::access::check_name("organisation", org)?;
+        }
         let marker = root.join("zone.toml");
         if marker.exists() {
             let created_at = read_info(root).map(|i| i.created_at).unwrap_or_else(|_| "unknown".into());
@@ -197,10 +199,17 @@ impl Zone {
         // The first entry of the audit log, before zone.toml marks the zone as initialized.
         let keys = keys::load(&root.join("keys"))?;
         let (mut audit, _) = AuditLog::open(&root.join("audit"), &info.zone_id, keys.signing(), &info.created_at)?;
-        let mut first = [Entry::new(info.created_at.clone(), LOCAL_ACTOR, LOCAL_ROLE, "zone.init", Outcome::Ok)
-            .object(format!("zone:{}", info.zone_id))
-            .hash(format!("ed25519:{}", keys.public_key_hex()))];
+        let mut first =
+            [Entry::new(info.created_at.clone(), authority, Role::Authority.name(), "zone.init", Outcome::Ok)
+                .object(format!("zone:{}", info.zone_id))
+                .object(format!("principal:{authority}"))
+                .hash(format!("ed25519:{}", keys.public_key_hex()))
+                .detail(format!("first authority `{authority}`"))];
         audit.append(&mut first, keys.signing(), &info.created_at)?;
+        let zone = Zone { root: root.to_path_buf(), info, catalog, objects };
+        let principal = Principal { name: authority.to_owned(), role: Role::Authority, org: org.map(str::to_owned) };
+        zone.insert_principal(&principal, "zone.init")?;
+        let (root, info) = (&zone.root, &zone.info);
         let text = toml::to_string(&info).map_err(|e| StoreError::Io {
             op: "serialize",
             path: marker.clone(),
@@ -211,7 +220,7 @@ impl Zone {
         fs::File::open(&staged).and_then(|f| f.sync_all()).map_err(StoreError::io("fsync", &staged))?;
         fs::rename(&staged, &marker).map_err(StoreError::io("rename", &marker))?;
         sync_dir(root)?;
-        Ok(Zone { root: root.to_path_buf(), info, catalog, objects })
+        Ok(zone)
     }
 
     /// Opens an initialized zone.
@@ -238,7 +247,8 @@ impl Zone {
     }
 
     /// Verifies the audit log: every entry against its hash and position, every checkpoint against the zone's key.
-    pub fn verify_audit(&self) -> Result<VerifyReport, StoreError> {
+    pub fn verify_audit(&self, who: &Principal) -> Result<VerifyReport, StoreError> {
+        self.authorize(who, &Action::AuditRead, &["audit:log".to_owned()])?;
         let keys = self.keys()?;
         let public = hex::decode(keys.public_key_hex())
             .map_err(|e| StoreError::Key { path: self.root.join("keys"), detail: e.to_string() })?;
@@ -246,7 +256,8 @@ impl Zone {
     }
 
     /// Every audit entry, in order.
-    pub fn audit_entries(&self) -> Result<Vec<Entry>, StoreError> {
+    pub fn audit_entries(&self, who: &Principal) -> Result<Vec<Entry>, StoreError> {
+        self.authorize(who, &Action::AuditRead, &["audit:log".to_owned()])?;
         let keys = self.keys()?;
         let (log, _) = AuditLog::open(&self.root.join("audit"), &self.info.zone_id, keys.signing(), &now())?;
         Ok(log.entries()?)
@@ -257,6 +268,14 @@ impl Zone {
         let path = self.root.join("zone.toml");
         let text = fs::read_to_string(&path).map_err(StoreError::io("read", &path))?;
         self.info.sandbox.check(&path, &text)
+    }
+
+    pub(crate) fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub(crate) fn objects(&self) -> &ObjectStore {
+        &self.objects
     }
 
     pub fn root(&self) -> &Path {
@@ -282,15 +301,16 @@ impl Zone {
     /// changes nothing and says so.
     pub fn publish(
         &mut self,
+        who: &Principal,
         request: &PublishRequest,
         progress: &mut dyn Progress,
     ) -> Result<PublishOutcome, StoreError> {
-        let result = self.publish_unrecorded(request, progress);
+        let result = self.publish_unrecorded(who, request, progress);
         let name = request.name.clone().unwrap_or_else(|| "(named by its policy)".to_owned());
         let entry = match &result {
             Ok(outcome) => {
                 let v = outcome.version();
-                let mut e = Entry::new(now(), LOCAL_ACTOR, LOCAL_ROLE, "dataset.publish", Outcome::Ok)
+                let mut e = crate::access::entry(who, "dataset.publish", Outcome::Ok)
                     .object(format!("dataset:{}@{}", v.dataset, v.version))
                     .hash(format!("policy:sha256:{}", v.policy_sha256));
                 for f in &v.files {
@@ -301,7 +321,7 @@ impl Zone {
                 }
                 e
             }
-            Err(err) => Entry::new(now(), LOCAL_ACTOR, LOCAL_ROLE, "dataset.publish", Outcome::Refused)
+            Err(err) => crate::access::entry(who, "dataset.publish", Outcome::Refused)
                 .object(format!("dataset:{name}"))
                 .reason(err.class())
                 .detail(err.to_string()),
@@ -313,9 +333,12 @@ impl Zone {
 
     fn publish_unrecorded(
         &mut self,
+        who: &Principal,
         request: &PublishRequest,
         progress: &mut dyn Progress,
     ) -> Result<PublishOutcome, StoreError> {
+        // The role first, before any byte is read; the provider once the policy says whose data it is.
+        self.permit(who, &Action::DatasetPublish { provider: None })?;
         if request.files.is_empty() {
             return Err(StoreError::MissingFile { path: PathBuf::from("(no Parquet file given)") });
         }
@@ -357,6 +380,7 @@ impl Zone {
             return Err(StoreError::NameMismatch { given: given.clone(), policy: name });
         }
         let provider = policy.dataset().provider.clone();
+        self.permit(who, &Action::DatasetPublish { provider: Some(&provider) })?;
         if let Some(existing) = self.catalog.provider(&name)?
             && existing != provider
         {
@@ -464,6 +488,45 @@ impl Zone {
         CompiledPolicy::compile(&name, &text, &version.schema).map_err(|e: PolicyErrors| StoreError::PolicyRefused(e))
     }
 
+    /// The first `limit` raw rows of a version, for the agency that provides it (recorded: a read of raw data).
+    pub fn dataset_rows(
+        &self,
+        who: &Principal,
+        spec: &str,
+        limit: usize,
+    ) -> Result<(DatasetVersion, Vec<arrow_array::RecordBatch>), StoreError> {
+        let version = match self.dataset(spec) {
+            Ok(v) => v,
+            Err(err) => {
+                self.record_refusal(who, "dataset.rows", &[format!("dataset:{spec}")], err.class(), &err.to_string())?;
+                return Err(err);
+            }
+        };
+        let objects = [format!("dataset:{}@{}", version.dataset, version.version)];
+        self.authorize(who, &Action::DatasetRows { provider: &version.provider }, &objects)?;
+        let mut batches = Vec::new();
+        let mut left = limit;
+        for path in self.data_files(&version) {
+            if left == 0 {
+                break;
+            }
+            let file = fs::File::open(&path).map_err(StoreError::io("open", &path))?;
+            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                .and_then(|b| b.with_batch_size(left.clamp(1, 8192)).with_limit(left).build())
+                .map_err(|e| StoreError::BadParquet { path: path.clone(), detail: e.to_string() })?;
+            for batch in reader {
+                let batch = batch.map_err(|e| StoreError::BadParquet { path: path.clone(), detail: e.to_string() })?;
+                left = left.saturating_sub(batch.num_rows());
+                batches.push(batch);
+            }
+        }
+        let shown: usize = batches.iter().map(arrow_array::RecordBatch::num_rows).sum();
+        self.record(&mut [crate::access::entry(who, "dataset.rows", Outcome::Ok)
+            .object(objects[0].clone())
+            .detail(format!("{shown} raw rows shown to the providing agency"))])?;
+        Ok((version, batches))
+    }
+
     /// The stored Parquet files of a version, in order. Read-only paths inside the zone: only the runtime reads
     /// them.
     pub fn data_files(&self, version: &DatasetVersion) -> Vec<PathBuf> {
@@ -471,7 +534,8 @@ impl Zone {
     }
 
     /// Re-hashes every referenced object and lists what is damaged, unreferenced, or left in staging.
-    pub fn verify(&self, progress: &mut dyn Progress) -> Result<ZoneCheck, StoreError> {
+    pub fn verify(&self, who: &Principal, progress: &mut dyn Progress) -> Result<ZoneCheck, StoreError> {
+        self.authorize(who, &Action::ZoneRead, &[format!("zone:{}", self.info.zone_id)])?;
         let referenced = self.catalog.referenced_objects()?;
         let mut check = ZoneCheck::default();
         progress.begin("verify", referenced.len() as u64);
@@ -524,6 +588,14 @@ fn read_info(root: &Path) -> Result<ZoneInfo, StoreError> {
 mod tests {
     use super::*;
 
+    /// A new zone with its authority `dsb` and the taxation bureau's clerk `tax`.
+    fn new_zone(root: &Path) -> (Zone, Principal) {
+        let zone = Zone::init(root, "dsb", Some("data-bureau")).expect("init");
+        let clerk = Principal { name: "tax".into(), role: Role::Agency, org: Some("taxation".into()) };
+        zone.add_principal(&zone.actor("dsb").expect("authority"), &clerk).expect("add clerk");
+        (zone, clerk)
+    }
+
     fn fixture_request(dataset: &str) -> PublishRequest {
         PublishRequest {
             files: vec![datasets_fixtures::committed_parquet(dataset)],
@@ -536,9 +608,9 @@ mod tests {
     fn init_open_publish_read_back() {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().join("z");
-        let mut zone = Zone::init(&root).expect("init");
-        assert!(matches!(Zone::init(&root), Err(StoreError::AlreadyInitialized { .. })));
-        let outcome = zone.publish(&fixture_request("tax_credit"), &mut NoProgress).expect("publish");
+        let (mut zone, clerk) = new_zone(&root);
+        assert!(matches!(Zone::init(&root, "dsb", None), Err(StoreError::AlreadyInitialized { .. })));
+        let outcome = zone.publish(&clerk, &fixture_request("tax_credit"), &mut NoProgress).expect("publish");
         assert!(matches!(outcome, PublishOutcome::Published(_)));
         drop(zone);
 
@@ -551,16 +623,24 @@ mod tests {
         let bytes = fs::read(&stored[0]).expect("stored file");
         assert_eq!(bytes, fs::read(datasets_fixtures::committed_parquet("tax_credit")).expect("fixture"));
         assert!(fs::metadata(&stored[0]).expect("stat").permissions().readonly());
-        let check = zone.verify(&mut NoProgress).expect("verify");
+        let dsb = zone.actor("dsb").expect("authority");
+        let check = zone.verify(&dsb, &mut NoProgress).expect("verify");
         assert!(check.is_healthy() && check.unreferenced.is_empty() && check.leftover_staging.is_empty());
+        // The clerk may not verify the zone, and the refusal is in the log.
+        assert!(matches!(zone.verify(&clerk, &mut NoProgress), Err(StoreError::Denied(_))));
+        let last = zone.audit_entries(&dsb).expect("log").pop().expect("an entry");
+        assert_eq!(
+            (last.actor.as_str(), last.action.as_str(), last.reason.as_deref()),
+            ("tax", "zone.read", Some("access.role"))
+        );
     }
 
     #[test]
     fn dataset_references() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut zone = Zone::init(dir.path()).expect("init");
+        let (mut zone, clerk) = new_zone(dir.path());
         assert!(matches!(zone.dataset("x"), Err(StoreError::UnknownDataset { known, .. }) if known.is_empty()));
-        zone.publish(&fixture_request("tax_credit"), &mut NoProgress).expect("publish");
+        zone.publish(&clerk, &fixture_request("tax_credit"), &mut NoProgress).expect("publish");
         for bad in ["tax_credit@", "tax_credit@x", "@1", "tax_credit@-1"] {
             assert!(matches!(zone.dataset(bad), Err(StoreError::BadDatasetRef { .. })), "{bad}");
         }
@@ -570,8 +650,9 @@ mod tests {
     #[test]
     fn damaged_objects_are_found() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut zone = Zone::init(dir.path()).expect("init");
-        let v = zone.publish(&fixture_request("tax_credit"), &mut NoProgress).expect("publish").version().clone();
+        let (mut zone, clerk) = new_zone(dir.path());
+        let v =
+            zone.publish(&clerk, &fixture_request("tax_credit"), &mut NoProgress).expect("publish").version().clone();
         let path = zone.data_files(&v).remove(0);
         let mut perms = fs::metadata(&path).expect("stat").permissions();
         #[expect(clippy::permissions_set_readonly_false, reason = "the test damages a stored file on purpose")]
@@ -580,7 +661,7 @@ mod tests {
         let mut bytes = fs::read(&path).expect("read");
         bytes[100] ^= 1;
         fs::write(&path, bytes).expect("write");
-        let check = zone.verify(&mut NoProgress).expect("verify");
+        let check = zone.verify(&zone.actor("dsb").expect("authority"), &mut NoProgress).expect("verify");
         assert_eq!(check.damaged.len(), 1);
         assert!(check.damaged[0].starts_with(&v.files[0].sha256));
     }
@@ -590,7 +671,7 @@ mod tests {
     fn keys_readable_by_others_are_refused() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
-        let zone = Zone::init(dir.path()).expect("init");
+        let zone = Zone::init(dir.path(), "dsb", None).expect("init");
         assert!(zone.keys().is_ok());
         let key = dir.path().join("keys/token.hmac.key");
         fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).expect("chmod");
@@ -602,18 +683,19 @@ mod tests {
     fn a_killed_init_can_be_redone() {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().join("z");
-        Zone::init(&root).expect("init");
+        Zone::init(&root, "dsb", None).expect("init");
         // Simulate an init killed before it wrote zone.toml: our layout is there, the marker is not.
         fs::remove_file(root.join("zone.toml")).expect("remove marker");
         assert!(matches!(Zone::open(&root), Err(StoreError::NotInitialized { .. })));
-        Zone::init(&root).expect("init again");
+        drop(new_zone(&root));
         Zone::open(&root).expect("open");
 
         // But a zone that holds data is never wiped, even without its zone.toml.
         let mut zone = Zone::open(&root).expect("open");
-        zone.publish(&fixture_request("tax_credit"), &mut NoProgress).expect("publish");
+        let clerk = zone.actor("tax").expect("clerk");
+        zone.publish(&clerk, &fixture_request("tax_credit"), &mut NoProgress).expect("publish");
         fs::remove_file(root.join("zone.toml")).expect("remove marker");
-        assert!(matches!(Zone::init(&root), Err(StoreError::NotEmpty { .. })));
+        assert!(matches!(Zone::init(&root, "dsb", None), Err(StoreError::NotEmpty { .. })));
         assert!(root.join("catalog.db").exists());
     }
 }

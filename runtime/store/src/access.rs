@@ -1,0 +1,191 @@
+//! Principals in the catalog, and the zone's side of authorization: resolve who acts, ask `zone-access`, and
+//! put every refusal in the audit log.
+
+use rusqlite::{OptionalExtension, params};
+use zone_access::{Action, Principal, Role, authorize};
+use zone_audit::{Entry, Outcome};
+
+use crate::error::StoreError;
+use crate::zone::{Zone, now};
+
+/// Names are short, lowercase, and safe in logs and file names.
+pub(crate) fn check_name(what: &str, name: &str) -> Result<(), StoreError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::BadInput {
+            detail: format!(
+                "{what} `{name}` is not a valid name: use 1–64 lowercase letters, digits, `-`, `_` or `.`, starting \
+                 with a letter or digit"
+            ),
+        })
+    }
+}
+
+/// An audit entry for `who` doing `action`.
+pub(crate) fn entry(who: &Principal, action: &str, outcome: Outcome) -> Entry {
+    Entry::new(now(), &who.name, who.role.name(), action, outcome)
+}
+
+impl Zone {
+    /// The principal called `name`. An unknown name is refused and the refusal recorded (someone tried).
+    pub fn actor(&self, name: &str) -> Result<Principal, StoreError> {
+        match self.principal(name)? {
+            Some(p) => Ok(p),
+            None => {
+                let known = self.principals()?.into_iter().map(|p| p.name).collect();
+                let err = StoreError::UnknownPrincipal { name: name.to_owned(), known };
+                self.record(&mut [Entry::new(now(), name, "unknown", "zone.access", Outcome::Refused)
+                    .reason(err.class())
+                    .detail(format!("no principal `{name}` in this zone"))])?;
+                Err(err)
+            }
+        }
+    }
+
+    /// The decision alone, without recording (for steps inside an operation that records its own outcome).
+    pub(crate) fn permit(&self, who: &Principal, action: &Action<'_>) -> Result<(), StoreError> {
+        authorize(who, action).map_err(StoreError::Denied)
+    }
+
+    /// The decision for a read: a refusal is recorded with the objects asked for.
+    pub fn authorize(&self, who: &Principal, action: &Action<'_>, objects: &[String]) -> Result<(), StoreError> {
+        if let Err(err) = self.permit(who, action) {
+            self.record_refusal(who, action.name(), objects, err.class(), &err.to_string())?;
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// Records a refusal of `action` (a failure to record wins over the refusal).
+    pub fn record_refusal(
+        &self,
+        who: &Principal,
+        action: &str,
+        objects: &[String],
+        class: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        let mut e = entry(who, action, Outcome::Refused).reason(class).detail(detail);
+        e.objects = objects.to_vec();
+        self.record(&mut [e])
+    }
+
+    /// Records the outcome of a state change: `Ok` with what `describe` adds, or the refusal with its class.
+    pub(crate) fn recorded<T>(
+        &self,
+        who: &Principal,
+        action: &str,
+        objects: &[String],
+        result: Result<T, StoreError>,
+        describe: impl FnOnce(&T, Entry) -> Entry,
+    ) -> Result<T, StoreError> {
+        let e = match &result {
+            Ok(value) => {
+                let mut e = entry(who, action, Outcome::Ok);
+                e.objects = objects.to_vec();
+                describe(value, e)
+            }
+            Err(err) => {
+                let mut e = entry(who, action, Outcome::Refused).reason(err.class()).detail(err.to_string());
+                e.objects = objects.to_vec();
+                e
+            }
+        };
+        self.record(&mut [e])?;
+        result
+    }
+
+    /// A principal by name.
+    pub fn principal(&self, name: &str) -> Result<Option<Principal>, StoreError> {
+        let row = self
+            .catalog()
+            .conn
+            .query_row("SELECT name, role, org FROM principals WHERE name = ?1", [name], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?))
+            })
+            .optional()
+            .map_err(StoreError::catalog("read principal"))?;
+        row.map(|(name, role, org)| principal_from(name, &role, org)).transpose()
+    }
+
+    /// Every principal, by name.
+    pub fn principals(&self) -> Result<Vec<Principal>, StoreError> {
+        let mut stmt = self
+            .catalog()
+            .conn
+            .prepare("SELECT name, role, org FROM principals ORDER BY name")
+            .map_err(StoreError::catalog("list principals"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?)))
+            .map_err(StoreError::catalog("list principals"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StoreError::catalog("list principals"))?;
+        rows.into_iter().map(|(name, role, org)| principal_from(name, &role, org)).collect()
+    }
+
+    /// Every principal, for someone allowed to list them.
+    pub fn list_principals(&self, who: &Principal) -> Result<Vec<Principal>, StoreError> {
+        self.authorize(who, &Action::PrincipalList, &[])?;
+        self.principals()
+    }
+
+    /// Adds a principal (the authority's act). Agencies and operators need their organisation.
+    pub fn add_principal(&self, who: &Principal, new: &Principal) -> Result<(), StoreError> {
+        let objects = [format!("principal:{}", new.name)];
+        let result = self.add_principal_unrecorded(who, new);
+        self.recorded(who, "principal.add", &objects, result, |_, e| {
+            e.detail(format!("role {}, organisation {}", new.role, new.org.as_deref().unwrap_or("-")))
+        })
+    }
+
+    fn add_principal_unrecorded(&self, who: &Principal, new: &Principal) -> Result<(), StoreError> {
+        self.permit(who, &Action::PrincipalAdd)?;
+        self.insert_principal(new, &who.name)
+    }
+
+    pub(crate) fn insert_principal(&self, new: &Principal, created_by: &str) -> Result<(), StoreError> {
+        check_name("principal", &new.name)?;
+        match (&new.role, &new.org) {
+            (Role::Agency | Role::Operator, None) => {
+                return Err(StoreError::BadInput {
+                    detail: format!(
+                        "{} `{}` needs --org: {}",
+                        new.role,
+                        new.name,
+                        if new.role == Role::Agency {
+                            "the provider name its datasets' policies carry"
+                        } else {
+                            "the operator's company"
+                        }
+                    ),
+                });
+            }
+            (_, Some(org)) => check_name("organisation", org)?,
+            _ => {}
+        }
+        if self.principal(&new.name)?.is_some() {
+            return Err(StoreError::PrincipalExists { name: new.name.clone() });
+        }
+        self.catalog()
+            .conn
+            .execute(
+                "INSERT INTO principals (name, role, org, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![new.name, new.role.name(), new.org, created_by, now()],
+            )
+            .map_err(StoreError::catalog("record principal"))?;
+        Ok(())
+    }
+}
+
+fn principal_from(name: String, role: &str, org: Option<String>) -> Result<Principal, StoreError> {
+    let role = Role::from_name(role).ok_or_else(|| StoreError::Catalog {
+        context: format!("principal `{name}` has an unknown role `{role}`"),
+        source: rusqlite::Error::InvalidQuery,
+    })?;
+    Ok(Principal { name, role, org })
+}
