@@ -7,14 +7,17 @@
 //! ```text
 //!  AuditLog::append(entries) ─▶ log.bin  (len | JSON entry | leaf hash), fsync ─▶ checkpoint, signed, fsync
 //!  AuditLog::verify()        ─▶ rehash every record, compare every checkpoint root and signature
+//!  full_bundle / receipt     ─▶ evidence for offline checking (`bundle.rs`), with consistency/inclusion proofs
 //! ```
 //!
 //! Where to extend: a new field of an entry goes in [`Entry`] (older entries keep verifying: the leaf is the
 //! exact bytes that were written).
 
+pub mod bundle;
 pub mod entry;
 pub mod log;
 pub mod merkle;
 
+pub use bundle::{Bundle, BundleError, BundleReport, full_bundle, receipt, verify_bundle};
 pub use entry::{Entry, Outcome};
 pub use log::{AuditError, AuditLog, Checkpoint, OpenReport, Problem, VerifyReport, verify, verify_bytes};

@@ -142,6 +142,17 @@ fn parse_checkpoints(bytes: &[u8]) -> (Vec<Result<Checkpoint, String>>, u64) {
     (lines.map(|l| serde_json::from_slice::<Checkpoint>(l).map_err(|e| e.to_string())).collect(), complete as u64)
 }
 
+/// Every complete record as (payload, stored leaf hash), and where complete records end.
+pub(crate) fn split_records(bytes: &[u8]) -> (Vec<(&[u8], Hash)>, u64) {
+    let (recs, end) = records(bytes);
+    (recs.into_iter().map(|r| (r.payload, r.stored_hash)).collect(), end)
+}
+
+/// The readable checkpoints of `checkpoints.jsonl`, in order.
+pub(crate) fn signed_checkpoints(bytes: &[u8]) -> Vec<Checkpoint> {
+    parse_checkpoints(bytes).0.into_iter().filter_map(Result::ok).collect()
+}
+
 /// The sequence number an entry's JSON starts with (`{"seq":N,` — how the log writes every entry), without
 /// parsing the rest; `None` for any other shape (the full parse in pass 3 then decides).
 fn leading_seq(payload: &[u8]) -> Option<u64> {

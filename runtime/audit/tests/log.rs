@@ -247,3 +247,151 @@ fn a_torn_write_after_a_crash_is_cut_and_acknowledged_entries_survive() {
     std::fs::write(&log_file, &bytes[..bytes.len() - 10]).expect("write");
     assert!(AuditLog::open(dir.path(), LOG_ID, &key, "2026-11-27T11:00:03Z").is_err());
 }
+
+#[test]
+fn evidence_bundles_verify_offline_and_every_change_is_refused() {
+    use zone_audit::{BundleError, full_bundle, receipt, verify_bundle};
+    let dir = tempfile::tempdir().expect("tmp");
+    let key = key();
+    let log = build(dir.path(), &key, 40, 3);
+    let (bin, cps) = log.raw().expect("raw");
+    let pk = public(&key);
+    let bundle = full_bundle(&bin, &cps, LOG_ID, &pk, "2026-11-27T10:00:00Z").expect("bundle");
+    let report = verify_bundle(&bundle, Some(&pk)).expect("verifies");
+    assert_eq!((report.kind, report.entries, report.checkpoints, report.consistency_proofs), ("full", 40, 14, 13));
+    // Through its JSON form, as an inspector receives it.
+    let text = serde_json::to_string(&bundle).expect("json");
+    let back: zone_audit::Bundle = serde_json::from_str(&text).expect("parse");
+    assert_eq!(verify_bundle(&back, None).expect("verifies").root, report.root);
+
+    // Another key.
+    assert!(matches!(verify_bundle(&bundle, Some(&key_other())), Err(BundleError::KeyMismatch { .. })));
+    // One character of one entry.
+    let mut b = bundle.clone();
+    b.entries[17].entry = b.entries[17].entry.replace("agency-1", "agency-2");
+    assert!(matches!(verify_bundle(&b, None), Err(BundleError::Log(Problem::Changed { index: 17, .. }))));
+    // The entry and its leaf changed together: the signed roots catch it.
+    let leaf = hex::encode(zone_audit::merkle::leaf_hash(b.entries[17].entry.as_bytes()));
+    b.entries[17].leaf = leaf;
+    assert!(matches!(verify_bundle(&b, None), Err(BundleError::Log(Problem::RootMismatch { .. }))), "{:?}", verify_bundle(&b, None));
+    // An entry removed, two swapped, the tail cut.
+    let mut b = bundle.clone();
+    b.entries.remove(5);
+    assert!(verify_bundle(&b, None).is_err());
+    let mut b = bundle.clone();
+    b.entries.swap(8, 9);
+    assert!(matches!(verify_bundle(&b, None), Err(BundleError::Log(Problem::OutOfPlace { index: 8, .. }))));
+    let mut b = bundle.clone();
+    b.entries.truncate(30);
+    assert!(matches!(verify_bundle(&b, None), Err(BundleError::Log(Problem::Truncated { .. }))));
+    // A consistency proof altered, dropped, or moved.
+    let mut b = bundle.clone();
+    let node = &mut b.consistency[4].path[0];
+    *node = format!("{}{}", if node.starts_with('0') { "1" } else { "0" }, &node[1..]);
+    assert!(matches!(verify_bundle(&b, None), Err(BundleError::Proof(_))));
+    let mut b = bundle.clone();
+    b.consistency.pop();
+    assert!(matches!(verify_bundle(&b, None), Err(BundleError::Proof(_))));
+    let mut b = bundle.clone();
+    b.consistency.swap(1, 2);
+    assert!(matches!(verify_bundle(&b, None), Err(BundleError::Proof(_))));
+    // A checkpoint re-signed by another key while naming this one.
+    let mut b = bundle.clone();
+    b.checkpoints[3].time = "2030-01-01T00:00:00Z".into();
+    assert!(matches!(verify_bundle(&b, None), Err(BundleError::Log(Problem::BadSignature { checkpoint: 3 }))));
+
+    // A receipt for every entry verifies on its own; any change to it does not.
+    for index in 0..40 {
+        let r = receipt(&bin, &cps, LOG_ID, &pk, index, "2026-11-27T10:00:00Z").expect("receipt");
+        assert_eq!(r.entries.len(), 1);
+        let report = verify_bundle(&r, Some(&pk)).expect("receipt verifies");
+        assert_eq!((report.kind, report.size), ("receipt", 40));
+        let mut bad = r.clone();
+        bad.entries[0].entry = bad.entries[0].entry.replace("dataset:", "dataset:x");
+        assert!(verify_bundle(&bad, None).is_err());
+        let mut bad = r.clone();
+        if let Some(p) = bad.inclusion.as_mut() {
+            p.index = (index + 1) % 40;
+        }
+        bad.first_index = (index + 1) % 40;
+        assert!(verify_bundle(&bad, None).is_err(), "moved receipt {index}");
+        let mut bad = r.clone();
+        if let Some(p) = bad.inclusion.as_mut()
+            && let Some(n) = p.path.first_mut()
+        {
+            *n = format!("{}{}", if n.starts_with('0') { "1" } else { "0" }, &n[1..]);
+            assert!(verify_bundle(&bad, None).is_err(), "altered path {index}");
+        }
+    }
+    assert!(receipt(&bin, &cps, LOG_ID, &pk, 40, "t").is_err());
+}
+
+/// The child half of the kill -9 test: appends groups forever, printing the size after each acknowledged append.
+#[test]
+#[ignore = "run by kill_9_during_appends_leaves_a_log_that_verifies as a child process"]
+fn child_appender() {
+    let Some(dir) = std::env::var_os("AUDIT_CHILD_DIR") else {
+        return;
+    };
+    let pkcs8 = std::fs::read(Path::new(&dir).join("key.pk8")).expect("key");
+    let key = Ed25519KeyPair::from_pkcs8(&pkcs8).expect("key");
+    let (mut log, _) = AuditLog::open(&Path::new(&dir).join("log"), LOG_ID, &key, "t").expect("open");
+    let mut out = std::io::stdout();
+    for i in 0.. {
+        let mut batch: Vec<Entry> = (0..1 + i % 5).map(|j| entry(i * 5 + j)).collect();
+        log.append(&mut batch, &key, "2026-11-27T09:00:00Z").expect("append");
+        use std::io::Write;
+        writeln!(out, "{}", log.len()).expect("stdout");
+        out.flush().expect("flush");
+    }
+}
+
+#[test]
+fn kill_9_during_appends_leaves_a_log_that_verifies() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("tmp");
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).expect("keygen");
+    std::fs::write(dir.path().join("key.pk8"), pkcs8.as_ref()).expect("key");
+    let key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("key");
+    let exe = std::env::current_exe().expect("test binary");
+    let mut acknowledged = 0u64;
+    // Several rounds: each child appends to the log the previous one was killed in.
+    for round in 0..4u64 {
+        let mut child = std::process::Command::new(&exe)
+            .args(["--exact", "child_appender", "--ignored", "--nocapture", "--test-threads=1"])
+            .env("AUDIT_CHILD_DIR", dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn child");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        // Let it append a while (a different number of acknowledged appends each round), then SIGKILL it.
+        let target = 20 + round * 13;
+        let mut seen = 0;
+        while let Some(Ok(line)) = lines.next() {
+            if let Ok(n) = line.trim().parse::<u64>() {
+                acknowledged = n;
+                seen += 1;
+                if seen == target {
+                    break;
+                }
+            }
+        }
+        child.kill().expect("kill -9");
+        // Whatever the child printed before dying was acknowledged too.
+        for line in lines.map_while(Result::ok) {
+            if let Ok(n) = line.trim().parse::<u64>() {
+                acknowledged = n;
+            }
+        }
+        child.wait().expect("reap");
+        // Opening repairs a torn tail (if the kill landed mid-write); nothing acknowledged is lost.
+        let (log, _) = AuditLog::open(&dir.path().join("log"), LOG_ID, &key, "t2").expect("open after kill");
+        assert!(log.len() >= acknowledged, "round {round}: {} entries < {acknowledged} acknowledged", log.len());
+        let report = verify(&dir.path().join("log"), LOG_ID, &public(&key)).expect("verifies after kill");
+        assert_eq!(report.entries, log.len());
+        assert_eq!(report.unsigned_tail, 0);
+    }
+    assert!(acknowledged >= 20 + 33 + 46 + 59 - 4, "every round appended: {acknowledged}");
+}
