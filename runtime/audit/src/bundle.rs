@@ -99,13 +99,7 @@ fn hex_path(path: &[String], what: &str) -> Result<Vec<Hash>, BundleError> {
 
 /// A full bundle of a log given as the bytes of `log.bin` and `checkpoints.jsonl`. The log is verified first: a
 /// damaged log is not exported as evidence.
-pub fn full_bundle(
-    log: &[u8],
-    cps: &[u8],
-    log_id: &str,
-    public_key: &[u8],
-    now: &str,
-) -> Result<Bundle, BundleError> {
+pub fn full_bundle(log: &[u8], cps: &[u8], log_id: &str, public_key: &[u8], now: &str) -> Result<Bundle, BundleError> {
     verify_bytes(log, cps, log_id, public_key).map_err(BundleError::Log)?;
     let (records, _) = crate::log::split_records(log);
     let leaves: Vec<Hash> = records.iter().map(|r| r.1).collect();
@@ -156,8 +150,7 @@ pub fn receipt(
 ) -> Result<Bundle, BundleError> {
     let mut full = full_bundle(log, cps, log_id, public_key, now)?;
     let last = full.checkpoints.pop().ok_or_else(|| BundleError::Proof("the log has no checkpoint".into()))?;
-    let leaves: Vec<Hash> =
-        full.entries.iter().map(|e| hex_hash(&e.leaf, "leaf")).collect::<Result<_, _>>()?;
+    let leaves: Vec<Hash> = full.entries.iter().map(|e| hex_hash(&e.leaf, "leaf")).collect::<Result<_, _>>()?;
     let position = usize::try_from(index).ok().filter(|i| (*i as u64) < last.size).ok_or_else(|| {
         BundleError::Proof(format!("entry {index} is not in the signed log (it holds {} entries)", last.size))
     })?;
@@ -287,9 +280,8 @@ fn verify_receipt(bundle: &Bundle, proof: &InclusionProof, public_key: &[u8]) ->
     if hex::encode(leaf) != entry.leaf {
         return Err(BundleError::Log(Problem::Changed { index: proof.index, offset: 0 }));
     }
-    let parsed: crate::Entry = serde_json::from_str(&entry.entry).map_err(|e| {
-        BundleError::Log(Problem::Unreadable { index: proof.index, offset: 0, detail: e.to_string() })
-    })?;
+    let parsed: crate::Entry = serde_json::from_str(&entry.entry)
+        .map_err(|e| BundleError::Log(Problem::Unreadable { index: proof.index, offset: 0, detail: e.to_string() }))?;
     if parsed.seq != proof.index {
         return Err(BundleError::Log(Problem::OutOfPlace { index: proof.index, offset: 0, claimed: parsed.seq }));
     }

@@ -273,7 +273,11 @@ fn evidence_bundles_verify_offline_and_every_change_is_refused() {
     // The entry and its leaf changed together: the signed roots catch it.
     let leaf = hex::encode(zone_audit::merkle::leaf_hash(b.entries[17].entry.as_bytes()));
     b.entries[17].leaf = leaf;
-    assert!(matches!(verify_bundle(&b, None), Err(BundleError::Log(Problem::RootMismatch { .. }))), "{:?}", verify_bundle(&b, None));
+    assert!(
+        matches!(verify_bundle(&b, None), Err(BundleError::Log(Problem::RootMismatch { .. }))),
+        "{:?}",
+        verify_bundle(&b, None)
+    );
     // An entry removed, two swapped, the tail cut.
     let mut b = bundle.clone();
     b.entries.remove(5);

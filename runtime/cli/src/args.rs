@@ -12,6 +12,11 @@ pub struct Cli {
     /// The zone directory (or set CLEANROOM_ZONE).
     #[arg(long, global = true, env = "CLEANROOM_ZONE", value_name = "DIR")]
     pub zone: Option<PathBuf>,
+    /// The principal acting (or set CLEANROOM_AS). Every command on a zone needs one, except `zone init`.
+    /// The local CLI trusts the operating-system user that owns the zone; the HTTPS API authenticates
+    /// principals with client certificates.
+    #[arg(long = "as", global = true, env = "CLEANROOM_AS", value_name = "NAME")]
+    pub as_: Option<String>,
     /// Machine-readable JSON on stdout instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -30,6 +35,16 @@ pub enum Command {
     /// Publish and inspect datasets (agencies).
     #[command(subcommand)]
     Dataset(DatasetCommand),
+    /// Add and list principals: authorities, agencies, operators, inspectors.
+    #[command(subcommand)]
+    Principal(PrincipalCommand),
+    /// Authorization agreements: which operator may use which data, for which domains, until when.
+    #[command(subcommand)]
+    Grant(GrantCommand),
+    /// Applications: an operator's module over datasets for a domain and purpose, approved by the authority and
+    /// by every providing agency.
+    #[command(subcommand)]
+    App(AppCommand),
     /// Check operators' WebAssembly modules against the contract.
     #[command(subcommand)]
     Module(ModuleCommand),
@@ -42,12 +57,145 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum ZoneCommand {
-    /// Initialize a new zone: catalog, keys, object store.
-    Init,
+    /// Initialize a new zone: catalog, keys, object store, audit log, and the first authority.
+    Init(InitArgs),
     /// Show the zone's identity and contents.
     Status,
     /// Re-hash every stored object and report damage, unreferenced objects and leftover staging files.
     Verify,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Name of the first authority principal.
+    #[arg(long, default_value = "authority", value_name = "NAME")]
+    pub authority: String,
+    /// The authority's organisation.
+    #[arg(long, value_name = "ORG")]
+    pub org: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PrincipalCommand {
+    /// Add a principal (authority only).
+    Add(PrincipalAddArgs),
+    /// List principals.
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct PrincipalAddArgs {
+    pub name: String,
+    /// authority, agency, operator or inspector.
+    #[arg(long, value_name = "ROLE")]
+    pub role: String,
+    /// The organisation: for an agency the provider name its policies carry; for an operator its company.
+    #[arg(long, value_name = "ORG")]
+    pub org: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GrantCommand {
+    /// Grant an operator the use of datasets (or all of some providers' datasets) for domains, in a period.
+    Create(GrantCreateArgs),
+    /// List the grants you may see, with their state today.
+    List,
+    /// Show one grant.
+    Show { id: u64 },
+    /// Suspend a grant (by id) or every active grant of an operator (by name) until corrected.
+    Suspend(GrantSuspendArgs),
+    /// Lift a suspension.
+    Resume(GrantReasonArgs),
+    /// End a grant for good.
+    Terminate(GrantReasonArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GrantCreateArgs {
+    #[arg(long, value_name = "NAME")]
+    pub operator: String,
+    /// Datasets by name, comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
+    pub datasets: Vec<String>,
+    /// Every dataset of these providers, comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "PROVIDER,...")]
+    pub providers: Vec<String>,
+    /// Art. 13 domains, comma-separated (e.g. finance,commerce).
+    #[arg(long, value_delimiter = ',', required = true, value_name = "DOMAIN,...")]
+    pub domains: Vec<String>,
+    /// First day of validity (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    pub from: String,
+    /// Last day of validity (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    pub to: String,
+    /// The agreement's text, kept in the zone under its SHA-256.
+    #[arg(long, value_name = "FILE")]
+    pub terms: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct GrantSuspendArgs {
+    /// A grant id, or an operator's name (all of its active grants).
+    #[arg(value_name = "ID|OPERATOR")]
+    pub target: String,
+    #[arg(long)]
+    pub reason: String,
+    /// The deadline for correction (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    pub correct_by: String,
+}
+
+#[derive(Debug, Args)]
+pub struct GrantReasonArgs {
+    /// A grant id, or an operator's name (all of its grants in the matching state).
+    #[arg(value_name = "ID|OPERATOR")]
+    pub target: String,
+    #[arg(long)]
+    pub reason: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// Submit a module for approval (operators, under an active grant).
+    Submit(AppSubmitArgs),
+    /// Approve an application, as the authority or as a providing agency.
+    Approve(AppDecideArgs),
+    /// Reject an application (final).
+    Reject(AppDecideArgs),
+    /// List the applications you may see.
+    List,
+    /// Show an application: status, binding, who approved, what changed.
+    Show { id: u64 },
+}
+
+#[derive(Debug, Args)]
+pub struct AppSubmitArgs {
+    #[arg(long, value_name = "M.wasm")]
+    pub module: PathBuf,
+    /// NAME (follows the latest version; a new version needs approval again) or NAME@VERSION. Repeat for joins.
+    #[arg(long = "dataset", required = true, value_name = "NAME[@VERSION]")]
+    pub datasets: Vec<String>,
+    #[arg(long)]
+    pub domain: String,
+    #[arg(long)]
+    pub purpose: String,
+    /// aggregate (host-computed, threshold-gated products) or reviewed (artifacts reviewed by the agency).
+    #[arg(long)]
+    pub mode: String,
+    /// A document describing the security measures (Art. 14), kept under its SHA-256.
+    #[arg(long, value_name = "FILE")]
+    pub security_notes: Option<PathBuf>,
+    /// Parameters handed to the module's `init`, as KEY=VALUE; part of what is approved.
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AppDecideArgs {
+    pub id: u64,
+    #[arg(long)]
+    pub reason: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -55,7 +203,29 @@ pub enum AuditCommand {
     /// List audit entries, oldest first.
     Log(AuditLogArgs),
     /// Recompute every entry's hash, the Merkle roots and every checkpoint signature; name the first change.
-    Verify,
+    /// With --bundle, check an exported evidence bundle offline instead (no zone needed).
+    Verify(AuditVerifyArgs),
+    /// Write an evidence bundle: every entry, checkpoint and consistency proof, and the public key; with
+    /// --entry, a receipt for one entry with its inclusion proof.
+    Export(AuditExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditVerifyArgs {
+    #[arg(long, value_name = "FILE")]
+    pub bundle: Option<PathBuf>,
+    /// The zone's public key (hex), obtained separately: the bundle must be signed by it.
+    #[arg(long, value_name = "HEX", requires = "bundle")]
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditExportArgs {
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Only a receipt for this entry (its sequence number) with an inclusion proof.
+    #[arg(long, value_name = "SEQ")]
+    pub entry: Option<u64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -66,6 +236,12 @@ pub struct AuditLogArgs {
     /// Only entries that name this dataset.
     #[arg(long)]
     pub dataset: Option<String>,
+    /// Only entries by or about this operator.
+    #[arg(long)]
+    pub operator: Option<String>,
+    /// Only entries about this application.
+    #[arg(long)]
+    pub app: Option<u64>,
     /// Only entries at or after this RFC 3339 time.
     #[arg(long)]
     pub since: Option<String>,
@@ -79,6 +255,16 @@ pub enum DatasetCommand {
     List,
     /// Show a dataset version: schema with each column's class, rows, hashes, quality figures. Never a value.
     Show(ShowArgs),
+    /// The first raw rows of a dataset: only for the agency that provides it (recorded in the audit log).
+    Rows(RowsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RowsArgs {
+    #[arg(value_name = "NAME[@VERSION]")]
+    pub dataset: String,
+    #[arg(long, default_value_t = 10)]
+    pub limit: usize,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,21 +1,22 @@
-//! The `zone` and `dataset` commands.
-
-use std::path::Path;
+//! The `zone`, `dataset` and `audit` commands.
 
 use anyhow::Context as _;
 use policies::ColumnRule;
 use serde::Serialize;
 use serde_json::json;
-use zone_store::{DatasetVersion, PublishOutcome, PublishRequest, Zone};
+use zone_store::{Action, DatasetVersion, Principal, PublishOutcome, PublishRequest, Zone};
 
-use crate::args::{AuditCommand, DatasetCommand, PublishArgs, ShowArgs, ZoneCommand};
+use crate::args::{AuditCommand, DatasetCommand, PublishArgs, RowsArgs, ShowArgs, ZoneCommand};
+use crate::context::Ctx;
 use crate::output::{self, Mode, bytes, short};
 use crate::progress::Bars;
 
-pub fn zone(root: &Path, command: &ZoneCommand, mode: Mode) -> anyhow::Result<()> {
+pub fn zone(ctx: &Ctx<'_>, command: &ZoneCommand) -> anyhow::Result<()> {
+    let mode = ctx.mode;
+    let root = &ctx.root()?;
     match command {
-        ZoneCommand::Init => {
-            let zone = Zone::init(root)?;
+        ZoneCommand::Init(args) => {
+            let zone = Zone::init(root, &args.authority, args.org.as_deref())?;
             let keys = zone.keys()?;
             match mode {
                 Mode::Json => output::json(&json!({
@@ -23,16 +24,19 @@ pub fn zone(root: &Path, command: &ZoneCommand, mode: Mode) -> anyhow::Result<()
                     "zone_id": zone.info().zone_id,
                     "created_at": zone.info().created_at,
                     "public_key": keys.public_key_hex(),
+                    "authority": args.authority,
                 })),
                 Mode::Human => {
                     println!("initialized zone {} in {}", zone.info().zone_id, root.display());
                     println!("signing public key (Ed25519): {}", keys.public_key_hex());
+                    println!("first authority: {} (act as it with --as {0})", args.authority);
                     Ok(())
                 }
             }
         }
         ZoneCommand::Status => {
-            let zone = Zone::open(root)?;
+            let (zone, who) = ctx.open_as()?;
+            zone.authorize(&who, &Action::ZoneRead, &[format!("zone:{}", zone.info().zone_id)])?;
             let datasets = zone.datasets()?;
             let keys = zone.keys()?;
             match mode {
@@ -58,9 +62,9 @@ pub fn zone(root: &Path, command: &ZoneCommand, mode: Mode) -> anyhow::Result<()
             }
         }
         ZoneCommand::Verify => {
-            let zone = Zone::open(root)?;
-            let check = zone.verify(&mut Bars::default())?;
-            let audit = zone.verify_audit()?;
+            let (zone, who) = ctx.open_as()?;
+            let check = zone.verify(&who, &mut Bars::default())?;
+            let audit = zone.verify_audit(&who)?;
             match mode {
                 Mode::Json => {
                     let mut v = serde_json::to_value(&check)?;
@@ -100,18 +104,19 @@ pub fn zone(root: &Path, command: &ZoneCommand, mode: Mode) -> anyhow::Result<()
     }
 }
 
-pub fn dataset(root: &Path, command: &DatasetCommand, mode: Mode) -> anyhow::Result<()> {
+pub fn dataset(ctx: &Ctx<'_>, command: &DatasetCommand) -> anyhow::Result<()> {
+    let (mut zone, who) = ctx.open_as()?;
     match command {
-        DatasetCommand::Publish(args) => publish(root, args, mode),
-        DatasetCommand::List => list(root, mode),
-        DatasetCommand::Show(args) => show(root, args, mode),
+        DatasetCommand::Publish(args) => publish(&mut zone, &who, args, ctx.mode),
+        DatasetCommand::List => list(&zone, &who, ctx.mode),
+        DatasetCommand::Show(args) => show(&zone, &who, args, ctx.mode),
+        DatasetCommand::Rows(args) => rows(&zone, &who, args, ctx.mode),
     }
 }
 
-pub fn publish(root: &Path, args: &PublishArgs, mode: Mode) -> anyhow::Result<()> {
-    let mut zone = Zone::open(root)?;
+pub fn publish(zone: &mut Zone, who: &Principal, args: &PublishArgs, mode: Mode) -> anyhow::Result<()> {
     let request = PublishRequest { files: args.files.clone(), policy: args.policy.clone(), name: args.name.clone() };
-    let outcome = zone.publish(&request, &mut Bars::default())?;
+    let outcome = zone.publish(who, &request, &mut Bars::default())?;
     match mode {
         Mode::Json => output::json(&outcome),
         Mode::Human => {
@@ -136,8 +141,8 @@ pub fn publish(root: &Path, args: &PublishArgs, mode: Mode) -> anyhow::Result<()
     }
 }
 
-pub fn list(root: &Path, mode: Mode) -> anyhow::Result<()> {
-    let zone = Zone::open(root)?;
+pub fn list(zone: &Zone, who: &Principal, mode: Mode) -> anyhow::Result<()> {
+    zone.authorize(who, &Action::DatasetRead, &[])?;
     let datasets = zone.datasets()?;
     match mode {
         Mode::Json => output::json(&datasets),
@@ -190,8 +195,45 @@ struct ShowView<'a> {
     policy_text: Option<String>,
 }
 
-pub fn show(root: &Path, args: &ShowArgs, mode: Mode) -> anyhow::Result<()> {
-    let zone = Zone::open(root)?;
+/// The first raw rows, for the providing agency.
+pub fn rows(zone: &Zone, who: &Principal, args: &RowsArgs, mode: Mode) -> anyhow::Result<()> {
+    let (version, batches) = zone.dataset_rows(who, &args.dataset, args.limit)?;
+    match mode {
+        Mode::Json => {
+            use arrow_array::Array as _;
+            let options = arrow_cast::display::FormatOptions::default();
+            let mut rows = Vec::new();
+            for b in &batches {
+                let formatters = b
+                    .columns()
+                    .iter()
+                    .map(|c| arrow_cast::display::ArrayFormatter::try_new(c.as_ref(), &options))
+                    .collect::<Result<Vec<_>, _>>()?;
+                for i in 0..b.num_rows() {
+                    let mut row = serde_json::Map::new();
+                    for ((field, column), f) in b.schema().fields().iter().zip(b.columns()).zip(&formatters) {
+                        let value =
+                            if column.is_null(i) { serde_json::Value::Null } else { json!(f.value(i).to_string()) };
+                        row.insert(field.name().clone(), value);
+                    }
+                    rows.push(serde_json::Value::Object(row));
+                }
+            }
+            output::json(&json!({"dataset": version.dataset, "version": version.version, "rows": rows}))
+        }
+        Mode::Human => {
+            println!(
+                "{}@{}: first {} rows (raw; shown to the providing agency only)",
+                version.dataset, version.version, args.limit
+            );
+            println!("{}", arrow_cast::pretty::pretty_format_batches(&batches)?);
+            Ok(())
+        }
+    }
+}
+
+pub fn show(zone: &Zone, who: &Principal, args: &ShowArgs, mode: Mode) -> anyhow::Result<()> {
+    zone.authorize(who, &Action::DatasetRead, &[format!("dataset:{}", args.dataset)])?;
     let version = zone.dataset(&args.dataset)?;
     let policy = zone.policy(&version).context("reading the version's policy")?;
     let columns: Vec<ColumnView> = policy
@@ -280,13 +322,55 @@ pub fn show(root: &Path, args: &ShowArgs, mode: Mode) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn audit(root: &Path, command: &AuditCommand, mode: Mode) -> anyhow::Result<()> {
-    let zone = Zone::open(root)?;
+pub fn audit(ctx: &Ctx<'_>, command: &AuditCommand) -> anyhow::Result<()> {
+    let mode = ctx.mode;
+    if let AuditCommand::Verify(args) = command
+        && let Some(path) = &args.bundle
+    {
+        return verify_bundle(path, args.key.as_deref(), mode);
+    }
+    let (zone, who) = ctx.open_as()?;
     match command {
+        AuditCommand::Export(args) => {
+            let bundle = zone.audit_bundle(&who, args.entry)?;
+            let text = serde_json::to_vec(&bundle)?;
+            let tmp = args.out.with_extension("partial");
+            std::fs::write(&tmp, &text).with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, &args.out).with_context(|| format!("writing {}", args.out.display()))?;
+            let report = zone_audit::verify_bundle(&bundle, None)?;
+            match mode {
+                Mode::Json => output::json(&json!({"out": args.out, "report": report, "bytes": text.len()})),
+                Mode::Human => {
+                    println!(
+                        "wrote {} ({}): {} entries, {} checkpoints, signed size {} root {}",
+                        args.out.display(),
+                        bytes(text.len() as u64),
+                        report.entries,
+                        report.checkpoints,
+                        report.size,
+                        report.root
+                    );
+                    println!(
+                        "check it anywhere with: cleanroom audit verify --bundle {} --key {}",
+                        args.out.display(),
+                        report.public_key
+                    );
+                    Ok(())
+                }
+            }
+        }
         AuditCommand::Log(args) => {
+            let operator = args.operator.as_ref().map(|o| format!("principal:{o}"));
+            let app = args.app.map(|a| format!("app:{a}"));
             let entries: Vec<_> = zone
-                .audit_entries()?
+                .audit_entries(&who)?
                 .into_iter()
+                .filter(|e| {
+                    operator.as_ref().is_none_or(|o| {
+                        args.operator.as_deref() == Some(e.actor.as_str()) || e.objects.iter().any(|x| x == o)
+                    })
+                })
+                .filter(|e| app.as_ref().is_none_or(|a| e.objects.iter().any(|x| x == a)))
                 .filter(|e| args.action.as_ref().is_none_or(|a| &e.action == a))
                 .filter(|e| {
                     args.dataset.as_ref().is_none_or(|d| {
@@ -321,8 +405,8 @@ pub fn audit(root: &Path, command: &AuditCommand, mode: Mode) -> anyhow::Result<
             }
             Ok(())
         }
-        AuditCommand::Verify => {
-            let report = zone.verify_audit()?;
+        AuditCommand::Verify(_) => {
+            let report = zone.verify_audit(&who)?;
             match mode {
                 Mode::Json => output::json(&serde_json::json!({
                     "entries": report.entries,
@@ -344,6 +428,46 @@ pub fn audit(root: &Path, command: &AuditCommand, mode: Mode) -> anyhow::Result<
                     }
                 }
             }
+            Ok(())
+        }
+    }
+}
+
+/// `audit verify --bundle`: offline, no zone needed.
+fn verify_bundle(path: &std::path::Path, key: Option<&str>, mode: Mode) -> anyhow::Result<()> {
+    let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let bundle: zone_audit::Bundle = serde_json::from_slice(&text)
+        .map_err(|e| anyhow::anyhow!("{}:{}:{}: not an evidence bundle: {e}", path.display(), e.line(), e.column()))?;
+    let trusted = match key {
+        Some(k) => {
+            Some(hex::decode(k).ok().filter(|k| k.len() == 32).context("--key is not a hex Ed25519 public key")?)
+        }
+        None => None,
+    };
+    let report = zone_audit::verify_bundle(&bundle, trusted.as_deref())
+        .with_context(|| format!("{} does not verify", path.display()))?;
+    match mode {
+        Mode::Json => output::json(&json!({"bundle": path, "intact": true, "report": report})),
+        Mode::Human => {
+            match report.kind {
+                "receipt" => println!(
+                    "receipt intact: entry {} is in the signed log of {} entries (root {})",
+                    bundle.first_index, report.size, report.root
+                ),
+                _ => println!(
+                    "bundle intact: {} entries, {} signed checkpoints, {} consistency proofs, root {}",
+                    report.entries, report.checkpoints, report.consistency_proofs, report.root
+                ),
+            }
+            println!(
+                "signed by {}{}",
+                report.public_key,
+                if trusted.is_some() {
+                    " (the trusted key)"
+                } else {
+                    " (not checked against a trusted key: pass --key)"
+                }
+            );
             Ok(())
         }
     }

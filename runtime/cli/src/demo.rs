@@ -1,17 +1,28 @@
 //! `cleanroom demo`: the whole story on a fresh zone, for a first look and for the README's main command.
-//! Today: an agency's view — init, publish the three Suzhou fixtures under their policies, list, show.
-//! Grants, applications and jobs join it as they land.
+//! Today: the authority sets up principals, each agency publishes its dataset, the authority grants an operator,
+//! the operator submits the real `finance-capital` guest, the authority and the agency approve it, and the
+//! inspector verifies the audit log. Running the job joins it with the issue "Jobs".
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use datasets_fixtures::{DATASETS, FixtureSpec};
-use zone_store::{PublishRequest, Zone};
+use zone_store::{Principal, PublishRequest, Role, Zone};
 
-use crate::args::{DemoArgs, ShowArgs};
+use crate::args::{AppCommand, AppDecideArgs, AppSubmitArgs, AuditCommand, AuditLogArgs, Cli, DemoArgs, ShowArgs};
 use crate::commands;
+use crate::context::Ctx;
 use crate::output::Mode;
 use crate::progress::Bars;
+
+const AUTHORITY: &str = "data-bureau";
+const OPERATOR: &str = "acme-analytics";
+const INSPECTOR: &str = "inspector";
+
+/// The agency principal of each fixture provider.
+fn clerk(provider: &str) -> String {
+    format!("{provider}-clerk")
+}
 
 pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Result<()> {
     // A temporary zone unless the user asked to keep one.
@@ -19,35 +30,125 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
     let root: PathBuf = zone_dir.map_or_else(|| temp.path().join("zone"), Path::to_path_buf);
     let data = temp.path().join("agency-files");
 
-    step(mode, &format!("1. zone init in {}", root.display()));
-    let mut zone = Zone::init(&root)?;
+    step(mode, &format!("1. zone init in {} (first authority: {AUTHORITY})", root.display()));
+    let mut zone = Zone::init(&root, AUTHORITY, Some("suzhou-data-bureau"))?;
+    let authority = zone.actor(AUTHORITY)?;
+
+    step(mode, "2. the authority adds the agencies, an operator and an inspector");
+    let providers = ["market-regulation", "taxation", "health-commission"];
+    for p in providers {
+        zone.add_principal(&authority, &Principal { name: clerk(p), role: Role::Agency, org: Some(p.into()) })?;
+    }
+    zone.add_principal(
+        &authority,
+        &Principal { name: OPERATOR.into(), role: Role::Operator, org: Some("acme".into()) },
+    )?;
+    zone.add_principal(&authority, &Principal { name: INSPECTOR.into(), role: Role::Inspector, org: None })?;
+    if mode == Mode::Human {
+        for p in zone.list_principals(&authority)? {
+            println!("   {:<26} {:<10} {}", p.name, p.role.name(), p.org.unwrap_or_default());
+        }
+    }
 
     step(
         mode,
-        &format!("2. the agencies prepare their data: {} synthetic rows per dataset (seed {})", args.rows, args.seed),
+        &format!("3. the agencies prepare their data: {} synthetic rows per dataset (seed {})", args.rows, args.seed),
     );
     let spec = FixtureSpec::with_rows(args.rows, args.seed);
     datasets_fixtures::generate(&data, &spec, &mut |_, _| {}).context("generating the demo datasets")?;
 
-    step(mode, "3. each agency publishes its dataset under its policy");
+    step(mode, "4. each agency publishes its dataset under its policy");
     for name in DATASETS {
         let request = PublishRequest {
             files: vec![data.join(format!("{name}.parquet"))],
             policy: data.join(format!("{name}.toml")),
             name: Some(name.to_owned()),
         };
-        let outcome = zone.publish(&request, &mut Bars::default())?;
+        let provider = match name {
+            "enterprise_registry" => "market-regulation",
+            "tax_credit" => "taxation",
+            _ => "health-commission",
+        };
+        let agency = zone.actor(&clerk(provider))?;
+        let outcome = zone.publish(&agency, &request, &mut Bars::default())?;
         let v = outcome.version();
         if mode == Mode::Human {
-            println!("   published {}@{} ({} rows, provider {})", v.dataset, v.version, v.rows, v.provider);
+            println!("   {} published {}@{} ({} rows)", agency.name, v.dataset, v.version, v.rows);
         }
     }
+    let operator = zone.actor(OPERATOR)?;
+    commands::list(&zone, &operator, mode)?;
 
-    step(mode, "4. the catalog");
-    commands::list(&root, mode)?;
+    step(mode, "5. what the operator may see of enterprise_registry (classes and types, never a value)");
+    commands::show(&zone, &operator, &ShowArgs { dataset: "enterprise_registry".into(), policy: false }, mode)?;
 
-    step(mode, "5. what an operator may see of enterprise_registry (classes and types, never a value)");
-    commands::show(&root, &ShowArgs { dataset: "enterprise_registry".into(), policy: false }, mode)?;
+    step(mode, "6. the authority grants the operator the market regulator's data for finance, for one year");
+    let today = zone_store::today();
+    let grant = zone.create_grant(
+        &authority,
+        &zone_store::NewGrant {
+            operator: OPERATOR.into(),
+            datasets: Vec::new(),
+            providers: vec!["market-regulation".into()],
+            domains: vec!["finance".into()],
+            valid_from: today,
+            valid_to: today + chrono::Days::new(365),
+            terms: None,
+        },
+    )?;
+    if mode == Mode::Human {
+        println!("   grant {} for {}: {} to {}", grant.id, grant.operator, grant.valid_from, grant.valid_to);
+    }
+    drop(zone);
+
+    // The remaining steps go through the same command code as the CLI, as each principal.
+    let cli = |who: &str| -> Cli {
+        Cli {
+            zone: Some(root.clone()),
+            as_: Some(who.to_owned()),
+            json: mode == Mode::Json,
+            verbose: 0,
+            command: crate::args::Command::Demo(DemoArgs { rows: 0, seed: 0 }),
+        }
+    };
+    step(
+        mode,
+        "7. the operator submits the finance-capital module (capital per employee by district × industry × size)",
+    );
+    let as_operator = cli(OPERATOR);
+    crate::governance::app(
+        &Ctx { cli: &as_operator, mode },
+        &AppCommand::Submit(AppSubmitArgs {
+            module: PathBuf::from(example_guests::FINANCE_CAPITAL.path),
+            datasets: vec!["enterprise_registry".into()],
+            domain: "finance".into(),
+            purpose: "capital intensity of Suzhou firms by district, industry and size, for credit risk models".into(),
+            mode: "aggregate".into(),
+            security_notes: None,
+            params: Vec::new(),
+        }),
+    )?;
+
+    step(mode, "8. two-party approval: the authority, then the market regulator");
+    for who in [AUTHORITY, &clerk("market-regulation")] {
+        let as_who = cli(who);
+        crate::governance::app(
+            &Ctx { cli: &as_who, mode },
+            &AppCommand::Approve(AppDecideArgs {
+                id: 1,
+                reason: "purpose, output and security measures reviewed".into(),
+            }),
+        )?;
+    }
+
+    step(mode, "9. the inspector reads and verifies the audit log");
+    let as_inspector = cli(INSPECTOR);
+    let ctx = Ctx { cli: &as_inspector, mode };
+    commands::audit(
+        &ctx,
+        &AuditCommand::Log(AuditLogArgs { action: None, dataset: None, operator: None, app: None, since: None }),
+    )?;
+    commands::audit(&ctx, &AuditCommand::Verify(crate::args::AuditVerifyArgs { bundle: None, key: None }))?;
 
     if zone_dir.is_some() {
         step(mode, &format!("the zone is kept in {}", root.display()));

@@ -3,13 +3,14 @@
 
 mod args;
 mod commands;
+mod context;
 mod demo;
+mod governance;
 mod limits;
 mod module;
 mod output;
 mod progress;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -41,16 +42,16 @@ fn init_tracing(verbose: u8) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }
 
-fn zone_dir(cli: &Cli) -> anyhow::Result<PathBuf> {
-    cli.zone.clone().ok_or_else(|| anyhow::anyhow!("no zone given: pass --zone DIR or set CLEANROOM_ZONE"))
-}
-
 fn run(cli: &Cli, mode: Mode) -> anyhow::Result<()> {
+    let ctx = context::Ctx { cli, mode };
     match &cli.command {
-        Command::Zone(c) => commands::zone(&zone_dir(cli)?, c, mode),
-        Command::Dataset(c) => commands::dataset(&zone_dir(cli)?, c, mode),
-        Command::Module(args::ModuleCommand::Check(args)) => module::check(cli.zone.as_deref(), args, mode),
-        Command::Audit(c) => commands::audit(&zone_dir(cli)?, c, mode),
+        Command::Zone(c) => commands::zone(&ctx, c),
+        Command::Dataset(c) => commands::dataset(&ctx, c),
+        Command::Principal(c) => governance::principal(&ctx, c),
+        Command::Grant(c) => governance::grant(&ctx, c),
+        Command::App(c) => governance::app(&ctx, c),
+        Command::Module(args::ModuleCommand::Check(args)) => module::check(&ctx, args),
+        Command::Audit(c) => commands::audit(&ctx, c),
         Command::Demo(args) => demo::run(cli.zone.as_deref(), args, mode),
     }
 }
@@ -65,10 +66,12 @@ fn report(error: &anyhow::Error, mode: Mode) {
         let class = match (
             error.downcast_ref::<zone_store::StoreError>(),
             error.downcast_ref::<zone_sandbox::SandboxError>(),
+            error.downcast_ref::<zone_audit::BundleError>(),
         ) {
-            (Some(e), _) => e.class(),
-            (None, Some(e)) => e.class.name(),
-            (None, None) => "error",
+            (Some(e), _, _) => e.class(),
+            (None, Some(e), _) => e.class.name(),
+            (None, None, Some(_)) => "audit.bundle",
+            (None, None, None) => "error",
         };
         let rules: Vec<String> = match error.downcast_ref::<zone_store::StoreError>() {
             Some(zone_store::StoreError::PolicyRefused(e)) => e.rules().iter().map(|r| r.to_string()).collect(),

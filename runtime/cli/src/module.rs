@@ -1,16 +1,16 @@
 //! `module check`: the contract check an operator runs before submitting, and the zone runs at submission.
 
-use std::path::Path;
-
 use anyhow::Context as _;
 use serde_json::json;
 use zone_sandbox::{Sandbox, SandboxLimits};
 use zone_store::Zone;
 
 use crate::args::ModuleCheckArgs;
+use crate::context::Ctx;
 use crate::output::{self, Mode};
 
-pub fn check(zone_dir: Option<&Path>, args: &ModuleCheckArgs, mode: Mode) -> anyhow::Result<()> {
+pub fn check(ctx: &Ctx<'_>, args: &ModuleCheckArgs) -> anyhow::Result<()> {
+    let (zone_dir, mode) = (ctx.cli.zone.as_deref(), ctx.mode);
     let wasm = std::fs::read(&args.module).with_context(|| format!("reading {}", args.module.display()))?;
     let mut params = Vec::with_capacity(args.params.len());
     for p in &args.params {
@@ -18,8 +18,14 @@ pub fn check(zone_dir: Option<&Path>, args: &ModuleCheckArgs, mode: Mode) -> any
         params.push((k.to_owned(), v.to_owned()));
     }
     // Inside a zone, the zone's limits (`zone.toml [sandbox]`); outside, the defaults.
+    // Inside a zone, someone allowed to check modules is acting (the zone's limits are its business).
     let zone = match zone_dir {
-        Some(root) if root.join("zone.toml").exists() => Some(Zone::open(root)?),
+        Some(root) if root.join("zone.toml").exists() => {
+            let zone = Zone::open(root)?;
+            let who = ctx.actor(&zone)?;
+            zone.authorize(&who, &zone_store::Action::ModuleCheck, &[format!("module:{}", args.module.display())])?;
+            Some(zone)
+        }
         _ => None,
     };
     let limits = match &zone {

@@ -388,7 +388,8 @@ impl Zone {
         let action = if approve { "app.approve" } else { "app.reject" };
         let result = self.decide_app_unrecorded(who, id, approve, reason);
         self.recorded(who, action, &[format!("app:{id}")], result, |view, e| {
-            e.hash(format!("module:sha256:{}", view.app.module_sha256))
+            e.object(format!("principal:{}", view.app.operator))
+                .hash(format!("module:sha256:{}", view.app.module_sha256))
                 .hash(format!("binding:sha256:{}", view.binding_sha256))
                 .detail(format!("{}; status now {}", reason.trim(), view.status.name()))
         })
@@ -687,9 +688,14 @@ fn check_output(output: &AppOutput, prepared: &PreparedApp) -> Vec<String> {
                 ));
             }
         }
-        if c.role == "measure" {
+        // A count needs no bounds (each row adds one; the host bounds rows per subject); every other measure does.
+        if c.role == "measure" && c.aggregate.as_deref() != Some("count") {
             match c.bounds {
-                None => problems.push(format!("measure `{}` declares no bounds; every measure must", c.name)),
+                None => problems.push(format!(
+                    "measure `{}` ({}) declares no bounds; every measure but a count must",
+                    c.name,
+                    c.aggregate.as_deref().unwrap_or("?")
+                )),
                 Some([lo, hi]) if !(lo.is_finite() && hi.is_finite() && lo < hi) => {
                     problems.push(format!("measure `{}` has bounds [{lo}, {hi}]; they must be finite, lo < hi", c.name))
                 }

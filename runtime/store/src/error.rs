@@ -11,6 +11,8 @@ pub enum StoreError {
     Audit(#[from] zone_audit::AuditError),
     #[error(transparent)]
     Denied(zone_access::Denied),
+    #[error("audit evidence: {0}")]
+    Bundle(zone_audit::BundleError),
     #[error("no principal `{name}` in this zone{}", known_principals(.known))]
     UnknownPrincipal { name: String, known: Vec<String> },
     #[error("principal `{name}` already exists")]
@@ -114,6 +116,7 @@ impl StoreError {
     pub fn class(&self) -> &'static str {
         match self {
             StoreError::Denied(d) => d.class,
+            StoreError::Bundle(_) => "audit.bundle",
             StoreError::UnknownPrincipal { .. } => "access.unknown_principal",
             StoreError::PrincipalExists { .. } => "principal.exists",
             StoreError::BadInput { .. } => "input.invalid",

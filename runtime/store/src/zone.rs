@@ -263,6 +263,31 @@ impl Zone {
         Ok(log.entries()?)
     }
 
+    /// An evidence bundle of the audit log (every entry, checkpoint and consistency proof), or with `entry` a
+    /// receipt for that one entry; for the inspector and the authority. The export itself is recorded.
+    pub fn audit_bundle(&self, who: &Principal, entry: Option<u64>) -> Result<zone_audit::Bundle, StoreError> {
+        self.authorize(who, &Action::AuditRead, &["audit:log".to_owned()])?;
+        let keys = self.keys()?;
+        let time = now();
+        let (log, _) = AuditLog::open(&self.root.join("audit"), &self.info.zone_id, keys.signing(), &time)?;
+        let (bin, cps) = log.raw()?;
+        let public = hex::decode(keys.public_key_hex())
+            .map_err(|e| StoreError::Key { path: self.root.join("keys"), detail: e.to_string() })?;
+        let id = &self.info.zone_id;
+        let bundle = match entry {
+            None => zone_audit::full_bundle(&bin, &cps, id, &public, &time),
+            Some(index) => zone_audit::receipt(&bin, &cps, id, &public, index, &time),
+        }
+        .map_err(StoreError::Bundle)?;
+        let size = bundle.inclusion.as_ref().map_or(bundle.entries.len() as u64, |p| p.size);
+        let what = match entry {
+            Some(i) => format!("receipt for entry {i} in the signed log of {size} entries"),
+            None => format!("full bundle of {size} entries, {} checkpoints", bundle.checkpoints.len()),
+        };
+        self.record(&mut [crate::access::entry(who, "audit.export", Outcome::Ok).object("audit:log").detail(what)])?;
+        Ok(bundle)
+    }
+
     /// The `[sandbox]` limits of `zone.toml`, checked (with `zone.toml:line:col` for a value out of range).
     pub fn sandbox_settings(&self) -> Result<SandboxSettings, StoreError> {
         let path = self.root.join("zone.toml");

@@ -1,0 +1,464 @@
+//! The `principal`, `grant` and `app` commands: who may do what, and the two-party approval of applications.
+
+use anyhow::Context as _;
+use arrow_schema::{Field, Schema};
+use chrono::NaiveDate;
+use serde_json::json;
+use zone_sandbox::Sandbox;
+use zone_store::{
+    AppOutput, AppRequest, AppView, CheckedModule, Grant, GrantChange, GrantStatus, NewGrant, OutputColumn,
+    PreparedApp, Principal, Role, Zone, today,
+};
+
+use crate::args::{AppCommand, AppSubmitArgs, GrantCommand, GrantCreateArgs, PrincipalCommand};
+use crate::context::Ctx;
+use crate::output::{self, Mode, bytes, short};
+
+pub fn principal(ctx: &Ctx<'_>, command: &PrincipalCommand) -> anyhow::Result<()> {
+    let (zone, who) = ctx.open_as()?;
+    match command {
+        PrincipalCommand::Add(args) => {
+            let role = Role::from_name(&args.role).with_context(|| {
+                format!("--role `{}` is not one of authority, agency, operator, inspector", args.role)
+            })?;
+            let new = Principal { name: args.name.clone(), role, org: args.org.clone() };
+            zone.add_principal(&who, &new)?;
+            match ctx.mode {
+                Mode::Json => output::json(&new),
+                Mode::Human => {
+                    println!("added {} `{}`{}", role, new.name, org_text(&new));
+                    Ok(())
+                }
+            }
+        }
+        PrincipalCommand::List => {
+            let all = zone.list_principals(&who)?;
+            match ctx.mode {
+                Mode::Json => output::json(&all),
+                Mode::Human => {
+                    let mut t = output::table(["name", "role", "organisation"]);
+                    for p in &all {
+                        t.add_row(vec![p.name.clone(), p.role.to_string(), p.org.clone().unwrap_or_default()]);
+                    }
+                    println!("{t}");
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+fn org_text(p: &Principal) -> String {
+    p.org.as_ref().map(|o| format!(" of {o}")).unwrap_or_default()
+}
+
+fn date(text: &str, flag: &str) -> anyhow::Result<NaiveDate> {
+    text.parse().with_context(|| format!("{flag} `{text}` is not a date (YYYY-MM-DD)"))
+}
+
+pub fn grant(ctx: &Ctx<'_>, command: &GrantCommand) -> anyhow::Result<()> {
+    let (zone, who) = ctx.open_as()?;
+    match command {
+        GrantCommand::Create(args) => {
+            let grant = create(&zone, &who, args)?;
+            match ctx.mode {
+                Mode::Json => grant_json(&zone, &grant),
+                Mode::Human => {
+                    println!(
+                        "grant {} for `{}`: {} ({} to {})",
+                        grant.id,
+                        grant.operator,
+                        scope_text(&grant),
+                        grant.valid_from,
+                        grant.valid_to
+                    );
+                    Ok(())
+                }
+            }
+        }
+        GrantCommand::List => {
+            let grants = zone.grants(&who)?;
+            match ctx.mode {
+                Mode::Json => {
+                    let values: Vec<_> = grants.iter().map(|g| grant_value(g)).collect();
+                    output::json(&values)
+                }
+                Mode::Human => {
+                    if grants.is_empty() {
+                        println!("no grants you may see");
+                        return Ok(());
+                    }
+                    let mut t = output::table(["id", "operator", "status", "covers", "from", "to", "note"]);
+                    for g in &grants {
+                        t.add_row(vec![
+                            g.id.to_string(),
+                            g.operator.clone(),
+                            g.status(today()).name().to_owned(),
+                            scope_text(g),
+                            g.valid_from.to_string(),
+                            g.valid_to.to_string(),
+                            state_note(g),
+                        ]);
+                    }
+                    println!("{t}");
+                    Ok(())
+                }
+            }
+        }
+        GrantCommand::Show { id } => {
+            let g = zone.grant(&who, *id)?;
+            match ctx.mode {
+                Mode::Json => grant_json(&zone, &g),
+                Mode::Human => {
+                    println!("grant {}  ({})", g.id, g.status(today()).name());
+                    println!("  operator   {}", g.operator);
+                    println!("  covers     {}", scope_text(&g));
+                    println!("  valid      {} to {}", g.valid_from, g.valid_to);
+                    if !state_note(&g).is_empty() {
+                        println!("  note       {}", state_note(&g));
+                    }
+                    if let Some(t) = &g.terms_sha256 {
+                        println!("  terms      sha256:{t}");
+                    }
+                    println!("  created    {} by {}", g.created_at, g.created_by);
+                    Ok(())
+                }
+            }
+        }
+        GrantCommand::Suspend(args) => {
+            let change = GrantChange::Suspend {
+                reason: args.reason.clone(),
+                correct_by: date(&args.correct_by, "--correct-by")?,
+            };
+            change_grants(ctx, &zone, &who, &args.target, &change, GrantStatus::Active)
+        }
+        GrantCommand::Resume(args) => {
+            let change = GrantChange::Resume { reason: args.reason.clone() };
+            change_grants(ctx, &zone, &who, &args.target, &change, GrantStatus::Suspended)
+        }
+        GrantCommand::Terminate(args) => {
+            let change = GrantChange::Terminate { reason: args.reason.clone() };
+            change_grants(ctx, &zone, &who, &args.target, &change, GrantStatus::Active)
+        }
+    }
+}
+
+fn create(zone: &Zone, who: &Principal, args: &GrantCreateArgs) -> anyhow::Result<Grant> {
+    let new = NewGrant {
+        operator: args.operator.clone(),
+        datasets: args.datasets.iter().filter(|d| !d.is_empty()).cloned().collect(),
+        providers: args.providers.iter().filter(|p| !p.is_empty()).cloned().collect(),
+        domains: args.domains.iter().filter(|d| !d.is_empty()).cloned().collect(),
+        valid_from: date(&args.from, "--from")?,
+        valid_to: date(&args.to, "--to")?,
+        terms: args.terms.clone(),
+    };
+    Ok(zone.create_grant(who, &new)?)
+}
+
+/// Changes one grant (a number) or every grant of an operator (a name) that is in `applies_to` (terminate: any
+/// grant not yet terminated).
+fn change_grants(
+    ctx: &Ctx<'_>,
+    zone: &Zone,
+    who: &Principal,
+    target: &str,
+    change: &GrantChange,
+    applies_to: GrantStatus,
+) -> anyhow::Result<()> {
+    let ids: Vec<u64> = match target.parse::<u64>() {
+        Ok(id) => vec![id],
+        Err(_) => {
+            let terminate = matches!(change, GrantChange::Terminate { .. });
+            let ids: Vec<u64> = zone
+                .grants(who)?
+                .iter()
+                .filter(|g| g.operator == target)
+                .filter(|g| {
+                    let s = g.status(today());
+                    if terminate { s != GrantStatus::Terminated } else { s == applies_to }
+                })
+                .map(|g| g.id)
+                .collect();
+            if ids.is_empty() {
+                anyhow::bail!("operator `{target}` has no grant that is {}", applies_to.name());
+            }
+            ids
+        }
+    };
+    let mut changed = Vec::new();
+    for id in ids {
+        changed.push(zone.change_grant(who, id, change)?);
+    }
+    match ctx.mode {
+        Mode::Json => output::json(&changed.iter().map(grant_value).collect::<Vec<_>>()),
+        Mode::Human => {
+            for g in &changed {
+                println!("grant {} of `{}` is now {}{}", g.id, g.operator, g.status(today()).name(), {
+                    let n = state_note(g);
+                    if n.is_empty() { n } else { format!(": {n}") }
+                });
+            }
+            Ok(())
+        }
+    }
+}
+
+fn scope_text(g: &Grant) -> String {
+    let mut parts = Vec::new();
+    if !g.scope.datasets.is_empty() {
+        parts.push(format!("datasets {}", g.scope.datasets.join(", ")));
+    }
+    if !g.scope.providers.is_empty() {
+        parts.push(format!("providers {}", g.scope.providers.join(", ")));
+    }
+    parts.push(format!("for {}", g.scope.domains.join(", ")));
+    parts.join("; ")
+}
+
+fn state_note(g: &Grant) -> String {
+    match &g.state {
+        zone_store::GrantState::Active => String::new(),
+        zone_store::GrantState::Suspended { reason, correct_by } => format!("{reason} (correct by {correct_by})"),
+        zone_store::GrantState::Terminated { reason } => reason.clone(),
+    }
+}
+
+fn grant_value(g: &Grant) -> serde_json::Value {
+    let mut v = serde_json::to_value(g).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("status".into(), json!(g.status(today()).name()));
+    }
+    v
+}
+
+fn grant_json(_zone: &Zone, g: &Grant) -> anyhow::Result<()> {
+    output::json(&grant_value(g))
+}
+
+pub fn app(ctx: &Ctx<'_>, command: &AppCommand) -> anyhow::Result<()> {
+    let (zone, who) = ctx.open_as()?;
+    match command {
+        AppCommand::Submit(args) => {
+            let view = submit(&zone, &who, args)?;
+            match ctx.mode {
+                Mode::Json => output::json(&view),
+                Mode::Human => {
+                    println!("submitted application {} under grant {}", view.app.id, view.app.grant_id);
+                    print_app(&view);
+                    Ok(())
+                }
+            }
+        }
+        AppCommand::Approve(args) | AppCommand::Reject(args) => {
+            let approve = matches!(command, AppCommand::Approve(_));
+            let view = zone.decide_app(&who, args.id, approve, &args.reason)?;
+            match ctx.mode {
+                Mode::Json => output::json(&view),
+                Mode::Human => {
+                    println!(
+                        "{} application {} as {}; it is now {}",
+                        if approve { "approved" } else { "rejected" },
+                        view.app.id,
+                        who.name,
+                        view.status.name()
+                    );
+                    if !view.missing.is_empty() && approve {
+                        println!("  still needed: {}", view.missing.join(", "));
+                    }
+                    Ok(())
+                }
+            }
+        }
+        AppCommand::List => {
+            let apps = zone.apps(&who)?;
+            match ctx.mode {
+                Mode::Json => output::json(&apps),
+                Mode::Human => {
+                    if apps.is_empty() {
+                        println!("no applications you may see");
+                        return Ok(());
+                    }
+                    let mut t = output::table([
+                        "id",
+                        "operator",
+                        "status",
+                        "datasets",
+                        "domain",
+                        "mode",
+                        "approved by",
+                        "missing",
+                    ]);
+                    for v in &apps {
+                        t.add_row(vec![
+                            v.app.id.to_string(),
+                            v.app.operator.clone(),
+                            v.status.name().to_owned(),
+                            v.binding
+                                .datasets
+                                .iter()
+                                .map(|d| format!("{}@{}", d.dataset, d.version))
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            v.app.domain.clone(),
+                            v.app.mode.clone(),
+                            v.approved_by.iter().map(|d| d.principal.clone()).collect::<Vec<_>>().join(", "),
+                            v.missing.join(", "),
+                        ]);
+                    }
+                    println!("{t}");
+                    Ok(())
+                }
+            }
+        }
+        AppCommand::Show { id } => {
+            let view = zone.app(&who, *id)?;
+            match ctx.mode {
+                Mode::Json => output::json(&view),
+                Mode::Human => {
+                    print_app(&view);
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+fn print_app(v: &AppView) {
+    println!("application {}  ({})", v.app.id, v.status.name());
+    println!("  operator   {}  (grant {})", v.app.operator, v.app.grant_id);
+    println!("  module     sha256:{}  ({})", v.app.module_sha256, bytes(v.app.module_bytes));
+    for d in &v.binding.datasets {
+        println!("  dataset    {}@{}  policy {}", d.dataset, d.version, short(&d.policy_sha256));
+    }
+    println!("  domain     {}   mode {}", v.app.domain, v.app.mode);
+    println!("  purpose    {}", v.app.purpose);
+    if !v.app.params.is_empty() {
+        let p: Vec<String> = v.app.params.iter().map(|(k, val)| format!("{k}={val}")).collect();
+        println!("  params     {}", p.join(" "));
+    }
+    match &v.app.output.reads {
+        Some(r) => println!("  reads      {}", r.join(", ")),
+        None => println!("  reads      every column the policies show"),
+    }
+    let cols: Vec<String> = v
+        .app
+        .output
+        .columns
+        .iter()
+        .map(|c| match (&c.aggregate, c.bounds) {
+            (Some(a), Some([lo, hi])) => format!("{} {a}({}) in [{lo}, {hi}]", c.role, c.name),
+            _ => format!("{} {}", c.role, c.name),
+        })
+        .collect();
+    println!("  output     {}", cols.join(", "));
+    println!("  binding    sha256:{}", v.binding_sha256);
+    for party in &v.required {
+        match v.approved_by.iter().find(|d| &d.party == party) {
+            Some(d) => println!("  {party:<30} approved by {} at {}: {}", d.principal, d.time, d.reason),
+            None => println!("  {party:<30} awaiting approval"),
+        }
+    }
+    if let Some(r) = v.decisions.iter().find(|d| d.decision == "reject") {
+        println!("  rejected by {} ({}) at {}: {}", r.principal, r.party, r.time, r.reason);
+    }
+    for d in &v.drift {
+        println!("  changed    {d} (approval needed again)");
+    }
+}
+
+/// `app submit`: the zone's checks, then the sandbox's (contract, `init` on the application's guest schema),
+/// then the declared output against every policy. Every refusal is recorded.
+fn submit(zone: &Zone, who: &Principal, args: &AppSubmitArgs) -> anyhow::Result<AppView> {
+    let mut params = Vec::with_capacity(args.params.len());
+    for p in &args.params {
+        let (k, v) = p.split_once('=').with_context(|| format!("--param `{p}` is not KEY=VALUE"))?;
+        params.push((k.to_owned(), v.to_owned()));
+    }
+    let request = AppRequest {
+        datasets: args.datasets.clone(),
+        domain: args.domain.clone(),
+        purpose: args.purpose.clone(),
+        mode: args.mode.clone(),
+        params,
+        security_notes: args.security_notes.clone(),
+    };
+    let prepared = zone.prepare_app(who, &request)?;
+    let objects: Vec<String> =
+        prepared.versions.iter().map(|v| format!("dataset:{}@{}", v.dataset, v.version)).collect();
+    let refuse = |class: &str, err: anyhow::Error| -> anyhow::Error {
+        match zone.record_refusal(who, "app.submit", &objects, class, &format!("{err:#}")) {
+            Ok(()) => err,
+            Err(record) => anyhow::Error::new(record).context(format!("{err:#}")),
+        }
+    };
+    let wasm = std::fs::read(&args.module)
+        .map_err(|e| refuse("input.missing", anyhow::anyhow!("reading {}: {e}", args.module.display())))?;
+    let module = check_module(zone, &prepared, &wasm, &request.params)
+        .map_err(|(class, e)| refuse(class, e.context(format!("{} is refused", args.module.display()))))?;
+    Ok(zone.submit_app(who, &request, &prepared, &module)?)
+}
+
+/// The sandbox's checks: contract, limits, and `init` with the application's guest schema and parameters.
+fn check_module(
+    zone: &Zone,
+    prepared: &PreparedApp,
+    wasm: &[u8],
+    params: &[(String, String)],
+) -> Result<CheckedModule, (&'static str, anyhow::Error)> {
+    let sandbox_error = |e: zone_sandbox::SandboxError| (e.class.name(), anyhow::Error::new(e));
+    let limits = zone.sandbox_settings().map_err(|e| ("zone.settings", anyhow::Error::new(e)))?;
+    let sandbox = Sandbox::new(crate::limits::sandbox_limits(&limits)).map_err(sandbox_error)?;
+    let checked = sandbox.check(wasm).map_err(sandbox_error)?;
+    let schema = guest_schema(prepared).map_err(|e| ("app.refused", e))?;
+    let loaded = sandbox.load(&checked.serialized).map_err(sandbox_error)?;
+    let run = sandbox.start(&loaded, &schema, params).map_err(sandbox_error)?;
+    let declared =
+        run.output().cloned().ok_or_else(|| ("contract", anyhow::anyhow!("the module declared no output at init")))?;
+    let mut columns: Vec<OutputColumn> = declared
+        .keys
+        .iter()
+        .map(|k| OutputColumn {
+            name: k.name().clone(),
+            role: "key".into(),
+            data_type: k.data_type().to_string(),
+            aggregate: None,
+            bounds: None,
+        })
+        .collect();
+    columns.extend(declared.measures.iter().map(|m| OutputColumn {
+        name: m.field.name().clone(),
+        role: "measure".into(),
+        data_type: m.field.data_type().to_string(),
+        aggregate: Some(m.aggregate.name().to_owned()),
+        bounds: m.bounds.map(|(lo, hi)| [lo, hi]),
+    }));
+    Ok(CheckedModule {
+        wasm: wasm.to_vec(),
+        sha256: checked.sha256.clone(),
+        artifact: checked.serialized.clone(),
+        output: AppOutput { columns, reads: declared.inputs.clone() },
+    })
+}
+
+/// What the guest sees of the application's datasets: each policy's guest columns, in order; a column name shared by
+/// two datasets must have one type (the host joins on the subject, issue "Jobs").
+fn guest_schema(prepared: &PreparedApp) -> anyhow::Result<arrow_schema::SchemaRef> {
+    let mut fields: Vec<Field> = Vec::new();
+    for (v, policy) in prepared.versions.iter().zip(&prepared.policies) {
+        for f in policy.guest_schema().fields() {
+            match fields.iter().find(|x| x.name() == f.name()) {
+                Some(x) if x.data_type() == f.data_type() => {}
+                Some(x) => anyhow::bail!(
+                    "column `{}` is {} in {} but {} in an earlier dataset of the application",
+                    f.name(),
+                    f.data_type(),
+                    v.dataset,
+                    x.data_type()
+                ),
+                None => fields.push(f.as_ref().clone()),
+            }
+        }
+    }
+    Ok(std::sync::Arc::new(Schema::new(fields)))
+}
