@@ -58,7 +58,12 @@ impl Run {
 /// Runs `cleanroom --zone ZONE ARGS...` with `env` set.
 pub fn cleanroom_env(zone: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(BIN);
-    cmd.arg("--zone").arg(zone).args(args).env_remove("CLEANROOM_ZONE").env_remove("CLEANROOM_FAILPOINT");
+    cmd.arg("--zone")
+        .arg(zone)
+        .args(args)
+        .env_remove("CLEANROOM_ZONE")
+        .env_remove("CLEANROOM_FAILPOINT")
+        .env_remove("CLEANROOM_AS");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -75,16 +80,47 @@ pub struct TestZone {
     pub zone: PathBuf,
 }
 
+/// The principals of every test zone: the authority `dsb` (of the data bureau), one agency per fixture provider
+/// (named like its organisation), two operators of different companies, and an inspector.
+pub const AUTHORITY: &str = "dsb";
+pub const PRINCIPALS: [(&str, &str, Option<&str>); 6] = [
+    ("market-regulation", "agency", Some("market-regulation")),
+    ("taxation", "agency", Some("taxation")),
+    ("health-commission", "agency", Some("health-commission")),
+    ("acme", "operator", Some("acme-credit")),
+    ("zenith", "operator", Some("zenith-data")),
+    ("inspector", "inspector", None),
+];
+
 impl TestZone {
+    /// A zone with [`AUTHORITY`] and [`PRINCIPALS`].
     pub fn new() -> TestZone {
         let dir = tempfile::tempdir().expect("tempdir");
         let zone = dir.path().join("zone");
-        cleanroom(&zone, &["zone", "init"]).ok();
-        TestZone { dir, zone }
+        cleanroom(&zone, &["zone", "init", "--authority", AUTHORITY, "--org", "data-bureau"]).ok();
+        let test = TestZone { dir, zone };
+        for (name, role, org) in PRINCIPALS {
+            let mut args = vec!["principal", "add", name, "--role", role];
+            if let Some(org) = org {
+                args.extend(["--org", org]);
+            }
+            test.run_as(AUTHORITY, &args).ok();
+        }
+        test
     }
 
+    /// Runs a command as the authority — except `dataset publish`, which runs as the agency its policy names
+    /// (as a clerk would; `market-regulation` when the policy cannot be read).
     pub fn run(&self, args: &[&str]) -> Run {
-        cleanroom(&self.zone, args)
+        if args.contains(&"publish") {
+            return self.run_as(&agency_of(args), args);
+        }
+        self.run_as(AUTHORITY, args)
+    }
+
+    /// Runs a command as `who`.
+    pub fn run_as(&self, who: &str, args: &[&str]) -> Run {
+        cleanroom_env(&self.zone, args, &[("CLEANROOM_AS", who)])
     }
 
     /// Publishes a committed fixture under its agency's policy; the command must succeed.
@@ -92,10 +128,27 @@ impl TestZone {
         self.run(&["dataset", "publish", "--policy", s(&policy(dataset)), s(&fixture(dataset))]).ok()
     }
 
+    /// The audit entries (as the inspector), as JSON objects.
+    pub fn audit(&self) -> Vec<serde_json::Value> {
+        let v = self.run_as("inspector", &["--json", "audit", "log"]).json();
+        v.as_array().expect("entries").clone()
+    }
+
     /// A scratch file path inside the test's folder.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
+}
+
+/// The provider named by the `--policy` file of a publish command.
+pub fn agency_of(args: &[&str]) -> String {
+    let policy = args.iter().position(|a| *a == "--policy").and_then(|i| args.get(i + 1));
+    let text = policy.and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("provider = \""))
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or("market-regulation")
+        .to_owned()
 }
 
 pub fn fixture(dataset: &str) -> PathBuf {

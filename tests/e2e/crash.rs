@@ -19,7 +19,8 @@ fn a_publish_killed_before_its_commit_leaves_no_version() {
         let before = snapshot(&zone.zone);
         let (p, f) = (policy("enterprise_registry"), fixture("enterprise_registry"));
         let args = ["dataset", "publish", "--policy", s(&p), s(&f)];
-        let run = cleanroom_env(&zone.zone, &args, &[("CLEANROOM_FAILPOINT", point)]);
+        let env = [("CLEANROOM_FAILPOINT", point), ("CLEANROOM_AS", "market-regulation")];
+        let run = cleanroom_env(&zone.zone, &args, &env);
         assert!(!run.status.success(), "{point}: the process should have died");
         assert!(run.stderr.contains(&format!("fail point `{point}` reached")), "{point}: {}", run.stderr);
 
@@ -57,7 +58,8 @@ fn a_publish_killed_after_its_commit_is_complete() {
     let zone = TestZone::new();
     let (p, f) = (policy("tax_credit"), fixture("tax_credit"));
     let args = ["dataset", "publish", "--policy", s(&p), s(&f)];
-    let run = cleanroom_env(&zone.zone, &args, &[("CLEANROOM_FAILPOINT", "publish.after_commit")]);
+    let env = [("CLEANROOM_FAILPOINT", "publish.after_commit"), ("CLEANROOM_AS", "taxation")];
+    let run = cleanroom_env(&zone.zone, &args, &env);
     assert!(!run.status.success());
     let show = zone.run(&["--json", "dataset", "show", "tax_credit"]).json();
     assert_eq!(show["version"], 1);

@@ -307,11 +307,12 @@ fn json_errors_carry_the_class_and_rules() {
 }
 
 #[test]
-fn cleanroom_zone_env_stands_for_the_flag() {
+fn cleanroom_zone_and_cleanroom_as_env_stand_for_the_flags() {
     let zone = TestZone::new();
     let out = std::process::Command::new(crate::common::BIN)
         .args(["--json", "zone", "status"])
         .env("CLEANROOM_ZONE", &zone.zone)
+        .env("CLEANROOM_AS", crate::common::AUTHORITY)
         .output()
         .expect("run");
     assert!(out.status.success());
