@@ -4,5 +4,6 @@
 mod audit;
 mod common;
 mod crash;
+mod governance;
 mod module;
 mod publish;
