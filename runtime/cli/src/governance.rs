@@ -62,7 +62,7 @@ pub fn grant(ctx: &Ctx<'_>, command: &GrantCommand) -> anyhow::Result<()> {
         GrantCommand::Create(args) => {
             let grant = create(&zone, &who, args)?;
             match ctx.mode {
-                Mode::Json => grant_json(&zone, &grant),
+                Mode::Json => grant_json(&grant),
                 Mode::Human => {
                     println!(
                         "grant {} for `{}`: {} ({} to {})",
@@ -80,7 +80,7 @@ pub fn grant(ctx: &Ctx<'_>, command: &GrantCommand) -> anyhow::Result<()> {
             let grants = zone.grants(&who)?;
             match ctx.mode {
                 Mode::Json => {
-                    let values: Vec<_> = grants.iter().map(|g| grant_value(g)).collect();
+                    let values: Vec<_> = grants.iter().map(grant_value).collect();
                     output::json(&values)
                 }
                 Mode::Human => {
@@ -108,7 +108,7 @@ pub fn grant(ctx: &Ctx<'_>, command: &GrantCommand) -> anyhow::Result<()> {
         GrantCommand::Show { id } => {
             let g = zone.grant(&who, *id)?;
             match ctx.mode {
-                Mode::Json => grant_json(&zone, &g),
+                Mode::Json => grant_json(&g),
                 Mode::Human => {
                     println!("grant {}  ({})", g.id, g.status(today()).name());
                     println!("  operator   {}", g.operator);
@@ -232,7 +232,7 @@ fn grant_value(g: &Grant) -> serde_json::Value {
     v
 }
 
-fn grant_json(_zone: &Zone, g: &Grant) -> anyhow::Result<()> {
+fn grant_json(g: &Grant) -> anyhow::Result<()> {
     output::json(&grant_value(g))
 }
 
