@@ -114,24 +114,49 @@ struct Record<'a> {
     stored_hash: Hash,
 }
 
+/// The complete records of `log.bin`, in order, read in place; [`RecordIter::end`] is where complete records end
+/// (a torn tail starts there).
+struct RecordIter<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+}
+
+impl<'a> RecordIter<'a> {
+    fn new(bytes: &'a [u8]) -> RecordIter<'a> {
+        RecordIter { bytes, offset: 0 }
+    }
+
+    /// Where the complete records read so far end.
+    fn end(&self) -> u64 {
+        self.offset as u64
+    }
+}
+
+impl<'a> Iterator for RecordIter<'a> {
+    type Item = Record<'a>;
+
+    fn next(&mut self) -> Option<Record<'a>> {
+        let offset = self.offset;
+        let len = self.bytes.get(offset..offset + 4)?;
+        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        let end = offset + 4 + len + 32;
+        if len > MAX_ENTRY_BYTES || end > self.bytes.len() {
+            return None;
+        }
+        let payload = &self.bytes[offset + 4..offset + 4 + len];
+        let mut stored_hash = [0u8; 32];
+        stored_hash.copy_from_slice(&self.bytes[offset + 4 + len..end]);
+        self.offset = end;
+        Some(Record { offset: offset as u64, payload, stored_hash })
+    }
+}
+
 /// Splits `log.bin` into complete records; returns them and the offset where complete records end (a torn tail
 /// starts there).
 fn records(bytes: &[u8]) -> (Vec<Record<'_>>, u64) {
-    let mut out = Vec::new();
-    let mut offset = 0usize;
-    while let Some(len) = bytes.get(offset..offset + 4) {
-        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
-        let end = offset + 4 + len + 32;
-        if len > MAX_ENTRY_BYTES || end > bytes.len() {
-            break;
-        }
-        let payload = &bytes[offset + 4..offset + 4 + len];
-        let mut stored_hash = [0u8; 32];
-        stored_hash.copy_from_slice(&bytes[offset + 4 + len..end]);
-        out.push(Record { offset: offset as u64, payload, stored_hash });
-        offset = end;
-    }
-    (out, offset as u64)
+    let mut iter = RecordIter::new(bytes);
+    let out: Vec<Record<'_>> = iter.by_ref().collect();
+    (out, iter.end())
 }
 
 /// Parses `checkpoints.jsonl`; returns each line's checkpoint (or why it is unreadable) and the length of the
@@ -190,7 +215,6 @@ pub fn verify(dir: &Path, log_id: &str, public_key: &[u8]) -> Result<VerifyRepor
 
 /// [`verify`] on the bytes of `log.bin` and `checkpoints.jsonl` (an evidence bundle, or a test's copy).
 pub fn verify_bytes(log: &[u8], cps: &[u8], log_id: &str, public_key: &[u8]) -> Result<VerifyReport, Problem> {
-    let (records, complete) = records(log);
     let (checkpoints, cp_complete) = parse_checkpoints(cps);
     if cp_complete < cps.len() as u64 {
         return Err(Problem::BadCheckpoint {
@@ -210,10 +234,6 @@ pub fn verify_bytes(log: &[u8], cps: &[u8], log_id: &str, public_key: &[u8]) -> 
         signed.push(c);
     }
     let last_signed = signed.last().map_or(0, |c| c.size);
-    if complete < log.len() as u64 && (records.len() as u64) < last_signed {
-        let index = records.len() as u64;
-        return Err(Problem::Unreadable { index, offset: complete, detail: "the record is cut short".into() });
-    }
     let mut frontier = Frontier::default();
     let mut next = 0;
     let check_heads = |frontier: &Frontier, next: &mut usize| -> Result<(), Problem> {
@@ -232,7 +252,8 @@ pub fn verify_bytes(log: &[u8], cps: &[u8], log_id: &str, public_key: &[u8]) -> 
     let mut unusual = Vec::new();
     // Pass 1, cheap: every record's bytes against its hash, its position against the sequence number it starts
     // with, and every signed root. Almost any change stops here.
-    for (index, record) in records.iter().enumerate() {
+    let mut iter = RecordIter::new(log);
+    for (index, record) in iter.by_ref().enumerate() {
         let hash = merkle::leaf_hash(record.payload);
         if hash != record.stored_hash {
             return Err(Problem::Changed { index: index as u64, offset: record.offset });
@@ -242,10 +263,15 @@ pub fn verify_bytes(log: &[u8], cps: &[u8], log_id: &str, public_key: &[u8]) -> 
                 return Err(Problem::OutOfPlace { index: index as u64, offset: record.offset, claimed });
             }
             Some(_) => {}
-            None => unusual.push(index),
+            None => unusual.push((index as u64, record)),
         }
         frontier.push(hash);
         check_heads(&frontier, &mut next)?;
+    }
+    let (record_count, complete) = (frontier.size(), iter.end());
+    if complete < log.len() as u64 && record_count < last_signed {
+        let index = record_count;
+        return Err(Problem::Unreadable { index, offset: complete, detail: "the record is cut short".into() });
     }
     if next < signed.len()
         && let Some(last) = signed.last()
@@ -253,7 +279,7 @@ pub fn verify_bytes(log: &[u8], cps: &[u8], log_id: &str, public_key: &[u8]) -> 
         return Err(Problem::Truncated { entries: frontier.size(), checkpoint: signed.len() - 1, size: last.size });
     }
     if complete < log.len() as u64 {
-        let index = records.len() as u64;
+        let index = record_count;
         return Err(Problem::Unreadable {
             index,
             offset: complete,
@@ -268,9 +294,7 @@ pub fn verify_bytes(log: &[u8], cps: &[u8], log_id: &str, public_key: &[u8]) -> 
     }
     // Pass 3: an entry that does not start the way the log writes entries is parsed in full: it must still be an
     // entry, in its place. (The others were placed in pass 1; their bytes are fixed by the signed roots.)
-    for index in unusual {
-        let record = &records[index];
-        let index = index as u64;
+    for (index, record) in unusual {
         let entry: Entry = serde_json::from_slice(record.payload).map_err(|e| Problem::Unreadable {
             index,
             offset: record.offset,
