@@ -20,6 +20,8 @@ use crate::merkle::{self, Frontier, Hash};
 
 const LOG_FILE: &str = "log.bin";
 const CHECKPOINT_FILE: &str = "checkpoints.jsonl";
+/// Held exclusively by the one [`AuditLog`] open for appending (any process), shared by verifiers.
+const LOCK_FILE: &str = "lock";
 /// Largest entry accepted (JSON bytes).
 pub const MAX_ENTRY_BYTES: usize = 1 << 20;
 
@@ -189,6 +191,28 @@ fn leading_seq(payload: &[u8]) -> Option<u64> {
     std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
 }
 
+/// Takes the log's lock, waiting for it: exclusive for appending, shared for reading. `None` when there is no log
+/// folder to read (a read never creates it). Locks are per open file: one process must not open two logs of
+/// the same folder at once.
+fn lock(dir: &Path, exclusive: bool) -> Result<Option<File>, AuditError> {
+    if !exclusive && !dir.exists() {
+        return Ok(None);
+    }
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| AuditError::Io { op: "open", path: path.clone(), source })?;
+    if exclusive { file.lock() } else { file.lock_shared() }.map_err(|source| AuditError::Io {
+        op: "lock",
+        path,
+        source,
+    })?;
+    Ok(Some(file))
+}
+
 fn read_file(path: &Path) -> Result<Vec<u8>, AuditError> {
     match fs::read(path) {
         Ok(b) => Ok(b),
@@ -206,7 +230,15 @@ fn sync_dir(dir: &Path) -> Result<(), AuditError> {
 }
 
 /// Checks every record and checkpoint of the log in `dir` against `public_key`: the first problem, or a report.
+///
+/// It takes the log's lock shared, so no appender is between its write and its checkpoint while it reads; it
+/// waits for an [`AuditLog`] open in any process (this one included) to be dropped.
 pub fn verify(dir: &Path, log_id: &str, public_key: &[u8]) -> Result<VerifyReport, AuditError> {
+    let _lock = lock(dir, false)?;
+    verify_unlocked(dir, log_id, public_key)
+}
+
+fn verify_unlocked(dir: &Path, log_id: &str, public_key: &[u8]) -> Result<VerifyReport, AuditError> {
     let log_path = dir.join(LOG_FILE);
     let log = read_file(&log_path)?;
     let cps = read_file(&dir.join(CHECKPOINT_FILE))?;
@@ -323,6 +355,8 @@ pub struct AuditLog {
     frontier: Frontier,
     last_checkpoint: Option<Checkpoint>,
     poisoned: bool,
+    /// The exclusive lock on the log (released on drop): one appender at a time, across processes.
+    _lock: Option<File>,
 }
 
 /// What opening found and mended.
@@ -348,6 +382,8 @@ impl AuditLog {
             move |source| AuditError::Io { op, path, source }
         };
         fs::create_dir_all(dir).map_err(io("create directory", dir))?;
+        // Appends from two processes must never interleave: everything below happens under the lock.
+        let lock_file = lock(dir, true)?;
         let log_path = dir.join(LOG_FILE);
         let cp_path = dir.join(CHECKPOINT_FILE);
         let mut log =
@@ -384,7 +420,7 @@ impl AuditLog {
         }
         log.seek(SeekFrom::End(0)).map_err(io("seek", &log_path))?;
         let public_key = key.public_key().as_ref().to_vec();
-        let verified = verify(dir, log_id, &public_key)?;
+        let verified = verify_unlocked(dir, log_id, &public_key)?;
 
         let bytes = read_file(&log_path)?;
         let leaves: Vec<Hash> = records(&bytes).0.iter().map(|r| r.stored_hash).collect();
@@ -402,6 +438,7 @@ impl AuditLog {
             frontier,
             last_checkpoint,
             poisoned: false,
+            _lock: lock_file,
         };
         if verified.unsigned_tail > 0 {
             audit.checkpoint(key, now)?;

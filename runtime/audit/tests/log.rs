@@ -54,8 +54,6 @@ fn appends_verify_reopen_and_prove() {
     let dir = tempfile::tempdir().expect("tmp");
     let key = key();
     let log = build(dir.path(), &key, 1000, 10);
-    let report = verify(dir.path(), LOG_ID, &public(&key)).expect("verifies");
-    assert_eq!((report.entries, report.checkpoints, report.unsigned_tail), (1000, 100, 0));
     let entries = log.entries().expect("entries");
     assert_eq!(entries.len(), 1000);
     assert!(entries.iter().enumerate().all(|(i, e)| e.seq == i as u64));
@@ -63,7 +61,10 @@ fn appends_verify_reopen_and_prove() {
     let last = log.last_checkpoint().expect("checkpoint").clone();
     assert_eq!(last.size, 1000);
     assert_eq!(last.root, hex::encode(log.root()));
+    // The open log holds the lock; a verifier (which takes it shared) runs once it is closed.
     drop(log);
+    let report = verify(dir.path(), LOG_ID, &public(&key)).expect("verifies");
+    assert_eq!((report.entries, report.checkpoints, report.unsigned_tail), (1000, 100, 0));
 
     let (log, report) = AuditLog::open(dir.path(), LOG_ID, &key, "2026-11-27T10:00:00Z").expect("reopen");
     assert_eq!(report, Default::default());
@@ -224,10 +225,10 @@ fn a_torn_write_after_a_crash_is_cut_and_acknowledged_entries_survive() {
     assert_eq!(report.torn_bytes, (torn.len() - good.len()) as u64);
     assert_eq!(log.len(), 20);
     log.append(&mut [entry(20)], &key, "2026-11-27T11:00:01Z").expect("append after repair");
+    drop(log);
     assert_eq!(verify(dir.path(), LOG_ID, &public(&key)).expect("verifies").entries, 21);
 
     // A crash after the log's fsync but before the checkpoint's: complete entries, unsigned; open signs them.
-    drop(log);
     let mut unsigned = std::fs::read(&log_file).expect("read");
     let mut e = entry(21);
     e.seq = 21;
@@ -339,9 +340,16 @@ fn child_appender() {
     };
     let pkcs8 = std::fs::read(Path::new(&dir).join("key.pk8")).expect("key");
     let key = Ed25519KeyPair::from_pkcs8(&pkcs8).expect("key");
-    let (mut log, _) = AuditLog::open(&Path::new(&dir).join("log"), LOG_ID, &key, "t").expect("open");
+    let path = Path::new(&dir).join("log");
+    // Like the zone: open the log (taking its lock) for each action, or keep it open.
+    let reopen = std::env::var_os("AUDIT_CHILD_REOPEN").is_some();
+    let (mut log, _) = AuditLog::open(&path, LOG_ID, &key, "t").expect("open");
     let mut out = std::io::stdout();
     for i in 0.. {
+        if reopen {
+            drop(log);
+            log = AuditLog::open(&path, LOG_ID, &key, "t").expect("open").0;
+        }
         let mut batch: Vec<Entry> = (0..1 + i % 5).map(|j| entry(i * 5 + j)).collect();
         log.append(&mut batch, &key, "2026-11-27T09:00:00Z").expect("append");
         use std::io::Write;
@@ -393,9 +401,49 @@ fn kill_9_during_appends_leaves_a_log_that_verifies() {
         // Opening repairs a torn tail (if the kill landed mid-write); nothing acknowledged is lost.
         let (log, _) = AuditLog::open(&dir.path().join("log"), LOG_ID, &key, "t2").expect("open after kill");
         assert!(log.len() >= acknowledged, "round {round}: {} entries < {acknowledged} acknowledged", log.len());
+        let log_len = log.len();
+        drop(log);
         let report = verify(&dir.path().join("log"), LOG_ID, &public(&key)).expect("verifies after kill");
-        assert_eq!(report.entries, log.len());
+        assert_eq!(report.entries, log_len);
         assert_eq!(report.unsigned_tail, 0);
     }
     assert!(acknowledged >= 20 + 33 + 46 + 59 - 4, "every round appended: {acknowledged}");
+}
+
+#[test]
+fn two_processes_appending_at_once_never_interleave() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("tmp");
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).expect("keygen");
+    std::fs::write(dir.path().join("key.pk8"), pkcs8.as_ref()).expect("key");
+    let key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("key");
+    let exe = std::env::current_exe().expect("test binary");
+    let spawn = || {
+        std::process::Command::new(&exe)
+            .args(["--exact", "child_appender", "--ignored", "--nocapture", "--test-threads=1"])
+            .env("AUDIT_CHILD_DIR", dir.path())
+            .env("AUDIT_CHILD_REOPEN", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn child")
+    };
+    let mut children = [spawn(), spawn()];
+    // Both must make progress (the lock is taken per action, not held for the process's life).
+    let mut readers: Vec<_> =
+        children.iter_mut().map(|c| std::io::BufReader::new(c.stdout.take().expect("stdout")).lines()).collect();
+    for r in &mut readers {
+        for _ in 0..30 {
+            assert!(matches!(r.next(), Some(Ok(_))), "a child stopped appending");
+        }
+    }
+    for c in &mut children {
+        c.kill().expect("kill");
+        c.wait().expect("reap");
+    }
+    let (log, _) = AuditLog::open(&dir.path().join("log"), LOG_ID, &key, "t2").expect("open");
+    let len = log.len();
+    drop(log);
+    let report = verify(&dir.path().join("log"), LOG_ID, &public(&key)).expect("verifies");
+    assert!(report.entries >= 60 && report.entries == len, "{report:?}");
 }

@@ -206,6 +206,7 @@ impl Zone {
                 .hash(format!("ed25519:{}", keys.public_key_hex()))
                 .detail(format!("first authority `{authority}`"))];
         audit.append(&mut first, keys.signing(), &info.created_at)?;
+        drop(audit);
         let zone = Zone { root: root.to_path_buf(), info, catalog, objects };
         let principal = Principal { name: authority.to_owned(), role: Role::Authority, org: org.map(str::to_owned) };
         zone.insert_principal(&principal, "zone.init")?;
@@ -271,6 +272,8 @@ impl Zone {
         let time = now();
         let (log, _) = AuditLog::open(&self.root.join("audit"), &self.info.zone_id, keys.signing(), &time)?;
         let (bin, cps) = log.raw()?;
+        // Release the log's lock before recording the export below.
+        drop(log);
         let public = hex::decode(keys.public_key_hex())
             .map_err(|e| StoreError::Key { path: self.root.join("keys"), detail: e.to_string() })?;
         let id = &self.info.zone_id;
