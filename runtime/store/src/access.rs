@@ -100,6 +100,14 @@ impl Zone {
         result
     }
 
+    /// Runs `f` in one catalog transaction: committed when it returns `Ok`, rolled back otherwise.
+    pub(crate) fn in_transaction<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let tx = self.catalog().conn.unchecked_transaction().map_err(StoreError::catalog("begin transaction"))?;
+        let value = f()?;
+        tx.commit().map_err(StoreError::catalog("commit"))?;
+        Ok(value)
+    }
+
     /// A principal by name.
     pub fn principal(&self, name: &str) -> Result<Option<Principal>, StoreError> {
         let row = self

@@ -386,7 +386,9 @@ impl Zone {
     /// Approves or rejects an application, as the authority or as the agency of one of its datasets.
     pub fn decide_app(&self, who: &Principal, id: u64, approve: bool, reason: &str) -> Result<AppView, StoreError> {
         let action = if approve { "app.approve" } else { "app.reject" };
-        let result = self.decide_app_unrecorded(who, id, approve, reason);
+        // One transaction: two parties deciding at once cannot both read the same state and both write (the
+        // second gets SQLITE_BUSY and is refused with it, never a lost or duplicated decision).
+        let result = self.in_transaction(|| self.decide_app_unrecorded(who, id, approve, reason));
         self.recorded(who, action, &[format!("app:{id}")], result, |view, e| {
             e.object(format!("principal:{}", view.app.operator))
                 .hash(format!("module:sha256:{}", view.app.module_sha256))

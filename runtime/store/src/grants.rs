@@ -149,7 +149,7 @@ impl Zone {
 
     /// Suspends, resumes or terminates a grant (the authority's act). A terminated grant never changes again.
     pub fn change_grant(&self, who: &Principal, id: u64, change: &GrantChange) -> Result<Grant, StoreError> {
-        let result = self.change_grant_unrecorded(who, id, change);
+        let result = self.in_transaction(|| self.change_grant_unrecorded(who, id, change));
         let objects = [format!("grant:{id}")];
         self.recorded(who, change.action(), &objects, result, |g, e| {
             let e = e.object(format!("principal:{}", g.operator));
