@@ -53,6 +53,17 @@ fn main() {
         i += 50_000;
     }
     let (bytes, checkpoints) = log.raw().expect("raw");
+    drop(log);
+    // Opening (what every zone action does before it appends): from the saved frontier, and from scratch.
+    for (label, keep_frontier) in [("open, saved frontier", true), ("open, full verification", false)] {
+        if !keep_frontier {
+            std::fs::remove_file(path.join("frontier.json")).expect("remove frontier");
+        }
+        let started = Instant::now();
+        let (log, report) = AuditLog::open(&path, "bench", &key, "t").expect("open");
+        println!("{label:<26} {:>10.2} ms ({} entries scanned)", started.elapsed().as_secs_f64() * 1e3, report.scanned);
+        drop(log);
+    }
     let public = key.public_key().as_ref().to_vec();
     println!(
         "{n} entries, {} bytes of log, {} checkpoints",

@@ -30,7 +30,7 @@ pub struct Entry {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hashes: Vec<String>,
     pub outcome: Outcome,
-    /// For a refusal: the stable class of the reason (`authz.denied`, `policy.refused`, …).
+    /// For a refusal: the stable class of the reason (`access.role`, `access.grant`, `policy.refused`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Host-written detail (never guest text, never data values).

@@ -22,6 +22,20 @@ const LOG_FILE: &str = "log.bin";
 const CHECKPOINT_FILE: &str = "checkpoints.jsonl";
 /// Held exclusively by the one [`AuditLog`] open for appending (any process), shared by verifiers.
 const LOCK_FILE: &str = "lock";
+/// The right edge of the tree at the last checkpoint, so that opening reads only what came after it. A cache: not
+/// signed and not fsynced; used only when its root is the last signed checkpoint's root.
+const FRONTIER_FILE: &str = "frontier.json";
+
+/// What `frontier.json` holds.
+#[derive(Debug, Serialize, Deserialize)]
+struct FrontierCache {
+    size: u64,
+    /// Byte length of `log.bin` holding exactly `size` records.
+    offset: u64,
+    /// The last record's leaf hash (hex): the bytes just before `offset`.
+    last_leaf: String,
+    peaks: Vec<(u32, String)>,
+}
 /// Largest entry accepted (JSON bytes).
 pub const MAX_ENTRY_BYTES: usize = 1 << 20;
 
@@ -191,6 +205,33 @@ fn leading_seq(payload: &[u8]) -> Option<u64> {
     std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
 }
 
+/// The last complete, readable checkpoint of `checkpoints.jsonl`, read from the file's end (the file grows by a line
+/// per append; opening must not read all of it). `None` when there is none or the last line is unreadable.
+fn last_checkpoint_line(file: &File, path: &Path) -> Result<Option<Checkpoint>, AuditError> {
+    let io = |op| {
+        let path = path.to_path_buf();
+        move |source| AuditError::Io { op, path, source }
+    };
+    let mut file = file.try_clone().map_err(io("open"))?;
+    let len = file.metadata().map_err(io("stat"))?.len();
+    let start = len.saturating_sub(16 * 1024);
+    file.seek(SeekFrom::Start(start)).map_err(io("seek"))?;
+    let mut tail = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut tail).map_err(io("read"))?;
+    // Only a file that ends with a complete line: a torn checkpoint line sends open the slow way, which repairs it.
+    if tail.last() != Some(&b'\n') {
+        return Ok(None);
+    }
+    let body = &tail[..tail.len() - 1];
+    let line_start = body.iter().rposition(|b| *b == b'\n').map(|p| p + 1);
+    let line = match line_start {
+        Some(p) => &body[p..],
+        None if start == 0 => body,
+        None => return Ok(None),
+    };
+    Ok(serde_json::from_slice(line).ok())
+}
+
 /// Takes the log's lock, waiting for it: exclusive for appending, shared for reading. `None` when there is no log
 /// folder to read (a read never creates it). Locks are per open file: one process must not open two logs of
 /// the same folder at once.
@@ -351,7 +392,8 @@ pub struct AuditLog {
     log_id: String,
     log: File,
     checkpoints: File,
-    leaves: Vec<Hash>,
+    /// Length of `log.bin` (all of it is complete records).
+    end: u64,
     frontier: Frontier,
     last_checkpoint: Option<Checkpoint>,
     poisoned: bool,
@@ -366,6 +408,9 @@ pub struct OpenReport {
     pub torn_bytes: u64,
     /// Whether a new checkpoint was signed for entries a crash left unsigned.
     pub resigned: bool,
+    /// Entries read and checked before the log was ready: only those after the saved frontier when it matched the
+    /// last signed checkpoint, every entry otherwise.
+    pub scanned: u64,
 }
 
 impl AuditLog {
@@ -392,6 +437,25 @@ impl AuditLog {
             OpenOptions::new().create(true).read(true).append(true).open(&cp_path).map_err(io("open", &cp_path))?;
         sync_dir(dir)?;
         let mut report = OpenReport::default();
+        let public_key = key.public_key().as_ref().to_vec();
+
+        // The fast way: the frontier saved at the last checkpoint, and only the records after it.
+        if let Some((frontier, offset, last_checkpoint)) = Self::saved_frontier(dir, log_id, &public_key, &checkpoints)?
+        {
+            let mut audit = AuditLog {
+                dir: dir.to_path_buf(),
+                log_id: log_id.to_owned(),
+                log,
+                checkpoints,
+                end: offset,
+                frontier,
+                last_checkpoint: Some(last_checkpoint),
+                poisoned: false,
+                _lock: lock_file,
+            };
+            audit.read_tail(key, now, &mut report)?;
+            return Ok((audit, report));
+        }
 
         // Cut torn tails first (they were never acknowledged), then verify what remains.
         let bytes = read_file(&log_path)?;
@@ -419,14 +483,13 @@ impl AuditLog {
             sync(&checkpoints, &cp_path)?;
         }
         log.seek(SeekFrom::End(0)).map_err(io("seek", &log_path))?;
-        let public_key = key.public_key().as_ref().to_vec();
         let verified = verify_unlocked(dir, log_id, &public_key)?;
+        report.scanned = verified.entries;
 
         let bytes = read_file(&log_path)?;
-        let leaves: Vec<Hash> = records(&bytes).0.iter().map(|r| r.stored_hash).collect();
         let mut frontier = Frontier::default();
-        for leaf in &leaves {
-            frontier.push(*leaf);
+        for r in RecordIter::new(&bytes) {
+            frontier.push(r.stored_hash);
         }
         let last_checkpoint = parse_checkpoints(&read_file(&cp_path)?).0.into_iter().rev().find_map(Result::ok);
         let mut audit = AuditLog {
@@ -434,7 +497,7 @@ impl AuditLog {
             log_id: log_id.to_owned(),
             log,
             checkpoints,
-            leaves,
+            end: bytes.len() as u64,
             frontier,
             last_checkpoint,
             poisoned: false,
@@ -443,8 +506,144 @@ impl AuditLog {
         if verified.unsigned_tail > 0 {
             audit.checkpoint(key, now)?;
             report.resigned = true;
+        } else {
+            audit.save_frontier();
         }
         Ok((audit, report))
+    }
+
+    /// The saved frontier, if it is the one the last signed checkpoint signs and it ends on a record boundary of
+    /// `log.bin`; anything else (no file, stale, damaged, foreign) sends `open` the slow way.
+    fn saved_frontier(
+        dir: &Path,
+        log_id: &str,
+        public_key: &[u8],
+        checkpoints: &File,
+    ) -> Result<Option<(Frontier, u64, Checkpoint)>, AuditError> {
+        let Ok(text) = fs::read(dir.join(FRONTIER_FILE)) else {
+            return Ok(None);
+        };
+        let Ok(cache) = serde_json::from_slice::<FrontierCache>(&text) else {
+            return Ok(None);
+        };
+        let Some(last) = last_checkpoint_line(checkpoints, &dir.join(CHECKPOINT_FILE))? else {
+            return Ok(None);
+        };
+        let peaks: Option<Vec<(u32, Hash)>> = cache
+            .peaks
+            .iter()
+            .map(|(h, hex_root)| {
+                hex::decode(hex_root).ok().and_then(|b| Hash::try_from(b.as_slice()).ok()).map(|r| (*h, r))
+            })
+            .collect();
+        let Some(frontier) = peaks.and_then(|p| Frontier::from_peaks(cache.size, p)) else {
+            return Ok(None);
+        };
+        let signed = last.log_id == log_id
+            && last.size == cache.size
+            && last.root == hex::encode(frontier.root())
+            && last.signature_valid(public_key);
+        if !signed {
+            return Ok(None);
+        }
+        // The saved offset must end with the last record's leaf hash.
+        let log_path = dir.join(LOG_FILE);
+        let mut file =
+            File::open(&log_path).map_err(|source| AuditError::Io { op: "open", path: log_path.clone(), source })?;
+        let len =
+            file.metadata().map_err(|source| AuditError::Io { op: "stat", path: log_path.clone(), source })?.len();
+        if cache.offset > len || (cache.size > 0 && cache.offset < 36) || (cache.size == 0 && cache.offset != 0) {
+            return Ok(None);
+        }
+        if cache.size > 0 {
+            let mut leaf = [0u8; 32];
+            file.seek(SeekFrom::Start(cache.offset - 32))
+                .and_then(|_| std::io::Read::read_exact(&mut file, &mut leaf))
+                .map_err(|source| AuditError::Io { op: "read", path: log_path, source })?;
+            if hex::encode(leaf) != cache.last_leaf {
+                return Ok(None);
+            }
+        }
+        Ok(Some((frontier, cache.offset, last)))
+    }
+
+    /// After a fast open: the records written after the saved frontier. Complete ones (a crash between the log's
+    /// fsync and the checkpoint's) are signed now; a torn or garbled tail (never acknowledged) is cut off.
+    fn read_tail(&mut self, key: &Ed25519KeyPair, now: &str, report: &mut OpenReport) -> Result<(), AuditError> {
+        let log_path = self.dir.join(LOG_FILE);
+        let io = |op| {
+            let path = log_path.clone();
+            move |source| AuditError::Io { op, path, source }
+        };
+        let mut tail = Vec::new();
+        self.log.seek(SeekFrom::Start(self.end)).map_err(io("seek"))?;
+        std::io::Read::read_to_end(&mut self.log, &mut tail).map_err(io("read"))?;
+        let mut iter = RecordIter::new(&tail);
+        let mut added = 0u64;
+        for record in iter.by_ref() {
+            let expected = self.frontier.size();
+            if merkle::leaf_hash(record.payload) != record.stored_hash || leading_seq(record.payload) != Some(expected)
+            {
+                iter.offset = record.offset as usize;
+                break;
+            }
+            self.frontier.push(record.stored_hash);
+            added += 1;
+        }
+        report.scanned = added;
+        let good = iter.end();
+        if good < tail.len() as u64 {
+            self.log.set_len(self.end + good).map_err(io("truncate"))?;
+            sync(&self.log, &log_path)?;
+            report.torn_bytes = tail.len() as u64 - good;
+        }
+        self.end += good;
+        self.log.seek(SeekFrom::End(0)).map_err(io("seek"))?;
+        if added > 0 {
+            self.checkpoint(key, now)?;
+            report.resigned = true;
+        }
+        Ok(())
+    }
+
+    /// Saves the frontier for the next open (best effort: a missing or stale file only makes that open slower).
+    fn save_frontier(&self) {
+        let Ok(last_leaf) = self.last_leaf_hex() else {
+            return;
+        };
+        let cache = FrontierCache {
+            size: self.frontier.size(),
+            offset: self.end,
+            last_leaf,
+            peaks: self.frontier.peaks().iter().map(|(h, r)| (*h, hex::encode(r))).collect(),
+        };
+        let Ok(text) = serde_json::to_vec(&cache) else {
+            return;
+        };
+        let tmp = self.dir.join("frontier.json.partial");
+        if fs::write(&tmp, text).is_ok() {
+            let _ = fs::rename(&tmp, self.dir.join(FRONTIER_FILE));
+        }
+    }
+
+    fn last_leaf_hex(&self) -> Result<String, AuditError> {
+        if self.end < 36 {
+            return Ok(String::new());
+        }
+        let log_path = self.dir.join(LOG_FILE);
+        let mut file =
+            File::open(&log_path).map_err(|source| AuditError::Io { op: "open", path: log_path.clone(), source })?;
+        let mut leaf = [0u8; 32];
+        file.seek(SeekFrom::Start(self.end - 32))
+            .and_then(|_| std::io::Read::read_exact(&mut file, &mut leaf))
+            .map_err(|source| AuditError::Io { op: "read", path: log_path, source })?;
+        Ok(hex::encode(leaf))
+    }
+
+    /// Every leaf hash, read from `log.bin` (for proofs).
+    fn leaves(&self) -> Option<Vec<Hash>> {
+        let bytes = read_file(&self.dir.join(LOG_FILE)).ok()?;
+        Some(RecordIter::new(&bytes).map(|r| r.stored_hash).collect())
     }
 
     pub fn len(&self) -> u64 {
@@ -493,8 +692,8 @@ impl AuditLog {
         }
         for hash in hashes {
             self.frontier.push(hash);
-            self.leaves.push(hash);
         }
+        self.end += buffer.len() as u64;
         self.checkpoint(key, now)
     }
 
@@ -521,6 +720,7 @@ impl AuditLog {
             return Err(e);
         }
         self.last_checkpoint = Some(checkpoint.clone());
+        self.save_frontier();
         Ok(checkpoint)
     }
 
@@ -548,24 +748,27 @@ impl AuditLog {
 
     /// The audit path of entry `index` in the tree of `size` entries.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Option<Vec<Hash>> {
-        let size = usize::try_from(size).ok().filter(|s| *s <= self.leaves.len())?;
-        merkle::inclusion_proof(&self.leaves[..size], usize::try_from(index).ok()?)
+        let leaves = self.leaves()?;
+        let size = usize::try_from(size).ok().filter(|s| *s <= leaves.len())?;
+        merkle::inclusion_proof(&leaves[..size], usize::try_from(index).ok()?)
     }
 
     /// The consistency proof between the trees of `old` and `new` entries.
     pub fn consistency_proof(&self, old: u64, new: u64) -> Option<Vec<Hash>> {
-        let new = usize::try_from(new).ok().filter(|s| *s <= self.leaves.len())?;
-        merkle::consistency_proof(&self.leaves[..new], usize::try_from(old).ok()?)
+        let leaves = self.leaves()?;
+        let new = usize::try_from(new).ok().filter(|s| *s <= leaves.len())?;
+        merkle::consistency_proof(&leaves[..new], usize::try_from(old).ok()?)
     }
 
     /// The leaf hash of entry `index`.
     pub fn leaf(&self, index: u64) -> Option<Hash> {
-        self.leaves.get(usize::try_from(index).ok()?).copied()
+        self.leaves()?.get(usize::try_from(index).ok()?).copied()
     }
 
     /// The tree head of the first `size` entries.
     pub fn root_at(&self, size: u64) -> Option<Hash> {
-        let size = usize::try_from(size).ok().filter(|s| *s <= self.leaves.len())?;
-        Some(merkle::root(&self.leaves[..size]))
+        let leaves = self.leaves()?;
+        let size = usize::try_from(size).ok().filter(|s| *s <= leaves.len())?;
+        Some(merkle::root(&leaves[..size]))
     }
 }

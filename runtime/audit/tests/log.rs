@@ -447,3 +447,52 @@ fn two_processes_appending_at_once_never_interleave() {
     let report = verify(&dir.path().join("log"), LOG_ID, &public(&key)).expect("verifies");
     assert!(report.entries >= 60 && report.entries == len, "{report:?}");
 }
+
+#[test]
+fn opening_reads_only_what_follows_the_saved_frontier_and_falls_back_when_it_is_wrong() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let key = key();
+    let log = build(dir.path(), &key, 300, 7);
+    let mut expected = (log.len(), log.root());
+    drop(log);
+    let cache = dir.path().join("frontier.json");
+    assert!(cache.exists(), "every checkpoint saves the frontier");
+    // Opens, checks the tree is the expected one, appends one entry; returns the new tree.
+    let reopen = |expected: (u64, [u8; 32]), t: &str, fast: bool| {
+        let (mut log, report) = AuditLog::open(dir.path(), LOG_ID, &key, t).expect("open");
+        assert_eq!((report.torn_bytes, report.resigned), (0, false));
+        assert_eq!(report.scanned, if fast { 0 } else { expected.0 }, "fast: {fast}");
+        assert_eq!((log.len(), log.root()), expected);
+        log.append(&mut [entry(log.len())], &key, t).expect("append");
+        (log.len(), log.root())
+    };
+    // Fast (the saved frontier), without it, with a wrong one, with garbage: the same tree every time.
+    expected = reopen(expected, "2026-11-27T12:00:00Z", true);
+    std::fs::remove_file(&cache).expect("rm");
+    expected = reopen(expected, "2026-11-27T12:00:01Z", false);
+    let mut text = std::fs::read_to_string(&cache).expect("cache");
+    let i = text.find("\"peaks\":[[").expect("peaks") + 20;
+    let flipped = if text.as_bytes()[i] == b'a' { "b" } else { "a" };
+    text.replace_range(i..i + 1, flipped);
+    std::fs::write(&cache, &text).expect("write");
+    expected = reopen(expected, "2026-11-27T12:00:02Z", false);
+    std::fs::write(&cache, b"{not json").expect("write");
+    expected = reopen(expected, "2026-11-27T12:00:03Z", false);
+    expected = reopen(expected, "2026-11-27T12:00:04Z", true);
+    assert_eq!(expected.0, 305);
+    assert_eq!(verify(dir.path(), LOG_ID, &public(&key)).expect("verifies").entries, 305);
+
+    // A change inside the signed part is not hidden by a fast open: the next appends sign the true tree, and
+    // verify names the change.
+    let log_file = dir.path().join("log.bin");
+    let mut bytes = std::fs::read(&log_file).expect("read");
+    bytes[100] ^= 1;
+    std::fs::write(&log_file, &bytes).expect("write");
+    let (mut log, _) = AuditLog::open(dir.path(), LOG_ID, &key, "t").expect("fast open");
+    log.append(&mut [entry(305)], &key, "t").expect("append");
+    drop(log);
+    assert!(matches!(
+        verify(dir.path(), LOG_ID, &public(&key)),
+        Err(zone_audit::AuditError::Tampered { problem: Problem::Changed { index: 0, .. }, .. })
+    ));
+}
