@@ -20,30 +20,23 @@ fn today() -> String {
     chrono::Utc::now().date_naive().to_string()
 }
 
+/// `grant create` for `operator` over `data` (flags such as `--datasets=tax_credit`) and `domains`, from..=to.
+fn grant_create<'a>(operator: &'a str, data: &[&'a str], domains: &'a str, from: &'a str, to: &'a str) -> Vec<&'a str> {
+    let mut args = vec!["grant", "create", "--operator", operator];
+    args.extend_from_slice(data);
+    args.extend(["--domains", domains, "--from", from, "--to", to]);
+    args
+}
+
 /// A zone with the registry and tax data published and grant 1: `acme` may use market-regulation's data and
 /// tax_credit for finance for a year.
 fn governed_zone() -> TestZone {
     let zone = TestZone::new();
     zone.publish_fixture("enterprise_registry");
     zone.publish_fixture("tax_credit");
-    let to = in_a_year();
-    let args = [
-        "grant",
-        "create",
-        "--operator",
-        "acme",
-        "--providers",
-        "market-regulation",
-        "--datasets",
-        "tax_credit",
-        "--domains",
-        "finance,commerce",
-        "--from",
-        &today(),
-        "--to",
-        &to,
-    ];
-    zone.run(&args).ok();
+    let (from, to) = (today(), in_a_year());
+    let data = ["--providers=market-regulation", "--datasets=tax_credit"];
+    zone.run(&grant_create("acme", &data, "finance,commerce", &from, &to)).ok();
     zone
 }
 
@@ -94,20 +87,7 @@ fn every_role_action_pair_is_decided_by_one_layer_and_refusals_are_recorded() {
     let plist = ["principal", "list"];
     let to = in_a_year();
     let from = today();
-    let gcreate = [
-        "grant",
-        "create",
-        "--operator",
-        "zenith",
-        "--datasets",
-        "tax_credit",
-        "--domains",
-        "commerce",
-        "--from",
-        &from,
-        "--to",
-        &to,
-    ];
+    let gcreate = grant_create("zenith", &["--datasets=tax_credit"], "commerce", &from, &to);
     let submit_tax = [
         "app",
         "submit",
@@ -224,22 +204,8 @@ fn grant_states_gate_submissions() {
     zone.publish_fixture("tax_credit");
     let (from, to) = (today(), in_a_year());
     // Bad grants are refused with every problem named.
-    let err = zone
-        .run(&[
-            "grant",
-            "create",
-            "--operator",
-            "inspector",
-            "--datasets",
-            "tax_credit,nope",
-            "--domains",
-            "finance,astrology",
-            "--from",
-            &to,
-            "--to",
-            &from,
-        ])
-        .fails();
+    let err =
+        zone.run(&grant_create("inspector", &["--datasets=tax_credit,nope"], "finance,astrology", &to, &from)).fails();
     for expected in [
         "`inspector` is inspector, not an operator",
         "no dataset `nope`",
@@ -248,32 +214,15 @@ fn grant_states_gate_submissions() {
     ] {
         assert!(err.contains(expected), "`{expected}` in {err}");
     }
-    let err = zone
-        .run(&["grant", "create", "--operator", "acme", "--domains", "finance", "--from", &from, "--to", &to])
-        .fails();
+    let err = zone.run(&grant_create("acme", &[], "finance", &from, &to)).fails();
     assert!(err.contains("name the data"), "{err}");
 
     let terms = zone.path("terms.txt");
     std::fs::write(&terms, "授权运营协议 — terms of the agreement").expect("terms");
-    let g = zone
-        .run(&[
-            "--json",
-            "grant",
-            "create",
-            "--operator",
-            "acme",
-            "--datasets",
-            "tax_credit",
-            "--domains",
-            "finance",
-            "--from",
-            &from,
-            "--to",
-            &to,
-            "--terms",
-            s(&terms),
-        ])
-        .json();
+    let mut args = vec!["--json"];
+    args.extend(grant_create("acme", &["--datasets=tax_credit"], "finance", &from, &to));
+    args.extend(["--terms", s(&terms)]);
+    let g = zone.run(&args).json();
     assert_eq!((g["id"].as_u64(), g["status"].as_str()), (Some(1), Some("active")));
     assert_eq!(g["terms_sha256"].as_str().map(str::len), Some(64));
     let submit = |domain: &str| {
@@ -332,36 +281,8 @@ fn grant_states_gate_submissions() {
     assert!(err.contains("a terminated grant never changes"), "{err}");
 
     // Expired by date and not yet valid: nobody acted, and neither lets anything run.
-    zone.run(&[
-        "grant",
-        "create",
-        "--operator",
-        "acme",
-        "--datasets",
-        "tax_credit",
-        "--domains",
-        "finance",
-        "--from",
-        "2020-01-01",
-        "--to",
-        "2020-12-31",
-    ])
-    .ok();
-    zone.run(&[
-        "grant",
-        "create",
-        "--operator",
-        "acme",
-        "--datasets",
-        "tax_credit",
-        "--domains",
-        "finance",
-        "--from",
-        "2099-01-01",
-        "--to",
-        "2099-12-31",
-    ])
-    .ok();
+    zone.run(&grant_create("acme", &["--datasets=tax_credit"], "finance", "2020-01-01", "2020-12-31")).ok();
+    zone.run(&grant_create("acme", &["--datasets=tax_credit"], "finance", "2099-01-01", "2099-12-31")).ok();
     let list = zone.run_as("inspector", &["--json", "grant", "list"]).json();
     let states: Vec<&str> = list.as_array().expect("grants").iter().filter_map(|g| g["status"].as_str()).collect();
     assert_eq!(states, ["terminated", "expired", "not_yet_valid"]);
