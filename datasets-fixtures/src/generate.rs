@@ -69,12 +69,12 @@ pub struct GeneratedFile {
 }
 
 /// A weighted choice over a fixed table.
-struct Weighted {
+pub(crate) struct Weighted {
     cumulative: Vec<u64>,
 }
 
 impl Weighted {
-    fn new<T>(items: &[(T, u32)]) -> Weighted {
+    pub(crate) fn new<T>(items: &[(T, u32)]) -> Weighted {
         let mut total = 0u64;
         let cumulative = items
             .iter()
@@ -86,14 +86,14 @@ impl Weighted {
         Weighted { cumulative }
     }
 
-    fn index(&self, rng: &mut impl Rng) -> usize {
+    pub(crate) fn index(&self, rng: &mut impl Rng) -> usize {
         let total = self.cumulative.last().copied().unwrap_or(1);
         let x = rng.random_range(0..total);
         self.cumulative.partition_point(|c| *c <= x)
     }
 }
 
-fn weighted3(items: &[(&str, &str, u32)]) -> Weighted {
+pub(crate) fn weighted3(items: &[(&str, &str, u32)]) -> Weighted {
     let pairs: Vec<(usize, u32)> = items.iter().enumerate().map(|(i, t)| (i, t.2)).collect();
     Weighted::new(&pairs)
 }
@@ -111,7 +111,7 @@ const STREAM_PATIENTS: u64 = 2;
 const STREAM_VISITS: u64 = 3;
 
 /// Draws the 18-character resident ID of someone born on `birth`, with sex given by parity.
-fn resident_id(rng: &mut impl Rng, regions: &Weighted, birth: CivilDate, male: bool) -> String {
+pub(crate) fn resident_id(rng: &mut impl Rng, regions: &Weighted, birth: CivilDate, male: bool) -> String {
     let region = vocab::ID_REGIONS[regions.index(rng)].0;
     let seq = rng.random_range(0..500u32) * 2 + u32::from(male);
     let body = format!("{region}{:04}{:02}{:02}{seq:03}", birth.year, birth.month, birth.day);
@@ -122,7 +122,7 @@ fn resident_id(rng: &mut impl Rng, regions: &Weighted, birth: CivilDate, male: b
 
 /// A unified social credit code for enterprise number `index`: `91` (industry and commerce, enterprise),
 /// the district code, a unique organization code with its GB 11714 check character, and the GB 32100 check.
-fn uscc(index: u64, district_code: &str) -> String {
+pub(crate) fn uscc(index: u64, district_code: &str) -> String {
     // Organization codes are unique per index: a bijective scramble of the index over 31^8 values, written
     // in the USCC alphabet's digits and letters that GB 11714 also accepts.
     const SPACE: u64 = 852_891_037_441; // 31^8
@@ -143,7 +143,7 @@ fn uscc(index: u64, district_code: &str) -> String {
     String::from_utf8(code).unwrap_or_default()
 }
 
-fn chinese_name(rng: &mut impl Rng, surnames: &Weighted) -> String {
+pub(crate) fn chinese_name(rng: &mut impl Rng, surnames: &Weighted) -> String {
     let mut name = String::with_capacity(12);
     if rng.random_range(0..1000) < vocab::COMPOUND_SURNAME_PER_MILLE {
         name.push_str(COMPOUND_SURNAMES[rng.random_range(0..COMPOUND_SURNAMES.len())]);
@@ -157,15 +157,15 @@ fn chinese_name(rng: &mut impl Rng, surnames: &Weighted) -> String {
     name
 }
 
-fn mobile(rng: &mut impl Rng, prefixes: &Weighted) -> String {
+pub(crate) fn mobile(rng: &mut impl Rng, prefixes: &Weighted) -> String {
     format!("{}{:08}", vocab::MOBILE_PREFIXES[prefixes.index(rng)].0, rng.random_range(0..100_000_000u32))
 }
 
-fn random_date(rng: &mut impl Rng, from: CivilDate, to: CivilDate) -> CivilDate {
+pub(crate) fn random_date(rng: &mut impl Rng, from: CivilDate, to: CivilDate) -> CivilDate {
     CivilDate::from_days(rng.random_range(from.to_days()..=to.to_days()))
 }
 
-fn date(y: i32, m: u32, d: u32) -> CivilDate {
+pub(crate) fn date(y: i32, m: u32, d: u32) -> CivilDate {
     CivilDate::new(y, m, d).unwrap_or(CivilDate { year: 1970, month: 1, day: 1 })
 }
 

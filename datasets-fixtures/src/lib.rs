@@ -24,6 +24,7 @@
 //! and its policy in `policies/`.
 
 mod generate;
+pub mod mock;
 pub mod vocab;
 
 use std::path::{Path, PathBuf};

@@ -149,3 +149,63 @@ fn patients_are_consistent() {
     let rare = patients_by_icd.values().filter(|p| p.len() < 20).count();
     assert!(rare >= 2, "only {rare} diagnoses under k=20");
 }
+
+#[test]
+fn mock_rows_have_the_guest_shape_and_no_real_value() {
+    use datasets_fixtures::mock::{mock_guest_batch, mock_raw_batch};
+    for dataset in DATASETS {
+        let real = read(&committed_parquet(dataset));
+        let text = std::fs::read_to_string(committed_policy(dataset)).expect("policy");
+        let policy = policies::CompiledPolicy::compile(dataset, &text, &real.schema()).expect("policy compiles");
+        // The raw mock has the real schema, and every declared format holds (valid check digits and all).
+        let raw = mock_raw_batch(&policy, 3_000, 11).expect("raw mock");
+        assert_eq!(raw.schema().fields(), real.schema().fields(), "{dataset}");
+        for column in policy.columns() {
+            if let Some(format) = column.format {
+                let values = strings(&raw, &column.name);
+                assert!(
+                    values.iter().flatten().all(|v| format.is_valid(v)),
+                    "{dataset}.{}: invalid {format}",
+                    column.name
+                );
+            }
+        }
+        // What the guest sees: exactly the policy's guest schema, deterministic for a seed.
+        let guest = mock_guest_batch(&policy, 3_000, 11).expect("mock");
+        assert_eq!(guest.schema(), policy.guest_schema(), "{dataset}");
+        assert_eq!(guest, mock_guest_batch(&policy, 3_000, 11).expect("again"));
+        assert_ne!(guest, mock_guest_batch(&policy, 3_000, 12).expect("other seed"));
+        // No value of the real data's unique identifiers appears in the mock (names are drawn from the same
+        // vocabulary of common names, and are hidden or transformed in every policy).
+        let unique = |f: policies::Format| {
+            matches!(
+                f,
+                policies::Format::ResidentId
+                    | policies::Format::Uscc
+                    | policies::Format::Mobile
+                    | policies::Format::BankCard
+            )
+        };
+        for column in policy.columns().iter().filter(|c| c.format.is_some_and(unique)) {
+            let real_values: HashSet<&str> = strings(&real, &column.name).into_iter().flatten().collect();
+            let mocked = strings(&raw, &column.name);
+            assert!(
+                mocked.iter().flatten().all(|v| !real_values.contains(v)),
+                "{dataset}.{}: a real value",
+                column.name
+            );
+        }
+    }
+    // Generalized and masked columns are in their policy's domain.
+    let real = read(&committed_parquet("enterprise_registry"));
+    let text = std::fs::read_to_string(committed_policy("enterprise_registry")).expect("policy");
+    let policy = policies::CompiledPolicy::compile("r", &text, &real.schema()).expect("policy");
+    let guest = mock_guest_batch(&policy, 2_000, 3).expect("mock");
+    assert!(guest.column_by_name("uscc").is_none() && guest.column_by_name("name").is_none());
+    assert!(strings(&guest, "region_code").iter().flatten().all(|r| r.len() == 6 && r.ends_with("00")));
+    assert!(strings(&guest, "phone").iter().flatten().all(|p| p.len() == 11 && &p[3..7] == "****"));
+    let years = guest.column_by_name("founded").expect("founded").as_primitive::<Int32Type>();
+    assert!(years.iter().flatten().all(|y| (1990..=2025).contains(&y)));
+    let capital = guest.column_by_name("reg_capital").expect("capital").as_primitive::<arrow_array::types::Int64Type>();
+    assert!(capital.iter().flatten().all(|c| (0..=1_000_000_000).contains(&c)));
+}

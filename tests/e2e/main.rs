@@ -5,5 +5,6 @@ mod audit;
 mod common;
 mod crash;
 mod governance;
+mod mock;
 mod module;
 mod publish;

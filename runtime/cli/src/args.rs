@@ -257,6 +257,23 @@ pub enum DatasetCommand {
     Show(ShowArgs),
     /// The first raw rows of a dataset: only for the agency that provides it (recorded in the audit log).
     Rows(RowsArgs),
+    /// Synthetic rows shaped exactly as a job's guest sees the dataset (policy applied), with no real value in
+    /// them: for developing and testing modules without data (Art. 17).
+    Mock(MockArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MockArgs {
+    #[arg(value_name = "NAME[@VERSION]")]
+    pub dataset: String,
+    #[arg(long, default_value_t = 10_000)]
+    pub rows: usize,
+    /// The Parquet file to write.
+    #[arg(long, value_name = "FILE.parquet")]
+    pub out: PathBuf,
+    /// Seed of the synthetic values (the same seed gives the same file).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::json;
 use zone_store::{Action, DatasetVersion, Principal, PublishOutcome, PublishRequest, Zone};
 
-use crate::args::{AuditCommand, DatasetCommand, PublishArgs, RowsArgs, ShowArgs, ZoneCommand};
+use crate::args::{AuditCommand, DatasetCommand, MockArgs, PublishArgs, RowsArgs, ShowArgs, ZoneCommand};
 use crate::context::Ctx;
 use crate::output::{self, Mode, bytes, short};
 use crate::progress::Bars;
@@ -111,6 +111,56 @@ pub fn dataset(ctx: &Ctx<'_>, command: &DatasetCommand) -> anyhow::Result<()> {
         DatasetCommand::List => list(&zone, &who, ctx.mode),
         DatasetCommand::Show(args) => show(&zone, &who, args, ctx.mode),
         DatasetCommand::Rows(args) => rows(&zone, &who, args, ctx.mode),
+        DatasetCommand::Mock(args) => mock(&zone, &who, args, ctx.mode),
+    }
+}
+
+/// Synthetic guest-view rows of a dataset, written to a Parquet file.
+pub fn mock(zone: &Zone, who: &Principal, args: &MockArgs, mode: Mode) -> anyhow::Result<()> {
+    const MAX_ROWS: usize = 10_000_000;
+    zone.authorize(who, &Action::DatasetRead, &[format!("dataset:{}", args.dataset)])?;
+    anyhow::ensure!(args.rows <= MAX_ROWS, "--rows {} is more than {MAX_ROWS}", args.rows);
+    let version = zone.dataset(&args.dataset)?;
+    let policy = zone.policy(&version)?;
+    let tmp = args.out.with_extension("parquet.partial");
+    let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let write = || -> anyhow::Result<()> {
+        let mut writer = parquet::arrow::ArrowWriter::try_new(file, policy.guest_schema(), None)?;
+        let mut done = 0;
+        let mut chunk = 0u64;
+        while done < args.rows || (args.rows == 0 && chunk == 0) {
+            let n = (args.rows - done).min(65_536);
+            let seed = args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(chunk);
+            writer.write(&datasets_fixtures::mock::mock_guest_batch(&policy, n, seed)?)?;
+            done += n;
+            chunk += 1;
+        }
+        writer.close()?;
+        Ok(())
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.context(format!("writing {}", args.out.display())));
+    }
+    std::fs::rename(&tmp, &args.out).with_context(|| format!("writing {}", args.out.display()))?;
+    let columns: Vec<String> =
+        policy.guest_schema().fields().iter().map(|f| format!("{} {}", f.name(), f.data_type())).collect();
+    match mode {
+        Mode::Json => output::json(&json!({
+            "dataset": version.dataset, "version": version.version, "rows": args.rows, "out": args.out, "columns": columns,
+        })),
+        Mode::Human => {
+            println!(
+                "wrote {} synthetic rows of {}@{} as a job sees them to {}",
+                args.rows,
+                version.dataset,
+                version.version,
+                args.out.display()
+            );
+            println!("  columns: {}", columns.join(", "));
+            println!("  no value in it comes from the data; the subject and hidden columns are absent");
+            Ok(())
+        }
     }
 }
 
