@@ -150,6 +150,18 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
     )?;
     commands::audit(&ctx, &AuditCommand::Verify(crate::args::AuditVerifyArgs { bundle: None, key: None }))?;
 
+    step(
+        mode,
+        "10. the inspector takes an evidence bundle out of the zone and checks it offline against the zone's key",
+    );
+    let bundle = temp.path().join("evidence.json");
+    commands::audit(&ctx, &AuditCommand::Export(crate::args::AuditExportArgs { out: bundle.clone(), entry: None }))?;
+    let key = Zone::open(&root)?.keys()?.public_key_hex();
+    commands::audit(
+        &ctx,
+        &AuditCommand::Verify(crate::args::AuditVerifyArgs { bundle: Some(bundle), key: Some(key) }),
+    )?;
+
     if zone_dir.is_some() {
         step(mode, &format!("the zone is kept in {}", root.display()));
     }

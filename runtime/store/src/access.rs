@@ -39,9 +39,11 @@ impl Zone {
             None => {
                 let known = self.principals()?.into_iter().map(|p| p.name).collect();
                 let err = StoreError::UnknownPrincipal { name: name.to_owned(), known };
-                self.record(&mut [Entry::new(now(), name, "unknown", "zone.access", Outcome::Refused)
+                // The claimed name is input: recorded as given only when it is a well-formed name.
+                let claimed = if check_name("principal", name).is_ok() { name } else { "(not a valid name)" };
+                self.record(&mut [Entry::new(now(), claimed, "unknown", "zone.access", Outcome::Refused)
                     .reason(err.class())
-                    .detail(format!("no principal `{name}` in this zone"))])?;
+                    .detail(format!("no principal `{claimed}` in this zone"))])?;
                 Err(err)
             }
         }
