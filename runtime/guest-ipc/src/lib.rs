@@ -62,6 +62,7 @@ pub fn check_stream(bytes: &[u8], max_batches: usize) -> Result<usize, String> {
     let mut pos = 0usize;
     let mut schemas = 0usize;
     let mut batches = 0usize;
+    let mut fields: Vec<arrow_ipc::Field<'_>> = Vec::new();
     loop {
         let mut len = read_u32(bytes, pos)?;
         pos += 4;
@@ -87,6 +88,7 @@ pub fn check_stream(bytes: &[u8], max_batches: usize) -> Result<usize, String> {
                 let schema = message.header_as_schema().ok_or("a schema message without its header")?;
                 for field in schema.fields().ok_or("a schema without a field list")? {
                     check_field(field, 0)?;
+                    fields.push(field);
                 }
             }
             MessageHeader::RecordBatch => {
@@ -116,6 +118,7 @@ pub fn check_stream(bytes: &[u8], max_batches: usize) -> Result<usize, String> {
                 {
                     return Err("negative lengths".into());
                 }
+                check_layout(&fields, &batch)?;
             }
             MessageHeader::DictionaryBatch => return Err("dictionary batches are not allowed".into()),
             other => return Err(format!("unexpected message type {other:?}")),
@@ -127,6 +130,114 @@ pub fn check_stream(bytes: &[u8], max_batches: usize) -> Result<usize, String> {
         return Err("no schema message".into());
     }
     Ok(batches)
+}
+
+/// Checks that a record batch's nodes and buffers fit its schema before Arrow builds arrays from them: one node per
+/// field (depth first), the buffers each type has, and every buffer long enough for its node's length (arrow
+/// panics on a validity or boolean buffer shorter than the values it is said to hold).
+fn check_layout(fields: &[arrow_ipc::Field<'_>], batch: &arrow_ipc::RecordBatch<'_>) -> Result<(), String> {
+    let nodes: Vec<(u64, u64)> =
+        batch.nodes().into_iter().flatten().map(|n| (n.length() as u64, n.null_count() as u64)).collect();
+    let buffers: Vec<u64> = batch.buffers().into_iter().flatten().map(|b| b.length() as u64).collect();
+    let mut cursor = LayoutCursor { nodes: &nodes, buffers: &buffers, node: 0, buffer: 0 };
+    for field in fields {
+        cursor.field(field)?;
+    }
+    if cursor.node != nodes.len() || cursor.buffer != buffers.len() {
+        return Err(format!(
+            "the batch has {} nodes and {} buffers; its schema describes {} and {}",
+            nodes.len(),
+            buffers.len(),
+            cursor.node,
+            cursor.buffer
+        ));
+    }
+    Ok(())
+}
+
+/// Walks fields in the order IPC lays out their nodes and buffers.
+struct LayoutCursor<'a> {
+    nodes: &'a [(u64, u64)],
+    buffers: &'a [u64],
+    node: usize,
+    buffer: usize,
+}
+
+impl LayoutCursor<'_> {
+    fn field(&mut self, field: &arrow_ipc::Field<'_>) -> Result<(), String> {
+        use arrow_ipc::{DateUnit, Precision, Type};
+        let name = field.name().unwrap_or("?");
+        let &(len, nulls) = self.nodes.get(self.node).ok_or_else(|| format!("field `{name}` has no node"))?;
+        self.node += 1;
+        if nulls > len {
+            return Err(format!("field `{name}`: {nulls} nulls in {len} values"));
+        }
+        let bits = len.div_ceil(8);
+        // Validity: read only when there are nulls; then it must cover every value.
+        let validity = self.take(name, "validity")?;
+        if nulls > 0 && validity < bits {
+            return Err(format!("field `{name}`: a validity buffer of {validity} bytes for {len} values"));
+        }
+        let need = |width: u64| len.checked_mul(width).ok_or_else(|| format!("field `{name}`: {len} values overflow"));
+        let offsets =
+            |width: u64| if len == 0 { Ok(0) } else { (len + 1).checked_mul(width).ok_or("overflow".to_owned()) };
+        match field.type_type() {
+            Type::Int => {
+                let width = field.type_as_int().map_or(8, |t| u64::from(t.bitWidth().unsigned_abs()) / 8);
+                self.expect(name, "values", need(width)?)?;
+            }
+            Type::FloatingPoint => {
+                let width = match field.type_as_floating_point().map(|t| t.precision()) {
+                    Some(Precision::HALF) => 2,
+                    Some(Precision::SINGLE) => 4,
+                    _ => 8,
+                };
+                self.expect(name, "values", need(width)?)?;
+            }
+            Type::Date => {
+                let width = if field.type_as_date().is_some_and(|t| t.unit() == DateUnit::DAY) { 4 } else { 8 };
+                self.expect(name, "values", need(width)?)?;
+            }
+            Type::Timestamp => self.expect(name, "values", need(8)?)?,
+            Type::Bool => self.expect(name, "values", bits)?,
+            Type::Utf8 | Type::Binary => {
+                self.expect(name, "offsets", offsets(4)?)?;
+                self.take(name, "data")?;
+            }
+            Type::LargeUtf8 | Type::LargeBinary => {
+                self.expect(name, "offsets", offsets(8)?)?;
+                self.take(name, "data")?;
+            }
+            Type::List | Type::LargeList => {
+                let width = if field.type_type() == Type::List { 4 } else { 8 };
+                self.expect(name, "offsets", offsets(width)?)?;
+                for child in field.children().into_iter().flatten() {
+                    self.field(&child)?;
+                }
+            }
+            Type::Struct_ => {
+                for child in field.children().into_iter().flatten() {
+                    self.field(&child)?;
+                }
+            }
+            other => return Err(format!("field `{name}` has a type the boundary does not carry ({other:?})")),
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, name: &str, what: &str) -> Result<u64, String> {
+        let length = *self.buffers.get(self.buffer).ok_or_else(|| format!("field `{name}` has no {what} buffer"))?;
+        self.buffer += 1;
+        Ok(length)
+    }
+
+    fn expect(&mut self, name: &str, what: &str, at_least: u64) -> Result<(), String> {
+        let length = self.take(name, what)?;
+        if length < at_least {
+            return Err(format!("field `{name}`: a {what} buffer of {length} bytes where {at_least} are needed"));
+        }
+        Ok(())
+    }
 }
 
 /// Nesting the boundary accepts (struct and list levels).
@@ -317,6 +428,65 @@ mod tests {
         ];
         for (name, bytes) in seeds {
             std::fs::write(dir.join(name), bytes).expect("write seed");
+        }
+    }
+
+    /// The fuzzer's findings (`fuzz/`), each a stream on which arrow-ipc panicked: every one is refused by the
+    /// checks before Arrow sees it — the panic guard is a backstop, not the defence.
+    #[test]
+    fn fuzz_findings_are_refused_before_arrow_decodes_them() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/regressions");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("regressions") {
+            let path = entry.expect("entry").path();
+            let bytes = std::fs::read(&path).expect("read");
+            let unguarded = std::panic::catch_unwind(|| decode_batch_unguarded(bytes.clone(), 1 << 20));
+            match unguarded {
+                Ok(Err(message)) => assert!(!message.is_empty()),
+                Ok(Ok(_)) => panic!("{}: decoded", path.display()),
+                Err(_) => panic!("{}: arrow panicked; a check before it should refuse this", path.display()),
+            }
+            seen += 1;
+        }
+        assert!(seen >= 4);
+    }
+
+    proptest::proptest! {
+        /// What arrow's own writer produces — every type the boundary carries, with and without nulls, any length
+        /// including 0, sliced — passes the layout check and decodes to the same batch: the checks refuse no
+        /// honest stream.
+        #[test]
+        fn honest_streams_pass_the_layout_check(
+            rows in 0usize..70,
+            nulls in proptest::collection::vec(proptest::bool::ANY, 70),
+            offset in 0usize..5,
+        ) {
+            use arrow_array::{BooleanArray, Date32Array, Float32Array, Int8Array, Int32Array, LargeStringArray, ListArray, StructArray, TimestampMicrosecondArray};
+            use arrow_array::types::Int32Type;
+            let valid = |i: usize| !nulls[i];
+            let n = rows + offset;
+            let list = ListArray::from_iter_primitive::<Int32Type, _, _>(
+                (0..n).map(|i| valid(i % 70).then(|| (0..i % 4).map(|j| Some(j as i32)).collect::<Vec<_>>())),
+            );
+            let int8: ArrayRef = Arc::new(Int8Array::from_iter((0..n).map(|i| valid(i % 70).then_some(i as i8))));
+            let strukt = StructArray::from(vec![(Arc::new(Field::new("x", DataType::Int8, true)), int8.clone())]);
+            let columns: Vec<(&str, ArrayRef)> = vec![
+                ("i8", int8),
+                ("i32", Arc::new(Int32Array::from_iter((0..n).map(|i| valid(i % 70).then_some(i as i32))))),
+                ("i64", Arc::new(Int64Array::from_iter((0..n).map(|i| valid(i % 70).then_some(i as i64))))),
+                ("f32", Arc::new(Float32Array::from_iter((0..n).map(|i| valid(i % 70).then_some(i as f32))))),
+                ("b", Arc::new(BooleanArray::from_iter((0..n).map(|i| valid(i % 70).then_some(i % 3 == 0))))),
+                ("d", Arc::new(Date32Array::from_iter((0..n).map(|i| valid(i % 70).then_some(i as i32))))),
+                ("t", Arc::new(TimestampMicrosecondArray::from_iter((0..n).map(|i| valid(i % 70).then_some(i as i64))))),
+                ("s", Arc::new(StringArray::from_iter((0..n).map(|i| valid(i % 70).then(|| "x".repeat(i % 5)))))),
+                ("ls", Arc::new(LargeStringArray::from_iter((0..n).map(|i| valid(i % 70).then(|| "y".repeat(i % 3)))))),
+                ("l", Arc::new(list)),
+                ("st", Arc::new(strukt)),
+            ];
+            let batch = RecordBatch::try_from_iter(columns).expect("batch").slice(offset, rows);
+            let bytes = encode_batch(&batch).expect("encode");
+            proptest::prop_assert_eq!(check_stream(&bytes, 1), Ok(1));
+            proptest::prop_assert_eq!(decode_batch(&bytes, 1 << 24).expect("decodes"), batch);
         }
     }
 
