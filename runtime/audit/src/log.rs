@@ -26,6 +26,10 @@ const LOCK_FILE: &str = "lock";
 /// signed and not fsynced; used only when its root is the last signed checkpoint's root.
 const FRONTIER_FILE: &str = "frontier.json";
 
+/// A saved frontier that matched the last checkpoint: the frontier, the log offset it ends at, the last leaf, and
+/// the checkpoint.
+type SavedFrontier = (Frontier, u64, Option<Hash>, Checkpoint);
+
 /// What `frontier.json` holds.
 #[derive(Debug, Serialize, Deserialize)]
 struct FrontierCache {
@@ -394,6 +398,8 @@ pub struct AuditLog {
     checkpoints: File,
     /// Length of `log.bin` (all of it is complete records).
     end: u64,
+    /// The last record's leaf hash (saved with the frontier, so a fast open can check where records end).
+    last_leaf: Option<Hash>,
     frontier: Frontier,
     last_checkpoint: Option<Checkpoint>,
     poisoned: bool,
@@ -440,7 +446,8 @@ impl AuditLog {
         let public_key = key.public_key().as_ref().to_vec();
 
         // The fast way: the frontier saved at the last checkpoint, and only the records after it.
-        if let Some((frontier, offset, last_checkpoint)) = Self::saved_frontier(dir, log_id, &public_key, &checkpoints)?
+        if let Some((frontier, offset, last_leaf, last_checkpoint)) =
+            Self::saved_frontier(dir, log_id, &public_key, &checkpoints)?
         {
             let mut audit = AuditLog {
                 dir: dir.to_path_buf(),
@@ -448,6 +455,7 @@ impl AuditLog {
                 log,
                 checkpoints,
                 end: offset,
+                last_leaf,
                 frontier,
                 last_checkpoint: Some(last_checkpoint),
                 poisoned: false,
@@ -488,8 +496,10 @@ impl AuditLog {
 
         let bytes = read_file(&log_path)?;
         let mut frontier = Frontier::default();
+        let mut last_leaf = None;
         for r in RecordIter::new(&bytes) {
             frontier.push(r.stored_hash);
+            last_leaf = Some(r.stored_hash);
         }
         let last_checkpoint = parse_checkpoints(&read_file(&cp_path)?).0.into_iter().rev().find_map(Result::ok);
         let mut audit = AuditLog {
@@ -498,6 +508,7 @@ impl AuditLog {
             log,
             checkpoints,
             end: bytes.len() as u64,
+            last_leaf,
             frontier,
             last_checkpoint,
             poisoned: false,
@@ -519,7 +530,7 @@ impl AuditLog {
         log_id: &str,
         public_key: &[u8],
         checkpoints: &File,
-    ) -> Result<Option<(Frontier, u64, Checkpoint)>, AuditError> {
+    ) -> Result<Option<SavedFrontier>, AuditError> {
         let Ok(text) = fs::read(dir.join(FRONTIER_FILE)) else {
             return Ok(None);
         };
@@ -548,23 +559,27 @@ impl AuditLog {
         }
         // The saved offset must end with the last record's leaf hash.
         let log_path = dir.join(LOG_FILE);
-        let mut file =
-            File::open(&log_path).map_err(|source| AuditError::Io { op: "open", path: log_path.clone(), source })?;
-        let len =
-            file.metadata().map_err(|source| AuditError::Io { op: "stat", path: log_path.clone(), source })?.len();
+        let io = |op| {
+            let path = log_path.clone();
+            move |source| AuditError::Io { op, path, source }
+        };
+        let mut file = File::open(&log_path).map_err(io("open"))?;
+        let len = file.metadata().map_err(io("stat"))?.len();
         if cache.offset > len || (cache.size > 0 && cache.offset < 36) || (cache.size == 0 && cache.offset != 0) {
             return Ok(None);
         }
+        let mut last_leaf = None;
         if cache.size > 0 {
             let mut leaf = [0u8; 32];
             file.seek(SeekFrom::Start(cache.offset - 32))
                 .and_then(|_| std::io::Read::read_exact(&mut file, &mut leaf))
-                .map_err(|source| AuditError::Io { op: "read", path: log_path, source })?;
+                .map_err(io("read"))?;
             if hex::encode(leaf) != cache.last_leaf {
                 return Ok(None);
             }
+            last_leaf = Some(leaf);
         }
-        Ok(Some((frontier, cache.offset, last)))
+        Ok(Some((frontier, cache.offset, last_leaf, last)))
     }
 
     /// After a fast open: the records written after the saved frontier. Complete ones (a crash between the log's
@@ -588,6 +603,7 @@ impl AuditLog {
                 break;
             }
             self.frontier.push(record.stored_hash);
+            self.last_leaf = Some(record.stored_hash);
             added += 1;
         }
         report.scanned = added;
@@ -608,13 +624,10 @@ impl AuditLog {
 
     /// Saves the frontier for the next open (best effort: a missing or stale file only makes that open slower).
     fn save_frontier(&self) {
-        let Ok(last_leaf) = self.last_leaf_hex() else {
-            return;
-        };
         let cache = FrontierCache {
             size: self.frontier.size(),
             offset: self.end,
-            last_leaf,
+            last_leaf: self.last_leaf.map(hex::encode).unwrap_or_default(),
             peaks: self.frontier.peaks().iter().map(|(h, r)| (*h, hex::encode(r))).collect(),
         };
         let Ok(text) = serde_json::to_vec(&cache) else {
@@ -624,20 +637,6 @@ impl AuditLog {
         if fs::write(&tmp, text).is_ok() {
             let _ = fs::rename(&tmp, self.dir.join(FRONTIER_FILE));
         }
-    }
-
-    fn last_leaf_hex(&self) -> Result<String, AuditError> {
-        if self.end < 36 {
-            return Ok(String::new());
-        }
-        let log_path = self.dir.join(LOG_FILE);
-        let mut file =
-            File::open(&log_path).map_err(|source| AuditError::Io { op: "open", path: log_path.clone(), source })?;
-        let mut leaf = [0u8; 32];
-        file.seek(SeekFrom::Start(self.end - 32))
-            .and_then(|_| std::io::Read::read_exact(&mut file, &mut leaf))
-            .map_err(|source| AuditError::Io { op: "read", path: log_path, source })?;
-        Ok(hex::encode(leaf))
     }
 
     /// Every leaf hash, read from `log.bin` (for proofs).
@@ -692,6 +691,7 @@ impl AuditLog {
         }
         for hash in hashes {
             self.frontier.push(hash);
+            self.last_leaf = Some(hash);
         }
         self.end += buffer.len() as u64;
         self.checkpoint(key, now)

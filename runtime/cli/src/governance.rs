@@ -62,7 +62,7 @@ pub fn grant(ctx: &Ctx<'_>, command: &GrantCommand) -> anyhow::Result<()> {
         GrantCommand::Create(args) => {
             let grant = create(&zone, &who, args)?;
             match ctx.mode {
-                Mode::Json => grant_json(&grant),
+                Mode::Json => output::json(&grant_value(&grant)),
                 Mode::Human => {
                     println!(
                         "grant {} for `{}`: {} ({} to {})",
@@ -108,7 +108,7 @@ pub fn grant(ctx: &Ctx<'_>, command: &GrantCommand) -> anyhow::Result<()> {
         GrantCommand::Show { id } => {
             let g = zone.grant(&who, *id)?;
             match ctx.mode {
-                Mode::Json => grant_json(&g),
+                Mode::Json => output::json(&grant_value(&g)),
                 Mode::Human => {
                     println!("grant {}  ({})", g.id, g.status(today()).name());
                     println!("  operator   {}", g.operator);
@@ -230,10 +230,6 @@ fn grant_value(g: &Grant) -> serde_json::Value {
         o.insert("status".into(), json!(g.status(today()).name()));
     }
     v
-}
-
-fn grant_json(g: &Grant) -> anyhow::Result<()> {
-    output::json(&grant_value(g))
 }
 
 pub fn app(ctx: &Ctx<'_>, command: &AppCommand) -> anyhow::Result<()> {
