@@ -641,19 +641,67 @@ pub fn generalize(array: &dyn Array, g: &Generalization) -> Result<ArrayRef, Ker
 // A whole policy on a batch
 // ---------------------------------------------------------------------------------------------------------
 
-enum Step {
+/// The kernel of one guest-visible column: what the guest sees of it.
+#[derive(Clone)]
+pub enum ColumnKernel {
+    /// `plain` and `compute_only`: the value itself.
     Keep,
     Mask(MaskSpec),
     Token(TokenKey),
     Generalize(Generalization),
 }
 
+impl fmt::Debug for ColumnKernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ColumnKernel::Keep => f.write_str("keep"),
+            ColumnKernel::Mask(m) => write!(f, "mask({}, {}, {:?})", m.keep_prefix, m.keep_suffix, m.mask_char),
+            ColumnKernel::Token(_) => f.write_str("token"),
+            ColumnKernel::Generalize(g) => write!(f, "generalize({})", g.name()),
+        }
+    }
+}
+
+impl ColumnKernel {
+    /// The kernel for a column under its rule, or `None` for the subject and hidden columns (the guest sees
+    /// nothing of them). Token keys derive from the zone secret and the column's token scope.
+    pub fn for_rule(rule: &ColumnRule, secret: &TokenSecret) -> Option<ColumnKernel> {
+        Some(match rule {
+            ColumnRule::Subject | ColumnRule::Hidden => return None,
+            ColumnRule::Plain | ColumnRule::ComputeOnly(_) => ColumnKernel::Keep,
+            ColumnRule::Masked(m) => ColumnKernel::Mask(*m),
+            ColumnRule::Tokenized(t) => ColumnKernel::Token(TokenKey::derive(secret, &t.scope)),
+            ColumnRule::Generalized(g) => ColumnKernel::Generalize(g.clone()),
+        })
+    }
+
+    /// The kernel's name, for plans and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ColumnKernel::Keep => "keep",
+            ColumnKernel::Mask(_) => "mask",
+            ColumnKernel::Token(_) => "token",
+            ColumnKernel::Generalize(_) => "generalize",
+        }
+    }
+
+    /// Applies the kernel to one column.
+    pub fn apply(&self, input: &ArrayRef) -> Result<ArrayRef, KernelError> {
+        match self {
+            ColumnKernel::Keep => Ok(input.clone()),
+            ColumnKernel::Mask(m) => mask(input.as_ref(), m),
+            ColumnKernel::Token(k) => tokenize(input.as_ref(), k),
+            ColumnKernel::Generalize(g) => generalize(input.as_ref(), g),
+        }
+    }
+}
+
 /// Applies a compiled policy to record batches of its dataset: splits off the subject column (for the host)
 /// and produces the batch the guest may see.
 pub struct Desensitizer {
     subject: String,
-    /// (column name, expected type, step) for every guest-visible column, in dataset order.
-    steps: Vec<(String, DataType, Step)>,
+    /// (column name, expected type, kernel) for every guest-visible column, in dataset order.
+    steps: Vec<(String, DataType, ColumnKernel)>,
     guest_schema: Arc<Schema>,
 }
 
@@ -681,16 +729,7 @@ impl Desensitizer {
         let steps = policy
             .columns()
             .iter()
-            .filter_map(|c| {
-                let step = match &c.rule {
-                    ColumnRule::Subject | ColumnRule::Hidden => return None,
-                    ColumnRule::Plain | ColumnRule::ComputeOnly(_) => Step::Keep,
-                    ColumnRule::Masked(m) => Step::Mask(*m),
-                    ColumnRule::Tokenized(t) => Step::Token(TokenKey::derive(secret, &t.scope)),
-                    ColumnRule::Generalized(g) => Step::Generalize(g.clone()),
-                };
-                Some((c.name.clone(), c.data_type.clone(), step))
-            })
+            .filter_map(|c| ColumnKernel::for_rule(&c.rule, secret).map(|k| (c.name.clone(), c.data_type.clone(), k)))
             .collect();
         Desensitizer { subject: policy.subject().name.clone(), steps, guest_schema: policy.guest_schema() }
     }
@@ -716,12 +755,7 @@ impl Desensitizer {
                     actual: input.data_type().clone(),
                 });
             }
-            columns.push(match step {
-                Step::Keep => input.clone(),
-                Step::Mask(m) => mask(input.as_ref(), m)?,
-                Step::Token(k) => tokenize(input.as_ref(), k)?,
-                Step::Generalize(g) => generalize(input.as_ref(), g)?,
-            });
+            columns.push(step.apply(input)?);
         }
         let guest = RecordBatch::try_new(self.guest_schema.clone(), columns)?;
         Ok(Desensitized { subject, guest })

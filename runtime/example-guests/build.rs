@@ -10,7 +10,7 @@ use std::process::Command;
 const TARGET: &str = "wasm32-wasip2";
 
 /// (crate name, constant name) of every guest in `examples/Cargo.toml`.
-const GUESTS: [(&str, &str); 7] = [
+const GUESTS: [(&str, &str); 8] = [
     ("finance-capital", "FINANCE_CAPITAL"),
     ("health-costs", "HEALTH_COSTS"),
     ("credit-grades", "CREDIT_GRADES"),
@@ -18,6 +18,7 @@ const GUESTS: [(&str, &str); 7] = [
     ("hostile-panic", "HOSTILE_PANIC"),
     ("hostile-snoop", "HOSTILE_SNOOP"),
     ("hostile-files", "HOSTILE_FILES"),
+    ("hostile-release", "HOSTILE_RELEASE"),
 ];
 
 fn main() {

@@ -5,6 +5,7 @@ mod audit;
 mod common;
 mod crash;
 mod governance;
+mod jobs;
 mod mock;
 mod module;
 mod publish;

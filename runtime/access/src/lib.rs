@@ -24,6 +24,8 @@
 //! | app list / show                 | yes       | its datasets         | its own         | yes       |
 //! | audit log / verify / export     | yes       | –                    | –               | yes       |
 //! | job run                         | –         | –                    | its own app     | –         |
+//! | job status / list               | yes       | jobs on its data     | its own         | yes       |
+//! | job output (the product)        | –         | –                    | its own         | –         |
 //!
 //! Nobody decides on a request they made, or one made by their own organisation (`access.self`).
 //!
@@ -120,6 +122,15 @@ pub enum Action<'a> {
     JobRun {
         operator: &'a str,
     },
+    /// A job's status and counts (not its product).
+    JobRead {
+        operator: &'a str,
+        providers: &'a [String],
+    },
+    /// A released product: the operator who ran the job takes it out of the zone.
+    ProductRead {
+        operator: &'a str,
+    },
 }
 
 impl Action<'_> {
@@ -140,6 +151,8 @@ impl Action<'_> {
             Action::AppRead { .. } => "app.read",
             Action::AuditRead => "audit.read",
             Action::JobRun { .. } => "job.run",
+            Action::JobRead { .. } => "job.read",
+            Action::ProductRead { .. } => "product.read",
         }
     }
 }
@@ -173,6 +186,8 @@ fn words(action: &Action<'_>) -> &'static str {
         Action::AppRead { .. } => "read this application",
         Action::AuditRead => "read the audit log",
         Action::JobRun { .. } => "run this job",
+        Action::JobRead { .. } => "read this job",
+        Action::ProductRead { .. } => "take this product out of the zone",
     }
 }
 
@@ -221,7 +236,9 @@ pub fn authorize(who: &Principal, action: &Action<'_>) -> Result<(), Denied> {
                 Err(deny("access.scope", format!("the rows belong to `{provider}`, not to {}", org_text())))
             }
         }
-        Action::GrantRead { operator, providers } | Action::AppRead { operator, providers } => match who.role {
+        Action::GrantRead { operator, providers }
+        | Action::AppRead { operator, providers }
+        | Action::JobRead { operator, providers } => match who.role {
             Authority | Inspector => Ok(()),
             Operator if who.name == operator => Ok(()),
             Operator => Err(deny("access.scope", format!("it belongs to operator `{operator}`"))),
@@ -248,7 +265,7 @@ pub fn authorize(who: &Principal, action: &Action<'_>) -> Result<(), Denied> {
                 Operator | Inspector => Err(deny("access.role", "only the authority or a providing agency may".into())),
             }
         }
-        Action::JobRun { operator } => {
+        Action::JobRun { operator } | Action::ProductRead { operator } => {
             role_only(&[Operator])?;
             if who.name == operator {
                 Ok(())
@@ -299,6 +316,8 @@ mod tests {
             (Action::AppRead { operator: "acme", providers: &both }, vec![&authority, &mr, &tax, &op, &inspector]),
             (Action::AuditRead, vec![&authority, &inspector]),
             (Action::JobRun { operator: "acme" }, vec![&op]),
+            (Action::JobRead { operator: "acme", providers: &both }, vec![&authority, &mr, &tax, &op, &inspector]),
+            (Action::ProductRead { operator: "acme" }, vec![&op]),
         ];
         for (action, allowed) in &cases {
             for who in everyone {

@@ -51,8 +51,87 @@ pub enum Command {
     /// Read and verify the zone's tamper-evident audit log (inspectors).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Run approved applications, follow them, and take out their released products (operators).
+    #[command(subcommand)]
+    Job(JobCommand),
+    /// Check a product folder (files and signed manifest) offline; needs no zone.
+    #[command(subcommand)]
+    Product(ProductCommand),
     /// Run the end-to-end demo on a fresh zone (a temporary one unless --zone is given).
     Demo(DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Run an approved application on its datasets; only what passes the release gate is kept, as a product.
+    Run(JobRunArgs),
+    /// One job: state, counts, and the error class when it released nothing.
+    Status { id: u64 },
+    /// The jobs you may see.
+    List,
+    /// Copy a released product (Parquet, CSV, signed manifest) out of the zone.
+    Output(JobOutputArgs),
+    /// Run a module on `dataset mock` rows, on this machine, with no zone: the same plan as a real run, and the
+    /// guest's logs and errors shown.
+    Dev(JobDevArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JobRunArgs {
+    /// The application's id.
+    pub app: u64,
+    /// Print the physical plan before running.
+    #[arg(long)]
+    pub explain: bool,
+    /// Rows per batch into the guest.
+    #[arg(long, default_value_t = 16_384)]
+    pub batch_rows: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct JobOutputArgs {
+    pub id: u64,
+    /// The folder to write the product into (created; must not hold product files already).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct JobDevArgs {
+    #[arg(long, value_name = "M.wasm")]
+    pub module: PathBuf,
+    /// A Parquet file written by `dataset mock`.
+    #[arg(long, value_name = "FILE")]
+    pub mock: PathBuf,
+    /// Parameters handed to the module's `init`, as KEY=VALUE.
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// k: groups with fewer rows (each mock row is its own subject) are suppressed, as in a real run.
+    #[arg(long, default_value_t = 10)]
+    pub min_group_size: u64,
+    #[arg(long, default_value_t = 1)]
+    pub max_groups_per_subject: u64,
+    #[arg(long, default_value_t = 10_000)]
+    pub max_output_rows: u64,
+    /// Print the physical plan before running.
+    #[arg(long)]
+    pub explain: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProductCommand {
+    /// Check every file's SHA-256 and the manifest's Ed25519 signature.
+    Verify(ProductVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProductVerifyArgs {
+    /// A product folder (from `job output`).
+    pub dir: PathBuf,
+    /// The zone's public key (hex) the manifest must be signed with; without it, the key in the manifest is used
+    /// and printed, to compare with the one the zone publishes.
+    #[arg(long, value_name = "HEX")]
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,7 +9,10 @@ use anyhow::Context as _;
 use datasets_fixtures::{DATASETS, FixtureSpec};
 use zone_store::{Principal, PublishRequest, Role, Zone};
 
-use crate::args::{AppCommand, AppDecideArgs, AppSubmitArgs, AuditCommand, AuditLogArgs, Cli, DemoArgs, ShowArgs};
+use crate::args::{
+    AppCommand, AppDecideArgs, AppSubmitArgs, AuditCommand, AuditLogArgs, Cli, DemoArgs, JobCommand, JobOutputArgs,
+    JobRunArgs, ProductVerifyArgs, ShowArgs,
+};
 use crate::commands;
 use crate::context::Ctx;
 use crate::output::Mode;
@@ -141,7 +144,21 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
         )?;
     }
 
-    step(mode, "9. the inspector reads and verifies the audit log");
+    step(
+        mode,
+        "9. the operator runs the job: one plan — scan, desensitize, guest map in the sandbox, contribution bound, \
+         aggregate, threshold k, output guard — and the product is released",
+    );
+    let ctx = Ctx { cli: &as_operator, mode };
+    crate::jobs::job(&ctx, &JobCommand::Run(JobRunArgs { app: 1, explain: false, batch_rows: 16_384 }))?;
+
+    step(mode, "10. the operator takes the product out of the zone and verifies it against the zone's public key");
+    let product = temp.path().join("product");
+    crate::jobs::job(&ctx, &JobCommand::Output(JobOutputArgs { id: 1, out: product.clone() }))?;
+    let key = Zone::open(&root)?.keys()?.public_key_hex();
+    crate::jobs::verify(&ctx, &ProductVerifyArgs { dir: product, key: Some(key.clone()) })?;
+
+    step(mode, "11. the inspector reads and verifies the audit log");
     let as_inspector = cli(INSPECTOR);
     let ctx = Ctx { cli: &as_inspector, mode };
     commands::audit(
@@ -152,11 +169,10 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
 
     step(
         mode,
-        "10. the inspector takes an evidence bundle out of the zone and checks it offline against the zone's key",
+        "12. the inspector takes an evidence bundle out of the zone and checks it offline against the zone's key",
     );
     let bundle = temp.path().join("evidence.json");
     commands::audit(&ctx, &AuditCommand::Export(crate::args::AuditExportArgs { out: bundle.clone(), entry: None }))?;
-    let key = Zone::open(&root)?.keys()?.public_key_hex();
     commands::audit(
         &ctx,
         &AuditCommand::Verify(crate::args::AuditVerifyArgs { bundle: Some(bundle), key: Some(key) }),

@@ -1,7 +1,6 @@
 //! The `principal`, `grant` and `app` commands: who may do what, and the two-party approval of applications.
 
 use anyhow::Context as _;
-use arrow_schema::{Field, Schema};
 use chrono::NaiveDate;
 use serde_json::json;
 use zone_sandbox::Sandbox;
@@ -366,11 +365,7 @@ fn print_app(v: &AppView) {
 /// `app submit`: the zone's checks, then the sandbox's (contract, `init` on the application's guest schema),
 /// then the declared output against every policy. Every refusal is recorded.
 fn submit(zone: &Zone, who: &Principal, args: &AppSubmitArgs) -> anyhow::Result<AppView> {
-    let mut params = Vec::with_capacity(args.params.len());
-    for p in &args.params {
-        let (k, v) = p.split_once('=').with_context(|| format!("--param `{p}` is not KEY=VALUE"))?;
-        params.push((k.to_owned(), v.to_owned()));
-    }
+    let params = crate::module::parse_params(&args.params)?;
     let request = AppRequest {
         datasets: args.datasets.clone(),
         domain: args.domain.clone(),
@@ -411,6 +406,16 @@ fn check_module(
     let run = sandbox.start(&loaded, &schema, params).map_err(sandbox_error)?;
     let declared =
         run.output().cloned().ok_or_else(|| ("contract", anyhow::anyhow!("the module declared no output at init")))?;
+    Ok(CheckedModule {
+        wasm: wasm.to_vec(),
+        sha256: checked.sha256.clone(),
+        artifact: checked.serialized.clone(),
+        output: app_output(&declared),
+    })
+}
+
+/// A module's declaration as the catalog keeps it (and as a run compares it with what was approved).
+pub(crate) fn app_output(declared: &zone_sandbox::OutputDecl) -> AppOutput {
     let mut columns: Vec<OutputColumn> = declared
         .keys
         .iter()
@@ -429,32 +434,13 @@ fn check_module(
         aggregate: Some(m.aggregate.name().to_owned()),
         bounds: m.bounds.map(|(lo, hi)| [lo, hi]),
     }));
-    Ok(CheckedModule {
-        wasm: wasm.to_vec(),
-        sha256: checked.sha256.clone(),
-        artifact: checked.serialized.clone(),
-        output: AppOutput { columns, reads: declared.inputs.clone() },
-    })
+    AppOutput { columns, reads: declared.inputs.clone() }
 }
 
-/// What the guest sees of the application's datasets: each policy's guest columns, in order; a column name shared by
-/// two datasets must have one type (the host joins on the subject, issue "Jobs").
+/// What the guest sees of the application's datasets: the guest schema a run will give it (the host joins the
+/// datasets on the subject).
 fn guest_schema(prepared: &PreparedApp) -> anyhow::Result<arrow_schema::SchemaRef> {
-    let mut fields: Vec<Field> = Vec::new();
-    for (v, policy) in prepared.versions.iter().zip(&prepared.policies) {
-        for f in policy.guest_schema().fields() {
-            match fields.iter().find(|x| x.name() == f.name()) {
-                Some(x) if x.data_type() == f.data_type() => {}
-                Some(x) => anyhow::bail!(
-                    "column `{}` is {} in {} but {} in an earlier dataset of the application",
-                    f.name(),
-                    f.data_type(),
-                    v.dataset,
-                    x.data_type()
-                ),
-                None => fields.push(f.as_ref().clone()),
-            }
-        }
-    }
-    Ok(std::sync::Arc::new(Schema::new(fields)))
+    let named: Vec<(&str, &policies::CompiledPolicy)> =
+        prepared.versions.iter().map(|v| v.dataset.as_str()).zip(&prepared.policies).collect();
+    zone_jobs::joined_guest_schema(&named).map_err(|e| anyhow::anyhow!(e))
 }

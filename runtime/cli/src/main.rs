@@ -6,6 +6,7 @@ mod commands;
 mod context;
 mod demo;
 mod governance;
+mod jobs;
 mod limits;
 mod module;
 mod output;
@@ -52,6 +53,8 @@ fn run(cli: &Cli, mode: Mode) -> anyhow::Result<()> {
         Command::App(c) => governance::app(&ctx, c),
         Command::Module(args::ModuleCommand::Check(args)) => module::check(&ctx, args),
         Command::Audit(c) => commands::audit(&ctx, c),
+        Command::Job(c) => jobs::job(&ctx, c),
+        Command::Product(args::ProductCommand::Verify(args)) => jobs::verify(&ctx, args),
         Command::Demo(args) => demo::run(cli.zone.as_deref(), args, mode),
     }
 }
@@ -71,7 +74,14 @@ fn report(error: &anyhow::Error, mode: Mode) {
             (Some(e), _, _) => e.class(),
             (None, Some(e), _) => e.class.name(),
             (None, None, Some(_)) => "audit.bundle",
-            (None, None, None) => "error",
+            (None, None, None) => {
+                match (error.downcast_ref::<zone_jobs::JobError>(), error.downcast_ref::<jobs::RunEnded>()) {
+                    (Some(e), _) => e.class(),
+                    (None, Some(e)) => e.class.as_str(),
+                    (None, None) if error.downcast_ref::<zone_store::ProductError>().is_some() => "product.verify",
+                    (None, None) => "error",
+                }
+            }
         };
         let rules: Vec<String> = match error.downcast_ref::<zone_store::StoreError>() {
             Some(zone_store::StoreError::PolicyRefused(e)) => e.rules().iter().map(|r| r.to_string()).collect(),

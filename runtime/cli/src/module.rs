@@ -12,11 +12,7 @@ use crate::output::{self, Mode};
 pub fn check(ctx: &Ctx<'_>, args: &ModuleCheckArgs) -> anyhow::Result<()> {
     let (zone_dir, mode) = (ctx.cli.zone.as_deref(), ctx.mode);
     let wasm = std::fs::read(&args.module).with_context(|| format!("reading {}", args.module.display()))?;
-    let mut params = Vec::with_capacity(args.params.len());
-    for p in &args.params {
-        let (k, v) = p.split_once('=').with_context(|| format!("--param `{p}` is not KEY=VALUE"))?;
-        params.push((k.to_owned(), v.to_owned()));
-    }
+    let params = parse_params(&args.params)?;
     // Inside a zone, the zone's limits (`zone.toml [sandbox]`); outside, the defaults.
     // Inside a zone, someone allowed to check modules is acting (the zone's limits are its business).
     let zone = match zone_dir {
@@ -98,4 +94,14 @@ pub fn check(ctx: &Ctx<'_>, args: &ModuleCheckArgs) -> anyhow::Result<()> {
         println!("  (pass --dataset NAME to see the output it declares for that dataset)");
     }
     Ok(())
+}
+
+/// `--param KEY=VALUE` arguments, in order.
+pub fn parse_params(args: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    args.iter()
+        .map(|p| {
+            let (k, v) = p.split_once('=').with_context(|| format!("--param `{p}` is not KEY=VALUE"))?;
+            Ok((k.to_owned(), v.to_owned()))
+        })
+        .collect()
 }

@@ -58,7 +58,7 @@ pub struct SandboxError {
 }
 
 impl SandboxError {
-    pub(crate) fn new(class: FailureClass, detail: impl Into<String>) -> SandboxError {
+    pub fn new(class: FailureClass, detail: impl Into<String>) -> SandboxError {
         SandboxError { class, detail: detail.into() }
     }
 }

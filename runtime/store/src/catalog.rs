@@ -89,6 +89,24 @@ CREATE TABLE decisions (
     PRIMARY KEY (app, seq)
 ) STRICT;
 "#,
+    // 3: job runs. A run that was refused before it started is only in the audit log; every run that started has
+    // a row, whatever its end.
+    r#"
+CREATE TABLE jobs (
+    id               INTEGER PRIMARY KEY,
+    app              INTEGER NOT NULL REFERENCES applications(id),
+    operator         TEXT NOT NULL REFERENCES principals(name),
+    state            TEXT NOT NULL CHECK (state IN ('running', 'released', 'failed')),
+    binding_json     TEXT NOT NULL,
+    started_at       TEXT NOT NULL,
+    finished_at      TEXT,
+    error_class      TEXT,
+    error_detail     TEXT,
+    stats_json       TEXT,
+    manifest_sha256  TEXT,
+    diagnostics_json TEXT
+) STRICT;
+"#,
 ];
 
 /// Quality figures of one column, computed at publish time without keeping any value (Art. 16).

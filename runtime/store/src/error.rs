@@ -33,6 +33,10 @@ pub enum StoreError {
     UnknownApp { id: u64 },
     #[error("application {id}: {detail}")]
     AppDecided { id: u64, detail: String },
+    #[error("the run is refused: {detail} [{class}]")]
+    JobRefused { class: &'static str, detail: String },
+    #[error("no job {id}")]
+    UnknownJob { id: u64 },
     #[error("{path}: invalid settings:\n  {}", problems.join("\n  "))]
     BadSettings { path: PathBuf, problems: Vec<String> },
     #[error("{path} is not an initialized zone (no zone.toml); run `cleanroom --zone {path} zone init` first")]
@@ -127,6 +131,8 @@ impl StoreError {
             StoreError::AppRefused { .. } => "app.refused",
             StoreError::UnknownApp { .. } => "app.unknown",
             StoreError::AppDecided { .. } => "app.decided",
+            StoreError::JobRefused { class, .. } => class,
+            StoreError::UnknownJob { .. } => "job.unknown",
             StoreError::NotInitialized { .. } => "zone.not_initialized",
             StoreError::BadSettings { .. } => "zone.settings",
             StoreError::Audit(_) => "zone.audit",

@@ -30,8 +30,10 @@ mod apps;
 mod catalog;
 mod error;
 mod grants;
+mod jobs;
 mod keys;
 mod objects;
+mod products;
 mod publish;
 mod settings;
 mod zone;
@@ -43,7 +45,12 @@ pub use apps::{
 pub use catalog::{ColumnStats, DatasetSummary, DatasetVersion, FormatCheck, StoredFile};
 pub use error::StoreError;
 pub use grants::{GrantChange, NewGrant, today};
+pub use jobs::{JobDataset, JobRecord, JobTicket, ReleasedTable, RunCounts, RunFailure};
 pub use keys::ZoneKeys;
+pub use products::{
+    MANIFEST, Manifest, ManifestDataset, ManifestFile, ManifestRelease, PRODUCT_CSV, PRODUCT_PARQUET, ProductError,
+    ProductReport, SignedManifest, encode_product, verify_product,
+};
 pub use settings::{SandboxSection, SandboxSettings};
 pub use zone::{NoProgress, Progress, PublishOutcome, PublishRequest, ZONE_FORMAT, Zone, ZoneCheck, ZoneInfo};
 pub use zone_access::{Action, Grant, GrantScope, GrantState, GrantStatus, Principal, Role};

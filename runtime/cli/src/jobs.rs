@@ -1,0 +1,344 @@
+//! `job run|status|list|output|dev` and `product verify`: the store's gate, the plan of `zone-jobs`, the store's
+//! record of what was released. The operator sees counts and an error class; guest text stays in the zone (except in
+//! `job dev`, which runs on mock rows outside any zone).
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use arrow_array::RecordBatch;
+use zone_jobs::{DatasetSource, JobError, JobMap, JobOutcome, JobPlan, JobSource, JobSpec, ReleaseLimits};
+use zone_sandbox::{Diagnostics, Sandbox};
+use zone_store::{JobRecord, JobTicket, Principal, ReleasedTable, RunCounts, RunFailure, SignedManifest, Zone};
+
+use crate::args::{JobCommand, JobDevArgs, JobRunArgs, ProductVerifyArgs};
+use crate::context::Ctx;
+use crate::output::{self, Mode, short};
+
+/// A run that started and ended without a product: its class and the host's description.
+#[derive(Debug, thiserror::Error)]
+#[error("job {job} released nothing: {detail} [{class}]")]
+pub struct RunEnded {
+    pub job: u64,
+    pub class: String,
+    pub detail: String,
+}
+
+pub fn job(ctx: &Ctx<'_>, command: &JobCommand) -> anyhow::Result<()> {
+    if let JobCommand::Dev(args) = command {
+        return dev(args, ctx.mode);
+    }
+    let (zone, who) = ctx.open_as()?;
+    match command {
+        JobCommand::Run(args) => run(&zone, &who, args, ctx.mode),
+        JobCommand::Status { id } => {
+            let job = zone.job(&who, *id)?;
+            match ctx.mode {
+                Mode::Json => output::json(&job),
+                Mode::Human => {
+                    print_job(&job);
+                    Ok(())
+                }
+            }
+        }
+        JobCommand::List => {
+            let jobs = zone.jobs(&who)?;
+            match ctx.mode {
+                Mode::Json => output::json(&jobs),
+                Mode::Human => {
+                    let mut t = output::table([
+                        "job",
+                        "app",
+                        "operator",
+                        "state",
+                        "rows read",
+                        "released",
+                        "suppressed",
+                        "started",
+                    ]);
+                    for j in &jobs {
+                        let c = j.counts.clone().unwrap_or_default();
+                        t.add_row(vec![
+                            j.id.to_string(),
+                            j.app.to_string(),
+                            j.operator.clone(),
+                            match &j.error_class {
+                                Some(class) => format!("{} ({class})", j.state),
+                                None => j.state.clone(),
+                            },
+                            c.rows_read.to_string(),
+                            c.rows_released.to_string(),
+                            c.groups_suppressed.to_string(),
+                            j.started_at.clone(),
+                        ]);
+                    }
+                    println!("{t}");
+                    Ok(())
+                }
+            }
+        }
+        JobCommand::Output(args) => {
+            let files = zone.job_output(&who, args.id, &args.out)?;
+            match ctx.mode {
+                Mode::Json => output::json(&serde_json::json!({ "job": args.id, "files": files })),
+                Mode::Human => {
+                    println!("job {}: product written to {}", args.id, args.out.display());
+                    for f in &files {
+                        println!("  {}", f.display());
+                    }
+                    println!("check it anywhere with: cleanroom product verify {}", args.out.display());
+                    Ok(())
+                }
+            }
+        }
+        JobCommand::Dev(_) => unreachable!("handled above"),
+    }
+}
+
+fn print_job(job: &JobRecord) {
+    println!("job {} (application {}, operator {}): {}", job.id, job.app, job.operator, job.state);
+    let datasets: Vec<String> = job.binding.datasets.iter().map(|d| format!("{}@{}", d.dataset, d.version)).collect();
+    println!("  datasets   {}", datasets.join(", "));
+    println!("  module     {}", short(&job.binding.module_sha256));
+    println!("  started    {}", job.started_at);
+    if let Some(f) = &job.finished_at {
+        println!("  finished   {f}");
+    }
+    if let Some(c) = &job.counts {
+        println!(
+            "  counts     {} rows read, {} groups, {} suppressed (under k), {} released, {} contributions over the bound",
+            c.rows_read, c.groups, c.groups_suppressed, c.rows_released, c.contributions_dropped
+        );
+    }
+    if let (Some(class), Some(detail)) = (&job.error_class, &job.error_detail) {
+        println!("  error      [{class}] {detail}");
+    }
+    if let Some(m) = &job.manifest_sha256 {
+        println!("  manifest   {}", short(m));
+    }
+    if job.guest_messages > 0 {
+        println!("  guest      {} message(s) kept in the zone (agency and inspector)", job.guest_messages);
+    }
+}
+
+/// Guest text as kept in the catalog.
+fn diagnostics_json(parts: &[Diagnostics]) -> serde_json::Value {
+    serde_json::Value::Array(
+        parts
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "messages": d.messages.iter().map(|(level, text)| serde_json::json!({"level": level, "text": text})).collect::<Vec<_>>(),
+                    "dropped_messages": d.dropped_messages,
+                    "truncated_bytes": d.truncated_bytes,
+                    "panicked": d.panicked,
+                })
+            })
+            .collect(),
+    )
+}
+
+fn counts(outcome: &JobOutcome) -> RunCounts {
+    let s = &outcome.stats;
+    RunCounts {
+        rows_read: s.rows_read,
+        contributions_dropped: s.contributions_dropped,
+        groups: s.groups,
+        groups_suppressed: s.groups_suppressed,
+        rows_released: s.rows_released,
+        elapsed_ms: s.elapsed_ms,
+    }
+}
+
+/// Plans and runs a ticket's job. `Err` is (class, host text, guest text).
+fn execute(
+    zone: &Zone,
+    ticket: &JobTicket,
+    batch_rows: usize,
+    explain: bool,
+) -> Result<(JobOutcome, serde_json::Value), (String, String, serde_json::Value)> {
+    let fail = |class: &str, e: &dyn std::fmt::Display| (class.to_owned(), e.to_string(), serde_json::Value::Null);
+    let settings = zone.sandbox_settings().map_err(|e| fail(e.class(), &e))?;
+    let sandbox = Sandbox::new(crate::limits::sandbox_limits(&settings)).map_err(|e| fail(e.class.name(), &e))?;
+    // The artifact compiled at submission; after an upgrade of the engine it no longer loads, and the approved
+    // module (whose hash the store checked) is compiled again under the same limits.
+    let module = match sandbox.load(&ticket.artifact) {
+        Ok(m) => m,
+        Err(_) => {
+            let checked = sandbox.check(&ticket.wasm).map_err(|e| fail(e.class.name(), &e))?;
+            sandbox.load(&checked.serialized).map_err(|e| fail(e.class.name(), &e))?
+        }
+    };
+    let spec = JobSpec {
+        source: JobSource::Datasets {
+            datasets: ticket
+                .datasets
+                .iter()
+                .map(|d| DatasetSource {
+                    name: d.version.dataset.clone(),
+                    files: d.files.clone(),
+                    policy: d.policy.clone(),
+                })
+                .collect(),
+            secret: ticket.token_secret.clone(),
+        },
+        map: JobMap::Guest {
+            sandbox: Arc::new(sandbox),
+            module: Arc::new(module),
+            params: ticket.app.app.params.clone(),
+        },
+        limits: ReleaseLimits {
+            min_group_size: ticket.release.min_group_size,
+            max_groups_per_subject: ticket.release.max_groups_per_subject,
+            max_output_rows: ticket.release.max_output_rows,
+        },
+        partitions: 0,
+        batch_size: batch_rows,
+    };
+    let plan = JobPlan::build(&spec).map_err(|e| fail(e.class(), &e))?;
+    let declared = crate::governance::app_output(&plan.declared);
+    if declared != ticket.app.app.output {
+        return Err(fail(
+            "contract",
+            &"the module declares a different output for this data than the one approved; nothing ran",
+        ));
+    }
+    if explain {
+        eprintln!("{}", plan.explain());
+    }
+    let run = plan.execute();
+    let guest = diagnostics_json(&run.guest.diagnostics);
+    match run.result {
+        Ok(outcome) => Ok((outcome, guest)),
+        // Guest text of a failed run stays in the zone, with the job's record.
+        Err(e) => Err((e.class().to_owned(), e.to_string(), guest)),
+    }
+}
+
+fn run(zone: &Zone, who: &Principal, args: &JobRunArgs, mode: Mode) -> anyhow::Result<()> {
+    let ticket = zone.start_job(who, args.app)?;
+    if mode == Mode::Human {
+        let datasets: Vec<String> =
+            ticket.datasets.iter().map(|d| format!("{}@{}", d.version.dataset, d.version.version)).collect();
+        eprintln!("job {}: running application {} on {}", ticket.job, args.app, datasets.join(", "));
+    }
+    let result = match execute(zone, &ticket, args.batch_rows, args.explain) {
+        Ok((outcome, diagnostics)) => Ok(ReleasedTable {
+            schema: outcome.schema.clone(),
+            counts: counts(&outcome),
+            diagnostics,
+            batches: outcome.batches,
+        }),
+        Err((class, detail, diagnostics)) => Err(RunFailure { class, detail, counts: None, diagnostics }),
+    };
+    let batches = result.as_ref().map(|t| t.batches.clone()).unwrap_or_default();
+    let (record, manifest) = zone.finish_job(who, &ticket, result)?;
+    let Some(manifest) = manifest else {
+        return Err(RunEnded {
+            job: record.id,
+            class: record.error_class.unwrap_or_else(|| "error".into()),
+            detail: record.error_detail.unwrap_or_default(),
+        }
+        .into());
+    };
+    match mode {
+        Mode::Json => output::json(&serde_json::json!({ "job": record, "manifest": manifest.manifest })),
+        Mode::Human => {
+            print_product(&record, &manifest, &batches)?;
+            println!("take it out with: cleanroom job output {} --out DIR", record.id);
+            Ok(())
+        }
+    }
+}
+
+fn print_product(record: &JobRecord, manifest: &SignedManifest, batches: &[RecordBatch]) -> anyhow::Result<()> {
+    let m = &manifest.manifest;
+    println!(
+        "job {}: released {} rows; {} groups under k = {} suppressed; {} rows read",
+        record.id, m.rows_released, m.groups_suppressed, m.release.min_group_size, m.rows_read
+    );
+    println!("{}", arrow_cast::pretty::pretty_format_batches(batches)?);
+    println!("manifest: signed by {} (ed25519)", short(&manifest.signature.public_key));
+    for f in &m.outputs {
+        println!("  {:<16} {:>10}  sha256 {}", f.name, output::bytes(f.bytes), f.sha256);
+    }
+    Ok(())
+}
+
+fn dev(args: &JobDevArgs, mode: Mode) -> anyhow::Result<()> {
+    let wasm = std::fs::read(&args.module).with_context(|| format!("reading {}", args.module.display()))?;
+    let params = crate::module::parse_params(&args.params)?;
+    let sandbox = Sandbox::new(zone_sandbox::SandboxLimits::default())?;
+    let checked = sandbox.check(&wasm)?;
+    let module = sandbox.load(&checked.serialized)?;
+    let spec = JobSpec {
+        source: JobSource::Mock { file: args.mock.clone() },
+        map: JobMap::Guest { sandbox: Arc::new(sandbox), module: Arc::new(module), params },
+        limits: ReleaseLimits {
+            min_group_size: args.min_group_size,
+            max_groups_per_subject: args.max_groups_per_subject,
+            max_output_rows: args.max_output_rows,
+        },
+        partitions: 0,
+        batch_size: 16_384,
+    };
+    let plan = JobPlan::build(&spec).map_err(dev_error)?;
+    if args.explain {
+        eprintln!("{}", plan.explain());
+    }
+    let run = plan.execute();
+    // Unlike a real run, a dev run shows the operator everything the guest said.
+    for (i, part) in run.guest.diagnostics.iter().enumerate() {
+        for (level, text) in &part.messages {
+            eprintln!("guest[{i}] level {level}: {text}");
+        }
+    }
+    let outcome = run.result.map_err(dev_error)?;
+    match mode {
+        Mode::Json => output::json(&serde_json::json!({ "stats": outcome.stats, "rows": outcome.stats.rows_released })),
+        Mode::Human => {
+            println!(
+                "dev run on {}: {} rows read, {} groups, {} suppressed under k = {}, {} released (not a product: \
+                 mock data, nothing recorded)",
+                args.mock.display(),
+                outcome.stats.rows_read,
+                outcome.stats.groups,
+                outcome.stats.groups_suppressed,
+                args.min_group_size,
+                outcome.stats.rows_released
+            );
+            println!("{}", arrow_cast::pretty::pretty_format_batches(&outcome.batches)?);
+            Ok(())
+        }
+    }
+}
+
+/// In a dev run the operator sees everything the guest said.
+fn dev_error(e: JobError) -> anyhow::Error {
+    anyhow::Error::new(e)
+}
+
+pub fn verify(ctx: &Ctx<'_>, args: &ProductVerifyArgs) -> anyhow::Result<()> {
+    let (signed, report) = zone_store::verify_product(&args.dir, args.key.as_deref())?;
+    match ctx.mode {
+        Mode::Json => output::json(&report),
+        Mode::Human => {
+            let m = &signed.manifest;
+            println!("product of job {} (application {}, operator {}): verified", m.job, m.application, m.operator);
+            println!(
+                "  signed by  {} (ed25519){}",
+                report.public_key,
+                if args.key.is_some() { "" } else { " — compare with the zone's published key" }
+            );
+            for f in &report.files {
+                println!("  {:<16} {:>10}  sha256 {} ok", f.name, output::bytes(f.bytes), short(&f.sha256));
+            }
+            let datasets: Vec<String> = m.datasets.iter().map(|d| format!("{}@{}", d.dataset, d.version)).collect();
+            println!("  from       {} with module {}", datasets.join(", "), short(&m.module_sha256));
+            println!(
+                "  released   {} rows; {} groups suppressed (k = {}); {} rows read",
+                m.rows_released, m.groups_suppressed, m.release.min_group_size, m.rows_read
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,556 @@
+//! Builds and runs a job's plan: scan → desensitize → WasmMap → per-(subject, group) partials → contribution bound
+//! → aggregate by the declared keys → sort → release gate. Each step is planned by DataFusion on top of the one
+//! below, so the result is one physical plan that streams and runs its partitions on every core.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::{DataFusionError, JoinType, ScalarValue};
+use datafusion::execution::context::SessionContext;
+use datafusion::functions_aggregate::count::count_all;
+use datafusion::functions_aggregate::expr_fn::{count, max, min, sum};
+use datafusion::logical_expr::{Expr, cast, ident, lit};
+use datafusion::physical_expr::Partitioning;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, displayable};
+use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig};
+use policies::{ColumnKernel, CompiledPolicy, TokenSecret};
+use zone_sandbox::{Aggregate, GuestModule, OutputDecl, Sandbox, SandboxError};
+
+use crate::bound::ContributionBound;
+use crate::gate::{GateCounters, GateError, ReleaseGate, SUBJECTS};
+use crate::stage::StageExec;
+use crate::subjects::SyntheticSubjects;
+use crate::table::PlanTable;
+use crate::udf::{KernelUdf, SubjectUdf};
+use crate::wasm_map::{GuestReport, SUBJECT, WasmMap};
+
+/// One dataset of a job: its pinned version's files and policy.
+#[derive(Debug, Clone)]
+pub struct DatasetSource {
+    pub name: String,
+    pub files: Vec<PathBuf>,
+    pub policy: CompiledPolicy,
+}
+
+/// Where a job's rows come from.
+#[derive(Debug, Clone)]
+pub enum JobSource {
+    /// Real data, desensitized in the plan with the zone's token secret. Several datasets are joined on the
+    /// subject before the map.
+    Datasets { datasets: Vec<DatasetSource>, secret: TokenSecret },
+    /// A development run on a file of `dataset mock` (rows already shaped as the guest sees them). Each row is its
+    /// own subject.
+    Mock { file: PathBuf },
+}
+
+/// The release settings a run enforces (for a join: the stricter of the policies').
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReleaseLimits {
+    pub min_group_size: u64,
+    pub max_groups_per_subject: u64,
+    pub max_output_rows: u64,
+}
+
+/// What maps each row of the guest's view to the declared output.
+#[derive(Debug, Clone)]
+pub enum JobMap {
+    /// The operator's module, in the sandbox: a fresh instance per partition.
+    Guest { sandbox: Arc<Sandbox>, module: Arc<GuestModule>, params: Vec<(String, String)> },
+    /// The same output computed by DataFusion expressions over the guest's view, already clamped to the bounds:
+    /// the benchmarks' baseline for what the sandbox costs. Never used for a release.
+    Native { declared: OutputDecl, columns: Vec<Expr> },
+}
+
+/// Everything a run needs.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    pub source: JobSource,
+    pub map: JobMap,
+    pub limits: ReleaseLimits,
+    /// Partitions (and worker threads); 0: one per core.
+    pub partitions: usize,
+    /// Rows per batch into the guest (capped by the sandbox's `max_batch_rows`).
+    pub batch_size: usize,
+}
+
+/// Why a run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("the guest failed ({}): {}", .0.class.name(), .0.detail)]
+    Guest(SandboxError),
+    #[error("release gate: {0}")]
+    Gate(GateError),
+    #[error("the job cannot be planned: {0}")]
+    Plan(String),
+    #[error("the run failed: {0}")]
+    Engine(DataFusionError),
+}
+
+impl JobError {
+    /// The stable class recorded in the audit log and shown to the operator.
+    pub fn class(&self) -> &'static str {
+        match self {
+            JobError::Guest(e) => e.class.name(),
+            JobError::Gate(GateError::TooManyRows { .. }) => "release.max_output_rows",
+            JobError::Gate(GateError::Schema { .. }) => "release.schema",
+            JobError::Plan(_) => "job.plan",
+            JobError::Engine(_) => "job.engine",
+        }
+    }
+
+    fn from_engine(e: DataFusionError) -> JobError {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(err) = cur {
+            if let Some(s) = err.downcast_ref::<SandboxError>() {
+                return JobError::Guest(s.clone());
+            }
+            if let Some(g) = err.downcast_ref::<GateError>() {
+                return JobError::Gate(g.clone());
+            }
+            cur = err.source();
+        }
+        JobError::Engine(e)
+    }
+}
+
+impl From<DataFusionError> for JobError {
+    fn from(e: DataFusionError) -> JobError {
+        JobError::from_engine(e)
+    }
+}
+
+/// What a run counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct JobStats {
+    /// Rows that went through the guest.
+    pub rows_read: u64,
+    /// (subject, group) contributions dropped by the bound.
+    pub contributions_dropped: u64,
+    /// Groups before the threshold.
+    pub groups: u64,
+    /// Groups under `min_group_size`, not released.
+    pub groups_suppressed: u64,
+    pub rows_released: u64,
+    pub guest_instances: u64,
+    pub guest_time_ms: u64,
+    pub elapsed_ms: u64,
+}
+
+/// A finished run: the released table (the product) and what it took.
+#[derive(Debug)]
+pub struct JobOutcome {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub stats: JobStats,
+    /// The physical plan, as `EXPLAIN` prints it.
+    pub plan: String,
+}
+
+/// How a run ended, and what its guests left behind either way.
+#[derive(Debug)]
+pub struct JobRun {
+    pub result: Result<JobOutcome, JobError>,
+    pub guest: GuestReport,
+}
+
+/// A planned job, before it runs: what the guest declared, to compare with the approved declaration.
+pub struct JobPlan {
+    runtime: tokio::runtime::Runtime,
+    ctx: SessionContext,
+    plan: Arc<dyn ExecutionPlan>,
+    pub declared: OutputDecl,
+    /// The product's schema: the keys, then each measure aggregated.
+    pub product_schema: SchemaRef,
+    rows: Arc<AtomicU64>,
+    dropped: Arc<AtomicU64>,
+    gate: Arc<GateCounters>,
+    report: Arc<Mutex<GuestReport>>,
+}
+
+impl std::fmt::Debug for JobPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobPlan").field("declared", &self.declared).finish()
+    }
+}
+
+/// The guest schema of a job over several datasets: each policy's guest columns in order; a column name shared by
+/// two datasets must have one type, and the first dataset's column is the one the guest sees.
+pub fn joined_guest_schema(policies: &[(&str, &CompiledPolicy)]) -> Result<SchemaRef, String> {
+    let mut fields: Vec<Field> = Vec::new();
+    for (dataset, policy) in policies {
+        for f in policy.guest_schema().fields() {
+            match fields.iter().find(|x| x.name() == f.name()) {
+                Some(x) if x.data_type() == f.data_type() => {}
+                Some(x) => {
+                    return Err(format!(
+                        "column `{}` is {} in {dataset} but {} in an earlier dataset of the application",
+                        f.name(),
+                        f.data_type(),
+                        x.data_type()
+                    ));
+                }
+                None => fields.push(f.as_ref().clone()),
+            }
+        }
+    }
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+/// The product's column for a measure: counts are Int64, means Float64, sums Int64 or Float64, min and max keep
+/// the measure's type.
+fn product_type(aggregate: Aggregate, declared: &DataType) -> DataType {
+    let float = matches!(declared, DataType::Float32 | DataType::Float64);
+    match aggregate {
+        Aggregate::Count => DataType::Int64,
+        Aggregate::Mean => DataType::Float64,
+        Aggregate::Sum if float => DataType::Float64,
+        Aggregate::Sum => DataType::Int64,
+        Aggregate::Min | Aggregate::Max => declared.clone(),
+    }
+}
+
+/// The product schema of a declaration.
+pub fn product_schema(declared: &OutputDecl) -> SchemaRef {
+    let mut fields: Vec<Field> =
+        declared.keys.iter().map(|k| Field::new(k.name().clone(), k.data_type().clone(), true)).collect();
+    fields.extend(
+        declared
+            .measures
+            .iter()
+            .map(|m| Field::new(m.field.name().clone(), product_type(m.aggregate, m.field.data_type()), true)),
+    );
+    Arc::new(Schema::new(fields))
+}
+
+fn plan_error(e: impl std::fmt::Display) -> JobError {
+    JobError::Plan(e.to_string())
+}
+
+fn partial(name: &str, suffix: &str) -> String {
+    format!("{name}__{suffix}")
+}
+
+/// What a dataset contributes to the guest's view: `(dataframe with __subject + its columns, columns it adds)`.
+async fn dataset_frame(
+    ctx: &SessionContext,
+    source: &DatasetSource,
+    secret: &TokenSecret,
+    subject_udf: &datafusion::logical_expr::ScalarUDF,
+    guest_schema: &Schema,
+    reads: Option<&[String]>,
+    taken: &mut Vec<String>,
+) -> Result<DataFrame, JobError> {
+    let files: Vec<String> = source.files.iter().map(|p| p.display().to_string()).collect();
+    let df = ctx.read_parquet(files, ParquetReadOptions::default().file_extension("")).await?;
+    let policy = &source.policy;
+    let subject = policy.subject();
+    if !SubjectUdf::TYPES.contains(&subject.data_type) {
+        return Err(plan_error(format!(
+            "{}: the subject column `{}` is {}, which the host cannot fingerprint",
+            source.name, subject.name, subject.data_type
+        )));
+    }
+    let mut exprs = vec![subject_udf.call(vec![ident(&subject.name)]).alias(SUBJECT)];
+    for column in policy.columns() {
+        let Some(field) = column.guest_field() else { continue };
+        if taken.contains(&column.name) {
+            continue;
+        }
+        taken.push(column.name.clone());
+        let read = reads.is_none_or(|r| r.contains(&column.name));
+        let guest_type = guest_schema.field_with_name(&column.name).map_err(plan_error)?.data_type().clone();
+        let expr = if !read {
+            // Not read by the job: never scanned, never sent.
+            lit(ScalarValue::try_from(&guest_type)?)
+        } else {
+            match ColumnKernel::for_rule(&column.rule, secret) {
+                None => continue,
+                Some(ColumnKernel::Keep) => ident(&column.name),
+                Some(kernel) => {
+                    KernelUdf::udf(&column.name, kernel, column.data_type.clone(), field.data_type().clone())
+                        .call(vec![ident(&column.name)])
+                }
+            }
+        };
+        exprs.push(expr.alias(&column.name));
+    }
+    Ok(df.select(exprs)?.filter(ident(SUBJECT).is_not_null())?)
+}
+
+impl JobPlan {
+    /// Plans a run: reads the sources' schemas, starts one instance to learn what the guest declares, and builds
+    /// the plan. Nothing runs yet.
+    pub fn build(spec: &JobSpec) -> Result<JobPlan, JobError> {
+        let partitions = if spec.partitions == 0 {
+            std::thread::available_parallelism().map(usize::from).unwrap_or(2)
+        } else {
+            spec.partitions
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(partitions)
+            .thread_name("zone-job")
+            .build()
+            .map_err(plan_error)?;
+        let max_batch = match &spec.map {
+            JobMap::Guest { sandbox, .. } => sandbox.limits().max_batch_rows.max(1),
+            JobMap::Native { .. } => usize::MAX,
+        };
+        let batch_size = spec.batch_size.clamp(1, max_batch);
+        let config = SessionConfig::new()
+            .with_target_partitions(partitions)
+            .with_batch_size(batch_size)
+            .set_bool("datafusion.execution.parquet.schema_force_view_types", false)
+            .set_bool("datafusion.optimizer.prefer_existing_sort", false);
+        let ctx = SessionContext::new_with_config(config);
+        let rows = Arc::new(AtomicU64::new(0));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let gate = Arc::new(GateCounters::default());
+        let report = Arc::new(Mutex::new(GuestReport::default()));
+        let hasher = std::hash::RandomState::new();
+        let built = runtime.block_on(async {
+            // The source: __subject + what the guest sees.
+            let (guest_schema, source, declared) = match &spec.source {
+                JobSource::Datasets { datasets, secret } => {
+                    let named: Vec<(&str, &CompiledPolicy)> =
+                        datasets.iter().map(|d| (d.name.as_str(), &d.policy)).collect();
+                    let guest_schema = joined_guest_schema(&named).map_err(JobError::Plan)?;
+                    let declared = probe(spec, &guest_schema)?;
+                    let subject_udf = SubjectUdf::udf(hasher.clone());
+                    let mut taken = Vec::new();
+                    let mut frames = Vec::new();
+                    for d in datasets {
+                        frames.push(
+                            dataset_frame(
+                                &ctx,
+                                d,
+                                secret,
+                                &subject_udf,
+                                &guest_schema,
+                                declared.inputs.as_deref(),
+                                &mut taken,
+                            )
+                            .await?,
+                        );
+                    }
+                    let subject_types: Vec<&DataType> =
+                        datasets.iter().map(|d| &d.policy.subject().data_type).collect();
+                    if subject_types.windows(2).any(|w| w[0] != w[1]) {
+                        return Err(plan_error(
+                            "the datasets' subject columns have different types; they cannot be joined",
+                        ));
+                    }
+                    let mut frames = frames.into_iter();
+                    let mut df = frames.next().ok_or_else(|| plan_error("a job needs at least one dataset"))?;
+                    for (i, right) in frames.enumerate() {
+                        let other = format!("{SUBJECT}_{}", i + 1);
+                        let right = right.with_column_renamed(SUBJECT, &other)?;
+                        df = df.join(right, JoinType::Inner, &[SUBJECT], &[other.as_str()], None)?;
+                    }
+                    let mut columns = vec![ident(SUBJECT)];
+                    columns.extend(guest_schema.fields().iter().map(|f| ident(f.name())));
+                    let plan = df.select(columns)?.create_physical_plan().await?;
+                    (guest_schema, plan, declared)
+                }
+                JobSource::Mock { file } => {
+                    let df = ctx
+                        .read_parquet(file.display().to_string(), ParquetReadOptions::default().file_extension(""))
+                        .await?;
+                    let guest_schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+                    let plan = df.create_physical_plan().await?;
+                    let stage = Arc::new(SyntheticSubjects::new(guest_schema.clone()));
+                    let declared = probe(spec, &guest_schema)?;
+                    (guest_schema, Arc::new(StageExec::new(stage, plan)) as Arc<dyn ExecutionPlan>, declared)
+                }
+            };
+            // The guest's view in batches: unread columns are typed nulls, so their fields must admit nulls.
+            let batch_guest_schema = Arc::new(Schema::new(
+                guest_schema
+                    .fields()
+                    .iter()
+                    .map(|f| {
+                        let read = declared.inputs.as_ref().is_none_or(|r| r.contains(f.name()));
+                        f.as_ref().clone().with_nullable(f.is_nullable() || !read)
+                    })
+                    .collect::<Vec<_>>(),
+            ));
+            let mut df = match &spec.map {
+                JobMap::Guest { sandbox, module, params } => {
+                    let map = Arc::new(WasmMap {
+                        sandbox: sandbox.clone(),
+                        module: module.clone(),
+                        params: params.clone(),
+                        guest_schema: batch_guest_schema,
+                        schema: WasmMap::output_schema(&declared),
+                        declared: declared.clone(),
+                        report: report.clone(),
+                        rows: rows.clone(),
+                    });
+                    ctx.read_table(PlanTable::new(Arc::new(StageExec::new(map, source))))?
+                }
+                JobMap::Native { columns, .. } => {
+                    let mut exprs = vec![ident(SUBJECT)];
+                    for (expr, field) in columns.iter().zip(declared.schema().fields()) {
+                        exprs.push(expr.clone().alias(field.name()));
+                    }
+                    ctx.read_table(PlanTable::new(source))?.select(exprs)?
+                }
+            };
+
+            // Per (subject, group) partials; null keys drop the row.
+            let keys: Vec<String> = declared.keys.iter().map(|k| k.name().clone()).collect();
+            for k in &keys {
+                df = df.filter(ident(k).is_not_null())?;
+            }
+            let mut group = vec![ident(SUBJECT)];
+            group.extend(keys.iter().map(ident));
+            let mut partials = Vec::new();
+            for m in &declared.measures {
+                let name = m.field.name();
+                let value = ident(name);
+                match m.aggregate {
+                    Aggregate::Count => partials.push(count(value).alias(partial(name, "n"))),
+                    Aggregate::Sum => partials.push(sum(value).alias(partial(name, "s"))),
+                    Aggregate::Mean => {
+                        partials.push(sum(cast(value.clone(), DataType::Float64)).alias(partial(name, "s")));
+                        partials.push(count(value).alias(partial(name, "n")));
+                    }
+                    Aggregate::Min => partials.push(min(value).alias(partial(name, "min"))),
+                    Aggregate::Max => partials.push(max(value).alias(partial(name, "max"))),
+                }
+            }
+            let pairs = df.aggregate(group, partials)?.create_physical_plan().await?;
+
+            // The contribution bound, on all of a subject's groups at once.
+            let pairs_schema = pairs.schema();
+            let subject_index = pairs_schema.index_of(SUBJECT).map_err(plan_error)?;
+            let n = pairs.output_partitioning().partition_count();
+            let pairs: Arc<dyn ExecutionPlan> = if n > 1 {
+                Arc::new(RepartitionExec::try_new(
+                    pairs,
+                    Partitioning::Hash(vec![Arc::new(Column::new(SUBJECT, subject_index))], n),
+                )?)
+            } else {
+                pairs
+            };
+            let key_indexes =
+                keys.iter().map(|k| pairs_schema.index_of(k)).collect::<Result<Vec<_>, _>>().map_err(plan_error)?;
+            if subject_index != 0 {
+                return Err(plan_error("the partials do not start with the subject"));
+            }
+            let bound = Arc::new(ContributionBound {
+                schema: pairs_schema.clone(),
+                keys: key_indexes,
+                max_groups_per_subject: spec.limits.max_groups_per_subject,
+                hasher: hasher.clone(),
+                dropped: dropped.clone(),
+            });
+            let bounded: Arc<dyn ExecutionPlan> = Arc::new(StageExec::new(bound, pairs));
+
+            // Aggregate by the keys; each (subject, group) pair is one row here, so counting rows counts distinct
+            // subjects.
+            let df = ctx.read_table(PlanTable::new(bounded))?;
+            let mut finals = vec![count_all().alias(SUBJECTS)];
+            for m in &declared.measures {
+                let name = m.field.name();
+                match m.aggregate {
+                    Aggregate::Count => finals.push(sum(ident(partial(name, "n"))).alias(name)),
+                    Aggregate::Sum => finals.push(sum(ident(partial(name, "s"))).alias(name)),
+                    Aggregate::Mean => {
+                        finals.push(sum(ident(partial(name, "s"))).alias(partial(name, "s")));
+                        finals.push(sum(ident(partial(name, "n"))).alias(partial(name, "n")));
+                    }
+                    Aggregate::Min => finals.push(min(ident(partial(name, "min"))).alias(name)),
+                    Aggregate::Max => finals.push(max(ident(partial(name, "max"))).alias(name)),
+                }
+            }
+            let df = df.aggregate(keys.iter().map(ident).collect(), finals)?;
+            let product = product_schema(&declared);
+            let mut columns: Vec<Expr> = keys.iter().map(ident).collect();
+            columns.push(ident(SUBJECTS));
+            for m in &declared.measures {
+                let name = m.field.name();
+                let target = product.field_with_name(name).map_err(plan_error)?.data_type().clone();
+                let expr = match m.aggregate {
+                    Aggregate::Mean => ident(partial(name, "s")) / cast(ident(partial(name, "n")), DataType::Float64),
+                    _ => ident(name),
+                };
+                columns.push(cast(expr, target).alias(name));
+            }
+            let mut df = df.select(columns)?;
+            if !keys.is_empty() {
+                df = df.sort(keys.iter().map(|k| ident(k).sort(true, true)).collect())?;
+            }
+            let groups = df.create_physical_plan().await?;
+            let groups: Arc<dyn ExecutionPlan> = if groups.output_partitioning().partition_count() > 1 {
+                Arc::new(CoalescePartitionsExec::new(groups))
+            } else {
+                groups
+            };
+            let release = Arc::new(ReleaseGate {
+                input_schema: groups.schema(),
+                schema: product.clone(),
+                min_group_size: spec.limits.min_group_size,
+                max_output_rows: spec.limits.max_output_rows,
+                counters: gate.clone(),
+            });
+            let plan: Arc<dyn ExecutionPlan> = Arc::new(StageExec::new(release, groups));
+            Ok::<_, JobError>((plan, declared, product))
+        })?;
+        let (plan, declared, product_schema) = built;
+        Ok(JobPlan { runtime, ctx, plan, declared, product_schema, rows, dropped, gate, report })
+    }
+
+    /// The plan as `EXPLAIN` shows it.
+    pub fn explain(&self) -> String {
+        displayable(self.plan.as_ref()).indent(true).to_string()
+    }
+
+    /// Runs the plan to its end.
+    pub fn execute(self) -> JobRun {
+        let started = Instant::now();
+        let plan_text = self.explain();
+        let result = self.runtime.block_on(datafusion::physical_plan::collect(self.plan.clone(), self.ctx.task_ctx()));
+        // Every partition reports its guest's text when its stream is dropped, whatever happened.
+        drop(self.plan);
+        let guest = match self.report.lock() {
+            Ok(mut r) => std::mem::take(&mut *r),
+            Err(_) => GuestReport::default(),
+        };
+        let batches = match result {
+            Ok(b) => b,
+            Err(e) => return JobRun { result: Err(JobError::from_engine(e)), guest },
+        };
+        let stats = JobStats {
+            rows_read: self.rows.load(Ordering::Relaxed),
+            contributions_dropped: self.dropped.load(Ordering::Relaxed),
+            groups: self.gate.groups.load(Ordering::Relaxed),
+            groups_suppressed: self.gate.suppressed.load(Ordering::Relaxed),
+            rows_released: self.gate.released.load(Ordering::Relaxed),
+            guest_instances: guest.instances as u64,
+            guest_time_ms: u64::try_from(guest.guest_time.as_millis()).unwrap_or(u64::MAX),
+            elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        };
+        JobRun { result: Ok(JobOutcome { schema: self.product_schema, batches, stats, plan: plan_text }), guest }
+    }
+}
+
+/// Starts one instance with the job's guest schema to learn the declared output.
+fn probe(spec: &JobSpec, guest_schema: &Schema) -> Result<OutputDecl, JobError> {
+    match &spec.map {
+        JobMap::Guest { sandbox, module, params } => {
+            let run = sandbox.start(module, guest_schema, params).map_err(JobError::Guest)?;
+            run.output().cloned().ok_or_else(|| plan_error("the guest declared no output"))
+        }
+        JobMap::Native { declared, columns } if columns.len() == declared.schema().fields().len() => {
+            Ok(declared.clone())
+        }
+        JobMap::Native { .. } => Err(plan_error("a native map needs one expression per declared column")),
+    }
+}

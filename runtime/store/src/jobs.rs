@@ -1,0 +1,485 @@
+//! Job runs: the gate a run passes before it reads a byte (the operator's own approved application, an active
+//! grant covering every dataset and the domain, the module and its compiled artifact matching their approved
+//! hashes), the record of every run that started, and the product it released. Refusals are in the audit log.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::Schema;
+use policies::{CompiledPolicy, ReleaseMode, ReleaseRules, TokenSecret};
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use zone_access::{Action, Principal};
+use zone_audit::Outcome;
+
+use crate::access::entry;
+use crate::apps::{AppStatus, AppView, Binding};
+use crate::catalog::DatasetVersion;
+use crate::error::StoreError;
+use crate::grants::{json, today};
+use crate::products::{
+    MANIFEST, Manifest, ManifestDataset, ManifestRelease, PRODUCT_CSV, PRODUCT_PARQUET, ProductError, SignedManifest,
+    encode_product, write_product,
+};
+use crate::zone::{Zone, now};
+
+/// One dataset of a run: the pinned version, its policy and its files.
+#[derive(Debug)]
+pub struct JobDataset {
+    pub version: DatasetVersion,
+    pub policy: CompiledPolicy,
+    pub files: Vec<PathBuf>,
+}
+
+/// A run that passed the gate and is recorded as running.
+#[derive(Debug)]
+pub struct JobTicket {
+    pub job: u64,
+    pub app: AppView,
+    pub datasets: Vec<JobDataset>,
+    /// The module's bytes (checked against the approved hash) and its compiled artifact (checked too).
+    pub wasm: Vec<u8>,
+    pub artifact: Vec<u8>,
+    /// The stricter of the datasets' release rules.
+    pub release: ReleaseRules,
+    pub token_secret: TokenSecret,
+}
+
+/// What a run counted, as recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCounts {
+    pub rows_read: u64,
+    pub contributions_dropped: u64,
+    pub groups: u64,
+    pub groups_suppressed: u64,
+    pub rows_released: u64,
+    pub elapsed_ms: u64,
+}
+
+/// A finished run's released table.
+#[derive(Debug)]
+pub struct ReleasedTable {
+    pub schema: Arc<Schema>,
+    pub batches: Vec<RecordBatch>,
+    pub counts: RunCounts,
+    /// Guest text (agency and inspector only), as JSON.
+    pub diagnostics: serde_json::Value,
+}
+
+/// How a run ended, when it did not release.
+#[derive(Debug, Clone)]
+pub struct RunFailure {
+    pub class: String,
+    pub detail: String,
+    pub counts: Option<RunCounts>,
+    pub diagnostics: serde_json::Value,
+}
+
+/// A job as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobRecord {
+    pub id: u64,
+    pub app: u64,
+    pub operator: String,
+    /// `running`, `released` or `failed`.
+    pub state: String,
+    pub binding: Binding,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub error_class: Option<String>,
+    pub error_detail: Option<String>,
+    pub counts: Option<RunCounts>,
+    pub manifest_sha256: Option<String>,
+    /// Guest messages kept in the zone (their number; the text is for the agency and the inspector).
+    pub guest_messages: usize,
+}
+
+impl Zone {
+    /// The gate of `job run`: refuses (and records) unless `who` is the application's operator, the application is
+    /// approved for the current binding, an active grant covers every dataset and the domain today, and the module
+    /// and artifact objects hash to what was approved. Then records the job as running.
+    pub fn start_job(&self, who: &Principal, app_id: u64) -> Result<JobTicket, StoreError> {
+        let objects = vec![format!("app:{app_id}")];
+        let result = self.start_job_unrecorded(who, app_id);
+        match result {
+            Ok(ticket) => {
+                let mut e = entry(who, "job.start", Outcome::Ok)
+                    .object(format!("job:{}", ticket.job))
+                    .object(format!("app:{app_id}"))
+                    .hash(ticket.app.app.module_sha256.clone());
+                for d in &ticket.datasets {
+                    e = e.object(format!("dataset:{}@{}", d.version.dataset, d.version.version));
+                    e = e.hash(d.version.policy_sha256.clone());
+                }
+                if let Err(err) = self.record(&mut [e]) {
+                    self.mark_failed(ticket.job, "zone.audit", &err.to_string(), None, &serde_json::Value::Null)?;
+                    return Err(err);
+                }
+                Ok(ticket)
+            }
+            Err(err) => {
+                self.record_refusal(who, "job.run", &objects, err.class(), &err.to_string())?;
+                Err(err)
+            }
+        }
+    }
+
+    fn start_job_unrecorded(&self, who: &Principal, app_id: u64) -> Result<JobTicket, StoreError> {
+        let view = self.app_view(app_id)?.ok_or(StoreError::UnknownApp { id: app_id })?;
+        self.permit(who, &Action::JobRun { operator: &view.app.operator })?;
+        let refuse = |class: &'static str, detail: String| Err(StoreError::JobRefused { class, detail });
+        match view.status {
+            AppStatus::Approved => {}
+            AppStatus::ReapprovalNeeded => {
+                return refuse(
+                    "job.drift",
+                    format!(
+                        "application {app_id} was approved for a binding that no longer holds ({}); it needs approval \
+                         again",
+                        view.drift.join("; ")
+                    ),
+                );
+            }
+            AppStatus::Pending => {
+                return refuse(
+                    "job.not_approved",
+                    format!("application {app_id} is not approved yet (still needed: {})", view.missing.join(", ")),
+                );
+            }
+            AppStatus::Rejected => return refuse("job.not_approved", format!("application {app_id} was rejected")),
+        }
+        let grant = self.grant_by_id(view.app.grant_id)?.ok_or(StoreError::UnknownGrant { id: view.app.grant_id })?;
+        let day = today();
+        let mut datasets = Vec::new();
+        let mut release: Option<ReleaseRules> = None;
+        for bound in &view.binding.datasets {
+            let version = self.dataset(&format!("{}@{}", bound.dataset, bound.version))?;
+            if let Err(detail) = grant.covers(&version.dataset, &version.provider, &view.app.domain, day) {
+                return Err(StoreError::NoGrant { operator: view.app.operator.clone(), detail });
+            }
+            let policy = self.policy(&version)?;
+            release = Some(match release {
+                None => policy.release().clone(),
+                Some(r) => r.stricter(policy.release()),
+            });
+            let files = self.data_files(&version);
+            datasets.push(JobDataset { version, policy, files });
+        }
+        let release =
+            release.ok_or_else(|| StoreError::BadInput { detail: "the application names no dataset".into() })?;
+        let mode = ReleaseMode::from_name(&view.app.mode)
+            .ok_or_else(|| StoreError::BadInput { detail: format!("unknown release mode `{}`", view.app.mode) })?;
+        if !release.modes.contains(&mode) {
+            return refuse(
+                "job.mode",
+                format!("the datasets' policies together do not allow `{}` mode", view.app.mode),
+            );
+        }
+        if mode != ReleaseMode::Aggregate {
+            return refuse(
+                "job.mode",
+                "reviewed mode (artifacts held for the agency's review) is not available in this build yet".into(),
+            );
+        }
+        let wasm = self.objects().read_verified(&view.app.module_sha256).map_err(|e| StoreError::JobRefused {
+            class: "job.module_hash",
+            detail: format!("the module's bytes differ from the approved SHA-256 {}: {e}", view.app.module_sha256),
+        })?;
+        let artifact = self.objects().read_verified(&view.app.artifact_sha256).map_err(|e| StoreError::JobRefused {
+            class: "job.module_hash",
+            detail: format!("the compiled module differs from the one stored at approval: {e}"),
+        })?;
+        let token_secret = self.keys()?.token_secret().clone();
+        let binding_json = json(&view.binding)?;
+        self.catalog()
+            .conn
+            .execute(
+                "INSERT INTO jobs (app, operator, state, binding_json, started_at) VALUES (?1, ?2, 'running', ?3, ?4)",
+                params![app_id, view.app.operator, binding_json, now()],
+            )
+            .map_err(StoreError::catalog("record job"))?;
+        let job = u64::try_from(self.catalog().conn.last_insert_rowid()).unwrap_or(0);
+        Ok(JobTicket { job, app: view, datasets, wasm, artifact, release, token_secret })
+    }
+
+    fn mark_failed(
+        &self,
+        job: u64,
+        class: &str,
+        detail: &str,
+        counts: Option<&RunCounts>,
+        diagnostics: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let counts = counts.map(json).transpose()?;
+        self.catalog()
+            .conn
+            .execute(
+                "UPDATE jobs SET state = 'failed', finished_at = ?2, error_class = ?3, error_detail = ?4,
+                        stats_json = ?5, diagnostics_json = ?6 WHERE id = ?1",
+                params![job, now(), class, detail, counts, diagnostics.to_string()],
+            )
+            .map_err(StoreError::catalog("record job failure"))?;
+        Ok(())
+    }
+
+    /// Ends a run: writes the product (when the table passes the byte limit) and its signed manifest, or records
+    /// the failure. Either way the end is in the audit log.
+    pub fn finish_job(
+        &self,
+        who: &Principal,
+        ticket: &JobTicket,
+        result: Result<ReleasedTable, RunFailure>,
+    ) -> Result<(JobRecord, Option<SignedManifest>), StoreError> {
+        let job = ticket.job;
+        let object = format!("job:{job}");
+        let table = match result {
+            Ok(t) => t,
+            Err(f) => {
+                self.mark_failed(job, &f.class, &f.detail, f.counts.as_ref(), &f.diagnostics)?;
+                self.record(&mut [entry(who, "job.finish", Outcome::Refused)
+                    .object(object)
+                    .reason(f.class.clone())
+                    .detail(f.detail.clone())])?;
+                return Ok((self.job_record(job)?, None));
+            }
+        };
+        let encoded = match encode_product(&table.schema, &table.batches, ticket.release.max_output_bytes) {
+            Ok(e) => e,
+            Err(e) => {
+                let class = match e {
+                    ProductError::TooLarge { .. } => "release.max_output_bytes",
+                    _ => "product.write",
+                };
+                let failure = RunFailure {
+                    class: class.into(),
+                    detail: e.to_string(),
+                    counts: Some(table.counts.clone()),
+                    diagnostics: table.diagnostics.clone(),
+                };
+                return self.finish_job(who, ticket, Err(failure));
+            }
+        };
+        let manifest = self.manifest(ticket, &table)?;
+        let written = write_product(&self.products_dir(), job, &encoded, manifest, &self.keys()?);
+        let (signed, manifest_sha) = match written {
+            Ok(w) => w,
+            Err(e) => {
+                let failure = RunFailure {
+                    class: "product.write".into(),
+                    detail: e.to_string(),
+                    counts: Some(table.counts.clone()),
+                    diagnostics: table.diagnostics.clone(),
+                };
+                return self.finish_job(who, ticket, Err(failure));
+            }
+        };
+        self.catalog()
+            .conn
+            .execute(
+                "UPDATE jobs SET state = 'released', finished_at = ?2, stats_json = ?3, manifest_sha256 = ?4,
+                        diagnostics_json = ?5 WHERE id = ?1",
+                params![job, now(), json(&table.counts)?, manifest_sha, table.diagnostics.to_string()],
+            )
+            .map_err(StoreError::catalog("record job"))?;
+        self.record(&mut [entry(who, "job.release", Outcome::Ok)
+            .object(object)
+            .hash(signed.manifest.output_sha256.clone())
+            .hash(manifest_sha)
+            .detail(format!(
+                "{} rows released, {} groups suppressed, {} rows read",
+                table.counts.rows_released, table.counts.groups_suppressed, table.counts.rows_read
+            ))])?;
+        Ok((self.job_record(job)?, Some(signed)))
+    }
+
+    fn manifest(&self, ticket: &JobTicket, table: &ReleasedTable) -> Result<Manifest, StoreError> {
+        let app = &ticket.app.app;
+        Ok(Manifest {
+            format: "zone-product-v1".into(),
+            zone_id: self.info().zone_id.clone(),
+            job: ticket.job,
+            application: app.id,
+            operator: app.operator.clone(),
+            domain: app.domain.clone(),
+            purpose: app.purpose.clone(),
+            module_sha256: app.module_sha256.clone(),
+            params: app.params.clone(),
+            datasets: ticket
+                .datasets
+                .iter()
+                .map(|d| ManifestDataset {
+                    dataset: d.version.dataset.clone(),
+                    version: d.version.version,
+                    policy_sha256: d.version.policy_sha256.clone(),
+                    files: d.version.files.iter().map(|f| f.sha256.clone()).collect(),
+                })
+                .collect(),
+            release: ManifestRelease {
+                mode: app.mode.clone(),
+                min_group_size: ticket.release.min_group_size,
+                max_groups_per_subject: ticket.release.max_groups_per_subject,
+                max_output_rows: ticket.release.max_output_rows,
+                max_output_bytes: ticket.release.max_output_bytes,
+            },
+            rows_read: table.counts.rows_read,
+            rows_released: table.counts.rows_released,
+            groups: table.counts.groups,
+            groups_suppressed: table.counts.groups_suppressed,
+            contributions_dropped: table.counts.contributions_dropped,
+            columns: table.schema.fields().iter().map(|f| (f.name().clone(), f.data_type().to_string())).collect(),
+            outputs: Vec::new(),
+            output_sha256: String::new(),
+            created_at: now(),
+        })
+    }
+
+    fn job_record(&self, id: u64) -> Result<JobRecord, StoreError> {
+        self.job_row(id)?.ok_or(StoreError::UnknownJob { id })
+    }
+
+    fn job_row(&self, id: u64) -> Result<Option<JobRecord>, StoreError> {
+        let row = self
+            .catalog()
+            .conn
+            .query_row(
+                "SELECT app, operator, state, binding_json, started_at, finished_at, error_class, error_detail,
+                        stats_json, manifest_sha256, diagnostics_json FROM jobs WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok((
+                        (r.get::<_, u64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?),
+                        (r.get::<_, String>(4)?, r.get::<_, Option<String>>(5)?, r.get::<_, Option<String>>(6)?),
+                        (r.get::<_, Option<String>>(7)?, r.get::<_, Option<String>>(8)?),
+                        (r.get::<_, Option<String>>(9)?, r.get::<_, Option<String>>(10)?),
+                    ))
+                },
+            )
+            .optional()
+            .map_err(StoreError::catalog("read job"))?;
+        let Some((
+            (app, operator, state, binding),
+            (started_at, finished_at, error_class),
+            (error_detail, stats),
+            (manifest_sha256, diagnostics),
+        )) = row
+        else {
+            return Ok(None);
+        };
+        let damaged = |what: &str, e: serde_json::Error| StoreError::Catalog {
+            context: format!("job {id}: {what} does not parse: {e}"),
+            source: rusqlite::Error::InvalidQuery,
+        };
+        let guest_messages = match diagnostics {
+            Some(d) => serde_json::from_str::<serde_json::Value>(&d)
+                .map_err(|e| damaged("diagnostics", e))?
+                .as_array()
+                .map_or(0, |parts| parts.iter().map(|p| p["messages"].as_array().map_or(0, Vec::len)).sum::<usize>()),
+            None => 0,
+        };
+        Ok(Some(JobRecord {
+            id,
+            app,
+            operator,
+            state,
+            binding: serde_json::from_str(&binding).map_err(|e| damaged("binding", e))?,
+            started_at,
+            finished_at,
+            error_class,
+            error_detail,
+            counts: stats.map(|s| serde_json::from_str(&s)).transpose().map_err(|e| damaged("counts", e))?,
+            manifest_sha256,
+            guest_messages,
+        }))
+    }
+
+    fn job_providers(&self, job: &JobRecord) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        for d in &job.binding.datasets {
+            if let Some(p) = self.catalog().provider(&d.dataset)?
+                && !out.contains(&p)
+            {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One job, for those who may read it.
+    pub fn job(&self, who: &Principal, id: u64) -> Result<JobRecord, StoreError> {
+        let Some(job) = self.job_row(id)? else {
+            let err = StoreError::UnknownJob { id };
+            self.record_refusal(who, "job.read", &[format!("job:{id}")], err.class(), &err.to_string())?;
+            return Err(err);
+        };
+        let providers = self.job_providers(&job)?;
+        self.authorize(
+            who,
+            &Action::JobRead { operator: &job.operator, providers: &providers },
+            &[format!("job:{id}")],
+        )?;
+        Ok(job)
+    }
+
+    /// Every job `who` may read, oldest first.
+    pub fn jobs(&self, who: &Principal) -> Result<Vec<JobRecord>, StoreError> {
+        let ids: Vec<u64> = {
+            let mut stmt = self
+                .catalog()
+                .conn
+                .prepare("SELECT id FROM jobs ORDER BY id")
+                .map_err(StoreError::catalog("list jobs"))?;
+            let rows = stmt.query_map([], |r| r.get(0)).map_err(StoreError::catalog("list jobs"))?;
+            rows.collect::<Result<_, _>>().map_err(StoreError::catalog("list jobs"))?
+        };
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(job) = self.job_row(id)? {
+                let providers = self.job_providers(&job)?;
+                if self.permit(who, &Action::JobRead { operator: &job.operator, providers: &providers }).is_ok() {
+                    out.push(job);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Copies a released product (its files and signed manifest, nothing else) to `out`, for the operator who
+    /// ran the job. Recorded.
+    pub fn job_output(&self, who: &Principal, id: u64, out: &Path) -> Result<Vec<PathBuf>, StoreError> {
+        let objects = vec![format!("job:{id}")];
+        let result = self.job_output_unrecorded(who, id, out);
+        self.recorded(who, "product.read", &objects, result, |files, e| {
+            e.detail(format!("{} files to the operator", files.len()))
+        })
+    }
+
+    fn job_output_unrecorded(&self, who: &Principal, id: u64, out: &Path) -> Result<Vec<PathBuf>, StoreError> {
+        let job = self.job_row(id)?.ok_or(StoreError::UnknownJob { id })?;
+        self.permit(who, &Action::ProductRead { operator: &job.operator })?;
+        if job.state != "released" {
+            return Err(StoreError::JobRefused {
+                class: "job.no_product",
+                detail: format!("job {id} released nothing (it is {})", job.state),
+            });
+        }
+        let source = self.products_dir().join(id.to_string());
+        std::fs::create_dir_all(out).map_err(|e| StoreError::Io { op: "create", path: out.to_owned(), source: e })?;
+        let mut copied = Vec::new();
+        for name in [PRODUCT_PARQUET, PRODUCT_CSV, MANIFEST] {
+            let target = out.join(name);
+            if target.exists() {
+                return Err(StoreError::BadInput {
+                    detail: format!("{} already exists; choose an empty folder", target.display()),
+                });
+            }
+            std::fs::copy(source.join(name), &target).map_err(|e| StoreError::Io {
+                op: "copy",
+                path: source.join(name),
+                source: e,
+            })?;
+            copied.push(target);
+        }
+        Ok(copied)
+    }
+}

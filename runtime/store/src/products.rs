@@ -1,0 +1,298 @@
+//! Released products: the table as Parquet and CSV, and `manifest.json` — what was run on what, what the gate
+//! counted, each file's SHA-256 — signed with the zone's Ed25519 key. `verify_product` checks a product folder
+//! offline, with nothing but the folder (and, to pin the signer, the zone's public key).
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::Schema;
+use ring::signature::{ED25519, KeyPair, UnparsedPublicKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::keys::ZoneKeys;
+use crate::objects::sync_dir;
+
+/// The files of a product folder.
+pub const PRODUCT_PARQUET: &str = "product.parquet";
+pub const PRODUCT_CSV: &str = "product.csv";
+pub const MANIFEST: &str = "manifest.json";
+
+/// What signatures of manifests are bound to (never valid as another kind of message).
+const SIGNING_CONTEXT: &[u8] = b"zone-product-manifest-v1\0";
+
+/// One dataset a product derives from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestDataset {
+    pub dataset: String,
+    pub version: u32,
+    pub policy_sha256: String,
+    /// SHA-256 of each Parquet file of the version.
+    pub files: Vec<String>,
+}
+
+/// One output file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestFile {
+    pub name: String,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// The release settings that applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestRelease {
+    pub mode: String,
+    pub min_group_size: u64,
+    pub max_groups_per_subject: u64,
+    pub max_output_rows: u64,
+    pub max_output_bytes: u64,
+}
+
+/// The signed statement about a product.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub zone_id: String,
+    pub job: u64,
+    pub application: u64,
+    pub operator: String,
+    pub domain: String,
+    pub purpose: String,
+    pub module_sha256: String,
+    pub params: Vec<(String, String)>,
+    pub datasets: Vec<ManifestDataset>,
+    pub release: ManifestRelease,
+    pub rows_read: u64,
+    pub rows_released: u64,
+    pub groups: u64,
+    pub groups_suppressed: u64,
+    pub contributions_dropped: u64,
+    /// Column name and Arrow type of the released table.
+    pub columns: Vec<(String, String)>,
+    pub outputs: Vec<ManifestFile>,
+    /// SHA-256 of the Parquet output (the product of record).
+    pub output_sha256: String,
+    pub created_at: String,
+}
+
+/// `manifest.json`: the manifest and its signature.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignedManifest {
+    pub manifest: Manifest,
+    pub signature: ManifestSignature,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManifestSignature {
+    pub algorithm: String,
+    /// Hex Ed25519 public key of the zone.
+    pub public_key: String,
+    /// Hex signature over `zone-product-manifest-v1 NUL` + the manifest's compact JSON.
+    pub value: String,
+}
+
+/// Why a product could not be written or does not verify.
+#[derive(Debug, thiserror::Error)]
+pub enum ProductError {
+    #[error("{path}: {detail}")]
+    Io { path: PathBuf, detail: String },
+    #[error(
+        "the product is {bytes} bytes as {file}, over the policy's max_output_bytes of {limit}; nothing is released"
+    )]
+    TooLarge { file: &'static str, bytes: u64, limit: u64 },
+    #[error("{path}: not a product manifest: {detail}")]
+    BadManifest { path: PathBuf, detail: String },
+    #[error("the manifest's signature does not verify with key {key}")]
+    BadSignature { key: String },
+    #[error("the manifest is signed by {found}, not by the expected zone key {expected}")]
+    WrongKey { found: String, expected: String },
+    #[error("{file}: {detail}")]
+    FileMismatch { file: String, detail: String },
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> ProductError + '_ {
+    move |e| ProductError::Io { path: path.to_owned(), detail: e.to_string() }
+}
+
+fn manifest_message(manifest: &Manifest) -> Result<Vec<u8>, ProductError> {
+    let body = serde_json::to_vec(manifest)
+        .map_err(|e| ProductError::BadManifest { path: PathBuf::from(MANIFEST), detail: e.to_string() })?;
+    let mut message = SIGNING_CONTEXT.to_vec();
+    message.extend_from_slice(&body);
+    Ok(message)
+}
+
+/// The released table, encoded: Parquet and CSV bytes.
+#[derive(Debug)]
+pub struct EncodedProduct {
+    pub parquet: Vec<u8>,
+    pub csv: Vec<u8>,
+}
+
+/// Encodes the released table; refused when either encoding is over `max_bytes`.
+pub fn encode_product(
+    schema: &Arc<Schema>,
+    batches: &[RecordBatch],
+    max_bytes: u64,
+) -> Result<EncodedProduct, ProductError> {
+    let encode_error = |what: &str, e: &dyn std::fmt::Display| ProductError::Io {
+        path: PathBuf::from(what),
+        detail: format!("encoding: {e}"),
+    };
+    let mut parquet = Vec::new();
+    {
+        let mut writer = parquet::arrow::ArrowWriter::try_new(&mut parquet, schema.clone(), None)
+            .map_err(|e| encode_error(PRODUCT_PARQUET, &e))?;
+        for b in batches {
+            writer.write(b).map_err(|e| encode_error(PRODUCT_PARQUET, &e))?;
+        }
+        writer.close().map_err(|e| encode_error(PRODUCT_PARQUET, &e))?;
+    }
+    let mut csv = Vec::new();
+    {
+        let mut writer = arrow_csv::WriterBuilder::new().with_header(true).build(&mut csv);
+        if batches.is_empty() {
+            writer.write(&RecordBatch::new_empty(schema.clone())).map_err(|e| encode_error(PRODUCT_CSV, &e))?;
+        }
+        for b in batches {
+            writer.write(b).map_err(|e| encode_error(PRODUCT_CSV, &e))?;
+        }
+    }
+    for (file, bytes) in [(PRODUCT_PARQUET, parquet.len()), (PRODUCT_CSV, csv.len())] {
+        if bytes as u64 > max_bytes {
+            return Err(ProductError::TooLarge { file, bytes: bytes as u64, limit: max_bytes });
+        }
+    }
+    Ok(EncodedProduct { parquet, csv })
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), ProductError> {
+    let mut f = fs::File::create(path).map_err(io(path))?;
+    f.write_all(bytes).map_err(io(path))?;
+    f.sync_all().map_err(io(path))
+}
+
+/// Writes a product folder atomically: files into `<products>/.staging-<job>`, synced, then renamed to
+/// `<products>/<job>`. Returns the signed manifest and its file's SHA-256.
+pub(crate) fn write_product(
+    products: &Path,
+    job: u64,
+    encoded: &EncodedProduct,
+    mut manifest: Manifest,
+    keys: &ZoneKeys,
+) -> Result<(SignedManifest, String), ProductError> {
+    fs::create_dir_all(products).map_err(io(products))?;
+    let staging = products.join(format!(".staging-{job}"));
+    let target = products.join(job.to_string());
+    if staging.exists() {
+        fs::remove_dir_all(&staging).map_err(io(&staging))?;
+    }
+    fs::create_dir(&staging).map_err(io(&staging))?;
+    let sha = |b: &[u8]| hex::encode(Sha256::digest(b));
+    manifest.outputs = vec![
+        ManifestFile {
+            name: PRODUCT_PARQUET.into(),
+            sha256: sha(&encoded.parquet),
+            bytes: encoded.parquet.len() as u64,
+        },
+        ManifestFile { name: PRODUCT_CSV.into(), sha256: sha(&encoded.csv), bytes: encoded.csv.len() as u64 },
+    ];
+    manifest.output_sha256 = sha(&encoded.parquet);
+    let signature = keys.signing().sign(&manifest_message(&manifest)?);
+    let signed = SignedManifest {
+        manifest,
+        signature: ManifestSignature {
+            algorithm: "ed25519".into(),
+            public_key: hex::encode(keys.signing().public_key().as_ref()),
+            value: hex::encode(signature.as_ref()),
+        },
+    };
+    let mut json = serde_json::to_vec_pretty(&signed)
+        .map_err(|e| ProductError::BadManifest { path: staging.join(MANIFEST), detail: e.to_string() })?;
+    json.push(b'\n');
+    write_synced(&staging.join(PRODUCT_PARQUET), &encoded.parquet)?;
+    write_synced(&staging.join(PRODUCT_CSV), &encoded.csv)?;
+    write_synced(&staging.join(MANIFEST), &json)?;
+    sync_dir(&staging).map_err(|e| ProductError::Io { path: staging.clone(), detail: e.to_string() })?;
+    fs::rename(&staging, &target).map_err(io(&target))?;
+    sync_dir(products).map_err(|e| ProductError::Io { path: products.to_owned(), detail: e.to_string() })?;
+    Ok((signed, sha(&json)))
+}
+
+/// What `product verify` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProductReport {
+    pub job: u64,
+    pub application: u64,
+    pub public_key: String,
+    pub files: Vec<ManifestFile>,
+    pub rows_released: u64,
+    pub groups_suppressed: u64,
+}
+
+/// Checks a product folder offline: the manifest's Ed25519 signature (by `expected_key` when given), and each
+/// output file's size and SHA-256. Files in the folder that the manifest does not name are refused too.
+pub fn verify_product(dir: &Path, expected_key: Option<&str>) -> Result<(SignedManifest, ProductReport), ProductError> {
+    let path = dir.join(MANIFEST);
+    let bytes = fs::read(&path).map_err(io(&path))?;
+    let signed: SignedManifest = serde_json::from_slice(&bytes)
+        .map_err(|e| ProductError::BadManifest { path: path.clone(), detail: e.to_string() })?;
+    let key = &signed.signature.public_key;
+    if let Some(expected) = expected_key
+        && !expected.eq_ignore_ascii_case(key)
+    {
+        return Err(ProductError::WrongKey { found: key.clone(), expected: expected.to_owned() });
+    }
+    if signed.signature.algorithm != "ed25519" {
+        return Err(ProductError::BadManifest {
+            path,
+            detail: format!("signature algorithm `{}` is not ed25519", signed.signature.algorithm),
+        });
+    }
+    let key_bytes = hex::decode(key).map_err(|_| ProductError::BadSignature { key: key.clone() })?;
+    let value = hex::decode(&signed.signature.value).map_err(|_| ProductError::BadSignature { key: key.clone() })?;
+    UnparsedPublicKey::new(&ED25519, key_bytes)
+        .verify(&manifest_message(&signed.manifest)?, &value)
+        .map_err(|_| ProductError::BadSignature { key: key.clone() })?;
+    for file in &signed.manifest.outputs {
+        if file.name.contains(['/', '\\']) || file.name.starts_with('.') {
+            return Err(ProductError::FileMismatch { file: file.name.clone(), detail: "not a plain file name".into() });
+        }
+        let p = dir.join(&file.name);
+        let data = fs::read(&p).map_err(io(&p))?;
+        if data.len() as u64 != file.bytes {
+            return Err(ProductError::FileMismatch {
+                file: file.name.clone(),
+                detail: format!("{} bytes, the manifest says {}", data.len(), file.bytes),
+            });
+        }
+        let actual = hex::encode(Sha256::digest(&data));
+        if actual != file.sha256 {
+            return Err(ProductError::FileMismatch {
+                file: file.name.clone(),
+                detail: format!("SHA-256 {actual}, the manifest says {}", file.sha256),
+            });
+        }
+    }
+    let named: Vec<&str> = signed.manifest.outputs.iter().map(|f| f.name.as_str()).collect();
+    for entry in fs::read_dir(dir).map_err(io(dir))? {
+        let entry = entry.map_err(io(dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name != MANIFEST && !named.contains(&name.as_str()) {
+            return Err(ProductError::FileMismatch { file: name, detail: "not named by the manifest".into() });
+        }
+    }
+    let report = ProductReport {
+        job: signed.manifest.job,
+        application: signed.manifest.application,
+        public_key: key.clone(),
+        files: signed.manifest.outputs.clone(),
+        rows_released: signed.manifest.rows_released,
+        groups_suppressed: signed.manifest.groups_suppressed,
+    };
+    Ok((signed, report))
+}
