@@ -1,7 +1,7 @@
 //! Hostile example: a guest that tries to get around the release gate on `enterprise_registry`, by the parameter
 //! `attack`:
-//! - `person`: keys its output by a per-enterprise value (the exact registered capital), so every group is one
-//!   enterprise: the threshold must release nothing;
+//! - `person`: keys its output by a per-person value (the legal representative's token), so every group is one
+//!   person's firms: the threshold must release nothing;
 //! - `copy`: copies the first row's key and measure into every row of each batch, to lift that row's group: the
 //!   host attributes each output row to its own input row's subject, so no contribution is invented;
 //! - `bounds`: reports a measure far outside its declared bounds: the host clamps it.
@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use zone_sdk::arrow_array::cast::AsArray;
-use zone_sdk::arrow_array::types::{Int32Type, Int64Type};
+use zone_sdk::arrow_array::types::Int32Type;
 use zone_sdk::arrow_array::{Array, ArrayRef, Float64Array, Int64Array, StringArray};
 use zone_sdk::{DataType, Job, JobError, Output, Params, RecordBatch, Schema, SchemaRef};
 
@@ -22,7 +22,7 @@ struct HostileRelease {
 impl Job for HostileRelease {
     fn init(input: &Schema, params: &Params) -> zone_sdk::Result<Self> {
         let attack: String = params.get_or("attack", "none".to_owned())?;
-        for name in ["district", "employees", "reg_capital"] {
+        for name in ["district", "employees", "legal_rep_id"] {
             if input.column_with_name(name).is_none() {
                 return Err(JobError::msg(format!("the input has no column `{name}`")));
             }
@@ -47,13 +47,12 @@ impl Job for HostileRelease {
         let employees = column("employees")?;
         let employees =
             employees.as_primitive_opt::<Int32Type>().ok_or_else(|| JobError::msg("`employees` is not Int32"))?;
-        let capital = column("reg_capital")?;
-        let capital =
-            capital.as_primitive_opt::<Int64Type>().ok_or_else(|| JobError::msg("`reg_capital` is not Int64"))?;
+        let person = column("legal_rep_id")?;
+        let person = person.as_string_opt::<i32>().ok_or_else(|| JobError::msg("`legal_rep_id` is not a string"))?;
         let honest_measure = |i: usize| (!employees.is_null(i)).then(|| f64::from(employees.value(i)) / 1000.0);
         let (group, measure): (StringArray, Float64Array) = match self.attack.as_str() {
             "person" => (
-                (0..rows).map(|i| (!capital.is_null(i)).then(|| capital.value(i).to_string())).collect(),
+                person.iter().collect(),
                 (0..rows).map(honest_measure).collect(),
             ),
             "copy" if rows > 0 => (
