@@ -384,3 +384,94 @@ fn job_dev_runs_the_same_plan_on_mock_rows_and_shows_the_guest_text() {
     let err = run.fails();
     assert!(err.contains("110101199003077777"), "a dev run shows the guest's text: {err}");
 }
+
+#[test]
+fn a_join_of_two_providers_runs_on_the_host_under_the_stricter_release_settings() {
+    let zone = TestZone::new();
+    zone.publish_fixture("enterprise_registry");
+    // The tax bureau asks for k = 30 (the registry's policy says 10): the stricter wins.
+    let text = std::fs::read_to_string(policy("tax_credit")).expect("policy");
+    let strict = zone.path("tax_credit.toml");
+    std::fs::write(&strict, text.replace("min_group_size = 10", "min_group_size = 30")).expect("write");
+    zone.run(&["dataset", "publish", "--policy", s(&strict), s(&fixture("tax_credit"))]).ok();
+    let (from, to) = (day(0), day(365));
+    zone.run(&[
+        "grant",
+        "create",
+        "--operator",
+        "acme",
+        "--providers=market-regulation,taxation",
+        "--domains",
+        "finance",
+        "--from",
+        &from,
+        "--to",
+        &to,
+    ])
+    .ok();
+    let run = zone.run_as(
+        "acme",
+        &[
+            "--json",
+            "app",
+            "submit",
+            "--module",
+            example_guests::CREDIT_GRADES.path,
+            "--dataset",
+            "enterprise_registry",
+            "--dataset",
+            "tax_credit",
+            "--domain",
+            "finance",
+            "--purpose",
+            "tax credit grades by industry",
+            "--mode",
+            "aggregate",
+            "--param",
+            "by=industry",
+        ],
+    );
+    run.ok();
+    // Three parties: the authority and both agencies.
+    for who in ["dsb", "market-regulation"] {
+        zone.run_as(who, &["app", "approve", "1", "--reason", "ok"]).ok();
+    }
+    assert_eq!(refused_class(run_job(&zone, "1")), "job.not_approved");
+    zone.run_as("taxation", &["app", "approve", "1", "--reason", "ok"]).ok();
+    let out = run_job(&zone, "1").json();
+    let manifest = &out["manifest"];
+    assert_eq!(out["job"]["state"], "released", "{out}");
+    let datasets: Vec<&str> =
+        manifest["datasets"].as_array().expect("datasets").iter().filter_map(|d| d["dataset"].as_str()).collect();
+    assert_eq!(datasets, ["enterprise_registry", "tax_credit"]);
+    assert_eq!(manifest["release"]["min_group_size"], 30);
+    assert_eq!(manifest["release"]["max_groups_per_subject"], 1);
+    // Every tax row joins its enterprise: the rows read are the tax rows whose firm is in the registry.
+    let firms: BTreeSet<String> = read_parquet(&fixture("enterprise_registry"))
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name("uscc")
+                .expect("uscc")
+                .as_string::<i32>()
+                .iter()
+                .flatten()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let joined: usize = read_parquet(&fixture("tax_credit"))
+        .iter()
+        .map(|b| {
+            let uscc = b.column_by_name("uscc").expect("uscc").as_string::<i32>().clone();
+            uscc.iter().flatten().filter(|u| firms.contains(*u)).count()
+        })
+        .sum();
+    assert_eq!(manifest["rows_read"].as_u64(), Some(joined as u64));
+    // Firms with several grades over the years are bounded to one group each.
+    assert!(manifest["contributions_dropped"].as_u64().unwrap_or(0) > 0, "{manifest}");
+    zone.run_as("acme", &["job", "output", "1", "--out", s(&zone.path("joined"))]).ok();
+    for batch in read_parquet(&zone.path("joined").join("product.parquet")) {
+        let n = batch.column_by_name("enterprises").expect("n").as_primitive::<Int64Type>();
+        assert!(n.values().iter().all(|v| *v >= 30), "{:?}", n);
+    }
+}
