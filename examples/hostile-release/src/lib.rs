@@ -51,10 +51,7 @@ impl Job for HostileRelease {
         let person = person.as_string_opt::<i32>().ok_or_else(|| JobError::msg("`legal_rep_id` is not a string"))?;
         let honest_measure = |i: usize| (!employees.is_null(i)).then(|| f64::from(employees.value(i)) / 1000.0);
         let (group, measure): (StringArray, Float64Array) = match self.attack.as_str() {
-            "person" => (
-                person.iter().collect(),
-                (0..rows).map(honest_measure).collect(),
-            ),
+            "person" => (person.iter().collect(), (0..rows).map(honest_measure).collect()),
             "copy" if rows > 0 => (
                 (0..rows).map(|_| (!district.is_null(0)).then(|| district.value(0).to_owned())).collect(),
                 (0..rows).map(|_| honest_measure(0)).collect(),
