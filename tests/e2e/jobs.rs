@@ -24,13 +24,20 @@ fn day(offset: i64) -> String {
 fn zone_with_grant() -> TestZone {
     let zone = TestZone::new();
     zone.publish_fixture("enterprise_registry");
+    grant_acme(&zone, "market-regulation");
+    zone
+}
+
+/// Grants `acme` every dataset of `providers` (comma-separated) for finance, for a year.
+fn grant_acme(zone: &TestZone, providers: &str) {
     let (from, to) = (day(0), day(365));
+    let providers = format!("--providers={providers}");
     zone.run(&[
         "grant",
         "create",
         "--operator",
         "acme",
-        "--providers=market-regulation",
+        &providers,
         "--domains",
         "finance",
         "--from",
@@ -39,7 +46,6 @@ fn zone_with_grant() -> TestZone {
         &to,
     ])
     .ok();
-    zone
 }
 
 /// Submits `module` over the registry with `params`, approved by both parties; its id.
@@ -394,21 +400,7 @@ fn a_join_of_two_providers_runs_on_the_host_under_the_stricter_release_settings(
     let strict = zone.path("tax_credit.toml");
     std::fs::write(&strict, text.replace("min_group_size = 10", "min_group_size = 30")).expect("write");
     zone.run(&["dataset", "publish", "--policy", s(&strict), s(&fixture("tax_credit"))]).ok();
-    let (from, to) = (day(0), day(365));
-    zone.run(&[
-        "grant",
-        "create",
-        "--operator",
-        "acme",
-        "--providers=market-regulation,taxation",
-        "--domains",
-        "finance",
-        "--from",
-        &from,
-        "--to",
-        &to,
-    ])
-    .ok();
+    grant_acme(&zone, "market-regulation,taxation");
     let run = zone.run_as(
         "acme",
         &[

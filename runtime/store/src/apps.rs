@@ -179,8 +179,15 @@ pub struct AppView {
 
 impl AppView {
     fn providers(&self, zone: &Zone) -> Result<Vec<String>, StoreError> {
+        self.binding.providers(zone)
+    }
+}
+
+impl Binding {
+    /// The providers of the bound datasets, each once, in order.
+    pub(crate) fn providers(&self, zone: &Zone) -> Result<Vec<String>, StoreError> {
         let mut out = Vec::new();
-        for d in &self.binding.datasets {
+        for d in &self.datasets {
             if let Some(p) = zone.catalog().provider(&d.dataset)?
                 && !out.contains(&p)
             {

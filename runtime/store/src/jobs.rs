@@ -394,15 +394,7 @@ impl Zone {
     }
 
     fn job_providers(&self, job: &JobRecord) -> Result<Vec<String>, StoreError> {
-        let mut out = Vec::new();
-        for d in &job.binding.datasets {
-            if let Some(p) = self.catalog().provider(&d.dataset)?
-                && !out.contains(&p)
-            {
-                out.push(p);
-            }
-        }
-        Ok(out)
+        job.binding.providers(self)
     }
 
     /// One job, for those who may read it.
