@@ -38,10 +38,9 @@ pub(crate) struct GateCounters {
     pub(crate) released: AtomicU64,
 }
 
+#[derive(Clone)]
 pub(crate) struct ReleaseGate {
-    /// Input: the product's columns with `__subjects` among them.
-    pub(crate) input_schema: SchemaRef,
-    /// Output: the product schema.
+    /// The product schema (the input has `__subjects` besides).
     pub(crate) schema: SchemaRef,
     pub(crate) min_group_size: u64,
     pub(crate) max_output_rows: u64,
@@ -112,13 +111,7 @@ impl Stage for ReleaseGate {
     }
 
     fn execute(&self, _partition: usize, input: SendableRecordBatchStream) -> Result<SendableRecordBatchStream> {
-        let gate = ReleaseGate {
-            input_schema: self.input_schema.clone(),
-            schema: self.schema.clone(),
-            min_group_size: self.min_group_size,
-            max_output_rows: self.max_output_rows,
-            counters: self.counters.clone(),
-        };
+        let gate = self.clone();
         let stream = input.map(move |b| b.and_then(|b| gate.pass(&b)));
         Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream)))
     }

@@ -494,7 +494,6 @@ impl JobPlan {
                 groups
             };
             let release = Arc::new(ReleaseGate {
-                input_schema: groups.schema(),
                 schema: product.clone(),
                 min_group_size: spec.limits.min_group_size,
                 max_output_rows: spec.limits.max_output_rows,
