@@ -117,7 +117,12 @@ fn child(kind: &str, file: &Path, dataset: &str) {
             secret: TokenSecret::from_bytes([3; 32]),
         },
         map,
-        limits: ReleaseLimits { min_group_size: 10, max_groups_per_subject: 1, max_output_rows: 1_000_000 },
+        limits: ReleaseLimits {
+            min_group_size: 10,
+            max_groups_per_subject: 1,
+            max_output_rows: 1_000_000,
+            max_artifact_bytes: None,
+        },
         partitions: 2,
         batch_size: 65_536,
     };

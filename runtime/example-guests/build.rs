@@ -10,10 +10,11 @@ use std::process::Command;
 const TARGET: &str = "wasm32-wasip2";
 
 /// (crate name, constant name) of every guest in `examples/Cargo.toml`.
-const GUESTS: [(&str, &str); 8] = [
+const GUESTS: [(&str, &str); 9] = [
     ("finance-capital", "FINANCE_CAPITAL"),
     ("health-costs", "HEALTH_COSTS"),
     ("credit-grades", "CREDIT_GRADES"),
+    ("capital-model", "CAPITAL_MODEL"),
     ("hostile-compressed", "HOSTILE_COMPRESSED"),
     ("hostile-panic", "HOSTILE_PANIC"),
     ("hostile-snoop", "HOSTILE_SNOOP"),

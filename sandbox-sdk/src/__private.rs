@@ -11,7 +11,7 @@ use crate::{Job, Params, ipc, log};
 pub mod bindings {
     wit_bindgen::generate!({
         path: "wit",
-        world: "row-transform",
+        world: "artifact",
         pub_export_macro: true,
         export_macro_name: "export",
         default_bindings_module: "zone_sdk::__private::bindings",
@@ -53,6 +53,21 @@ pub fn map_batch<J: Job>(slot: &Slot<J>, bytes: Vec<u8>) -> Result<Vec<u8>, Stri
     let mapped = running.job.map(batch).map_err(|e| e.to_string())?;
     let out = conform(&running.output, mapped, rows)?;
     ipc::encode(&out)
+}
+
+pub fn finish<J: Job>(slot: &Slot<J>) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let mut guard = slot.0.borrow_mut();
+    let running = guard.as_mut().ok_or("finish called before init")?;
+    let artifacts = running.job.artifacts().map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(artifacts.len());
+    for artifact in artifacts {
+        artifact.check()?;
+        if out.iter().any(|(name, _): &(String, Vec<u8>)| *name == artifact.name) {
+            return Err(format!("two artifacts are named `{}`", artifact.name));
+        }
+        out.push((artifact.name, artifact.bytes));
+    }
+    Ok(out)
 }
 
 /// Puts the declared schema on what `map` returned, with an error that names the column when it does not fit.

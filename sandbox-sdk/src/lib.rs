@@ -25,6 +25,7 @@
 //! Where to extend: new helpers for common derivations go in their own module here; the contract itself changes
 //! only in the WIT file, with a version bump.
 
+mod artifact;
 mod error;
 mod ipc;
 pub mod log;
@@ -39,6 +40,7 @@ pub use arrow_array::{ArrayRef, RecordBatch};
 pub use arrow_buffer;
 pub use arrow_schema;
 pub use arrow_schema::{DataType, Field, Schema, SchemaRef};
+pub use artifact::Artifact;
 pub use error::{JobError, Result};
 pub use output::{Aggregate, Output};
 pub use params::Params;
@@ -56,9 +58,17 @@ pub trait Job: Sized + 'static {
     /// the aggregation. The columns must be in the declared order and of the declared types; the SDK attaches the
     /// declared schema (names and metadata) itself.
     fn map(&mut self, batch: RecordBatch) -> Result<RecordBatch>;
+
+    /// Reviewed mode only: called once after the last batch. The artifacts (a model, a report) stay in the zone
+    /// until the providing agency has read and released them; the host never calls this in aggregate mode. Names
+    /// are plain file names (letters, digits, `.`, `_`, `-`; at most 100 bytes; unique within the job).
+    fn artifacts(&mut self) -> Result<Vec<Artifact>> {
+        Ok(Vec::new())
+    }
 }
 
-/// Exports a [`Job`] as the component's `init` and `map-batch`.
+/// Exports a [`Job`] as the component's `init`, `map-batch` and `finish` (the `artifact` world, which includes
+/// everything of `row-transform`: the same module runs in aggregate and in reviewed mode).
 #[macro_export]
 macro_rules! export_job {
     ($job:ty) => {
@@ -81,6 +91,13 @@ macro_rules! export_job {
                     batch: ::std::vec::Vec<u8>,
                 ) -> ::std::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
                     RUNNING.with(|slot| $crate::__private::map_batch::<$job>(slot, batch))
+                }
+
+                fn finish() -> ::std::result::Result<
+                    ::std::vec::Vec<(::std::string::String, ::std::vec::Vec<u8>)>,
+                    ::std::string::String,
+                > {
+                    RUNNING.with(|slot| $crate::__private::finish::<$job>(slot))
                 }
             }
 

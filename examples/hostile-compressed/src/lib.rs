@@ -1,6 +1,10 @@
 //! Hostile example: a well-formed job whose output stream is LZ4-compressed Arrow IPC. The contract forbids
 //! compression (a decompression bomb costs the host, not the guest): the host must refuse it as `BadOutput`.
 //! It bypasses the SDK's encoder by exporting the bindings itself.
+//!
+//! Its `finish` (reviewed mode) bypasses the SDK's checks too: it returns an artifact named `../../escape.txt`,
+//! which the host must refuse as `BadOutput` before anything is written anywhere. With the parameter
+//! `attack=names` its batches are encoded without compression, so that a run gets as far as `finish`.
 
 use std::sync::Arc;
 
@@ -12,13 +16,18 @@ use zone_sdk::{DataType, Output};
 
 struct Compressed;
 
+thread_local! {
+    /// Whether batches are compressed (the default) or plain (`attack=names`).
+    static COMPRESS: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
 fn output() -> zone_sdk::SchemaRef {
     Output::new().key("district", DataType::Utf8).count("n").schema()
 }
 
 fn encode(batch: Option<&RecordBatch>) -> Result<Vec<u8>, String> {
-    let options =
-        IpcWriteOptions::default().try_with_compression(Some(CompressionType::LZ4_FRAME)).map_err(|e| e.to_string())?;
+    let compression = COMPRESS.with(|c| c.get()).then_some(CompressionType::LZ4_FRAME);
+    let options = IpcWriteOptions::default().try_with_compression(compression).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     let mut writer = StreamWriter::try_new_with_options(&mut out, &output(), options).map_err(|e| e.to_string())?;
     if let Some(batch) = batch {
@@ -30,7 +39,8 @@ fn encode(batch: Option<&RecordBatch>) -> Result<Vec<u8>, String> {
 }
 
 impl Guest for Compressed {
-    fn init(_input_schema: Vec<u8>, _params: Vec<(String, String)>) -> Result<Vec<u8>, String> {
+    fn init(_input_schema: Vec<u8>, params: Vec<(String, String)>) -> Result<Vec<u8>, String> {
+        COMPRESS.with(|c| c.set(!params.iter().any(|(k, v)| k == "attack" && v == "names")));
         encode(None)
     }
 
@@ -46,6 +56,10 @@ impl Guest for Compressed {
         let batch = RecordBatch::try_new(output(), vec![Arc::new(district), Arc::new(Int64Array::from_value(1, rows))])
             .map_err(|e| e.to_string())?;
         encode(Some(&batch))
+    }
+
+    fn finish() -> Result<Vec<(String, Vec<u8>)>, String> {
+        Ok(vec![("../../escape.txt".to_owned(), b"out of the zone".to_vec())])
     }
 }
 

@@ -6,22 +6,31 @@
 //!   host attributes each output row to its own input row's subject, so no contribution is invented;
 //! - `bounds`: reports a measure far outside its declared bounds: the host clamps it.
 //! - anything else (`none`): an honest job, employees by district.
+//!
+//! In reviewed mode, by the parameter `artifact`:
+//! - `dump`: copies every row's district and legal representative token into an artifact, which the agency's
+//!   review must catch (the operator never sees it unless released);
+//! - `big`: one artifact of 9 MiB, over the fixture policy's `max_artifact_bytes` (8 MiB): nothing is held;
+//! - anything else: no artifact.
 
 use std::sync::Arc;
 
 use zone_sdk::arrow_array::cast::AsArray;
 use zone_sdk::arrow_array::types::Int32Type;
 use zone_sdk::arrow_array::{Array, ArrayRef, Float64Array, Int64Array, StringArray};
-use zone_sdk::{DataType, Job, JobError, Output, Params, RecordBatch, Schema, SchemaRef};
+use zone_sdk::{Artifact, DataType, Job, JobError, Output, Params, RecordBatch, Schema, SchemaRef};
 
 struct HostileRelease {
     attack: String,
+    artifact: String,
+    dump: String,
     output: SchemaRef,
 }
 
 impl Job for HostileRelease {
     fn init(input: &Schema, params: &Params) -> zone_sdk::Result<Self> {
         let attack: String = params.get_or("attack", "none".to_owned())?;
+        let artifact: String = params.get_or("artifact", "none".to_owned())?;
         for name in ["district", "employees", "legal_rep_id"] {
             if input.column_with_name(name).is_none() {
                 return Err(JobError::msg(format!("the input has no column `{name}`")));
@@ -32,7 +41,7 @@ impl Job for HostileRelease {
             .count("enterprises")
             .sum("employees_k", DataType::Float64, 0.0, 100.0)
             .schema();
-        Ok(HostileRelease { attack, output })
+        Ok(HostileRelease { attack, artifact, dump: String::new(), output })
     }
 
     fn output(&self) -> Output {
@@ -49,6 +58,16 @@ impl Job for HostileRelease {
             employees.as_primitive_opt::<Int32Type>().ok_or_else(|| JobError::msg("`employees` is not Int32"))?;
         let person = column("legal_rep_id")?;
         let person = person.as_string_opt::<i32>().ok_or_else(|| JobError::msg("`legal_rep_id` is not a string"))?;
+        if self.artifact == "dump" {
+            for i in 0..rows {
+                if !district.is_null(i) && !person.is_null(i) {
+                    self.dump.push_str(district.value(i));
+                    self.dump.push(',');
+                    self.dump.push_str(person.value(i));
+                    self.dump.push('\n');
+                }
+            }
+        }
         let honest_measure = |i: usize| (!employees.is_null(i)).then(|| f64::from(employees.value(i)) / 1000.0);
         let (group, measure): (StringArray, Float64Array) = match self.attack.as_str() {
             "person" => (person.iter().collect(), (0..rows).map(honest_measure).collect()),
@@ -62,6 +81,14 @@ impl Job for HostileRelease {
         let columns: Vec<ArrayRef> =
             vec![Arc::new(group), Arc::new(Int64Array::from_value(1, rows)), Arc::new(measure)];
         Ok(RecordBatch::try_new(self.output.clone(), columns)?)
+    }
+
+    fn artifacts(&mut self) -> zone_sdk::Result<Vec<Artifact>> {
+        Ok(match self.artifact.as_str() {
+            "dump" => vec![Artifact::text("rows.csv", std::mem::take(&mut self.dump))],
+            "big" => vec![Artifact::new("big.bin", vec![7_u8; 9 << 20])],
+            _ => Vec::new(),
+        })
     }
 }
 

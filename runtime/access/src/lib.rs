@@ -26,6 +26,10 @@
 //! | job run                         | –         | –                    | its own app     | –         |
 //! | job status / list               | yes       | jobs on its data     | its own         | yes       |
 //! | job output (the product)        | –         | –                    | its own         | –         |
+//! | job diagnostics (guest text)    | –         | jobs on its data     | –               | yes       |
+//! | artifact list                   | yes       | jobs on its data     | its own         | yes       |
+//! | artifact review / release       | –         | jobs on its data     | –               | –         |
+//! | artifact output (once released) | –         | –                    | its own         | –         |
 //!
 //! Nobody decides on a request they made, or one made by their own organisation (`access.self`).
 //!
@@ -131,6 +135,18 @@ pub enum Action<'a> {
     ProductRead {
         operator: &'a str,
     },
+    /// What a job's guest wrote (logs, panic and error text): it stays in the zone.
+    GuestTextRead {
+        providers: &'a [String],
+    },
+    /// The content of an artifact held for review (it may hold anything the guest saw).
+    ArtifactReview {
+        providers: &'a [String],
+    },
+    /// Release or reject an artifact held for review.
+    ArtifactDecide {
+        providers: &'a [String],
+    },
 }
 
 impl Action<'_> {
@@ -153,6 +169,9 @@ impl Action<'_> {
             Action::JobRun { .. } => "job.run",
             Action::JobRead { .. } => "job.read",
             Action::ProductRead { .. } => "product.read",
+            Action::GuestTextRead { .. } => "job.guest_text",
+            Action::ArtifactReview { .. } => "artifact.review",
+            Action::ArtifactDecide { .. } => "artifact.decide",
         }
     }
 }
@@ -188,6 +207,9 @@ fn words(action: &Action<'_>) -> &'static str {
         Action::JobRun { .. } => "run this job",
         Action::JobRead { .. } => "read this job",
         Action::ProductRead { .. } => "take this product out of the zone",
+        Action::GuestTextRead { .. } => "read what this job's guest wrote",
+        Action::ArtifactReview { .. } => "read this artifact",
+        Action::ArtifactDecide { .. } => "release or reject this artifact",
     }
 }
 
@@ -265,6 +287,24 @@ pub fn authorize(who: &Principal, action: &Action<'_>) -> Result<(), Denied> {
                 Operator | Inspector => Err(deny("access.role", "only the authority or a providing agency may".into())),
             }
         }
+        Action::GuestTextRead { providers } => match who.role {
+            Inspector => Ok(()),
+            Agency if providers.iter().any(|p| own_org(p)) => Ok(()),
+            Agency => Err(deny("access.scope", format!("none of its data is {}'s", org_text()))),
+            Authority | Operator => {
+                Err(deny("access.role", "guest text stays with the providing agency and the inspector".into()))
+            }
+        },
+        Action::ArtifactReview { providers } | Action::ArtifactDecide { providers } => match who.role {
+            Agency if providers.iter().any(|p| own_org(p)) => Ok(()),
+            Agency => Err(deny(
+                "access.scope",
+                format!("the job used data of {}, not of {}", providers.join(", "), org_text()),
+            )),
+            Authority | Operator | Inspector => {
+                Err(deny("access.role", "only a providing agency reviews what a job made from its data".into()))
+            }
+        },
         Action::JobRun { operator } | Action::ProductRead { operator } => {
             role_only(&[Operator])?;
             if who.name == operator {
@@ -318,6 +358,11 @@ mod tests {
             (Action::JobRun { operator: "acme" }, vec![&op]),
             (Action::JobRead { operator: "acme", providers: &both }, vec![&authority, &mr, &tax, &op, &inspector]),
             (Action::ProductRead { operator: "acme" }, vec![&op]),
+            (Action::GuestTextRead { providers: &mr_only }, vec![&mr, &inspector]),
+            (Action::GuestTextRead { providers: &both }, vec![&mr, &tax, &inspector]),
+            (Action::ArtifactReview { providers: &mr_only }, vec![&mr]),
+            (Action::ArtifactReview { providers: &both }, vec![&mr, &tax]),
+            (Action::ArtifactDecide { providers: &mr_only }, vec![&mr]),
         ];
         for (action, allowed) in &cases {
             for who in everyone {

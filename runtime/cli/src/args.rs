@@ -54,6 +54,9 @@ pub enum Command {
     /// Run approved applications, follow them, and take out their released products (operators).
     #[command(subcommand)]
     Job(JobCommand),
+    /// Reviewed mode: artifacts a job made (a model, a report), held until every providing agency releases them.
+    #[command(subcommand)]
+    Artifact(ArtifactCommand),
     /// Check a product folder (files and signed manifest) offline; needs no zone.
     #[command(subcommand)]
     Product(ProductCommand),
@@ -74,6 +77,46 @@ pub enum JobCommand {
     /// Run a module on `dataset mock` rows, on this machine, with no zone: the same plan as a real run, and the
     /// guest's logs and errors shown.
     Dev(JobDevArgs),
+    /// What a job's guest wrote (logs, panic and error text); it stays in the zone, for the providing agencies
+    /// and the inspector.
+    Diagnostics { id: u64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArtifactCommand {
+    /// Artifacts you may know of: name, size, hash and state (never content).
+    List {
+        /// Only this job's.
+        #[arg(long)]
+        job: Option<u64>,
+    },
+    /// Read an artifact held for review, with the run it came from (providing agencies). Text is printed; binary
+    /// content is shown as a hex dump of its start. Recorded.
+    Review(ArtifactReviewArgs),
+    /// Release an artifact (a providing agency). It leaves the zone once every providing agency has released it.
+    Release(ArtifactDecisionArgs),
+    /// Reject an artifact (a providing agency); final.
+    Reject(ArtifactDecisionArgs),
+    /// Copy a released artifact and its signed manifest out of the zone (the operator who ran the job).
+    Output(JobOutputArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ArtifactReviewArgs {
+    pub id: u64,
+    /// Also write the whole content to this file (it stays on the agency's side), to inspect with other tools.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Print at most this many bytes of the content.
+    #[arg(long, default_value_t = 65_536)]
+    pub max_bytes: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ArtifactDecisionArgs {
+    pub id: u64,
+    #[arg(long)]
+    pub reason: String,
 }
 
 #[derive(Debug, Args)]
@@ -116,6 +159,12 @@ pub struct JobDevArgs {
     /// Print the physical plan before running.
     #[arg(long)]
     pub explain: bool,
+    /// Run in reviewed mode and write the artifacts the module's `finish` returns into this folder.
+    #[arg(long, value_name = "DIR")]
+    pub artifacts: Option<PathBuf>,
+    /// Reviewed mode: the cap on the artifacts' total size.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    pub max_artifact_bytes: u64,
 }
 
 #[derive(Debug, Subcommand)]

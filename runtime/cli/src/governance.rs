@@ -403,7 +403,12 @@ fn check_module(
     let checked = sandbox.check(wasm).map_err(sandbox_error)?;
     let schema = guest_schema(prepared).map_err(|e| ("app.refused", e))?;
     let loaded = sandbox.load(&checked.serialized).map_err(sandbox_error)?;
-    let run = sandbox.start(&loaded, &schema, params).map_err(sandbox_error)?;
+    // Reviewed mode needs the artifact world (`finish`); `start_reviewed` refuses a module without it.
+    let run = match prepared.mode() {
+        policies::ReleaseMode::Reviewed => sandbox.start_reviewed(&loaded, &schema, params),
+        policies::ReleaseMode::Aggregate => sandbox.start(&loaded, &schema, params),
+    }
+    .map_err(sandbox_error)?;
     let declared =
         run.output().cloned().ok_or_else(|| ("contract", anyhow::anyhow!("the module declared no output at init")))?;
     Ok(CheckedModule {

@@ -90,6 +90,16 @@ pub fn job(ctx: &Ctx<'_>, command: &JobCommand) -> anyhow::Result<()> {
                 }
             }
         }
+        JobCommand::Diagnostics { id } => {
+            let text = zone.job_guest_text(&who, *id)?;
+            match ctx.mode {
+                Mode::Json => output::json(&text),
+                Mode::Human => {
+                    print_guest_text(*id, &text);
+                    Ok(())
+                }
+            }
+        }
         JobCommand::Dev(_) => unreachable!("handled above"),
     }
 }
@@ -117,6 +127,41 @@ fn print_job(job: &JobRecord) {
     }
     if job.guest_messages > 0 {
         println!("  guest      {} message(s) kept in the zone (agency and inspector)", job.guest_messages);
+    }
+}
+
+/// Guest text as the catalog keeps it: per instance, each message with its level; control characters escaped.
+fn print_guest_text(job: u64, text: &serde_json::Value) {
+    let parts = text.as_array().map(Vec::as_slice).unwrap_or_default();
+    if parts.is_empty() {
+        println!("job {job}: the guest wrote nothing");
+    }
+    for (i, part) in parts.iter().enumerate() {
+        if let Some(host) = part["host_error"].as_str() {
+            println!("host: {}", host.escape_debug());
+            continue;
+        }
+        let messages = part["messages"].as_array().map(Vec::as_slice).unwrap_or_default();
+        println!(
+            "instance {i}: {} message(s){}{}",
+            messages.len(),
+            if part["panicked"].as_bool() == Some(true) { ", panicked" } else { "" },
+            match part["dropped_messages"].as_u64() {
+                Some(n) if n > 0 => format!(", {n} dropped over the cap"),
+                _ => String::new(),
+            }
+        );
+        for m in messages {
+            let level = match m["level"].as_u64() {
+                Some(0) => "trace",
+                Some(1) => "debug",
+                Some(2) => "info",
+                Some(3) => "warn",
+                Some(4) => "error",
+                _ => "panic",
+            };
+            println!("  {level:<5} {}", m["text"].as_str().unwrap_or_default().escape_debug());
+        }
     }
 }
 
@@ -149,13 +194,20 @@ fn counts(outcome: &JobOutcome) -> RunCounts {
     }
 }
 
+/// What a run that released left: the table, the guest's text, and (reviewed mode) its artifacts.
+struct Executed {
+    outcome: JobOutcome,
+    guest_text: serde_json::Value,
+    artifacts: Vec<(String, Vec<u8>)>,
+}
+
 /// Plans and runs a ticket's job. `Err` is (class, host text, guest text).
 fn execute(
     zone: &Zone,
     ticket: &JobTicket,
     batch_rows: usize,
     explain: bool,
-) -> Result<(JobOutcome, serde_json::Value), (String, String, serde_json::Value)> {
+) -> Result<Executed, (String, String, serde_json::Value)> {
     let fail = |class: &str, e: &dyn std::fmt::Display| (class.to_owned(), e.to_string(), serde_json::Value::Null);
     let settings = zone.sandbox_settings().map_err(|e| fail(e.class(), &e))?;
     let sandbox = Sandbox::new(crate::limits::sandbox_limits(&settings)).map_err(|e| fail(e.class.name(), &e))?;
@@ -190,6 +242,8 @@ fn execute(
             min_group_size: ticket.release.min_group_size,
             max_groups_per_subject: ticket.release.max_groups_per_subject,
             max_output_rows: ticket.release.max_output_rows,
+            max_artifact_bytes: (ticket.mode == policies::ReleaseMode::Reviewed)
+                .then_some(ticket.release.max_artifact_bytes),
         },
         partitions: 0,
         batch_size: batch_rows,
@@ -206,9 +260,22 @@ fn execute(
         eprintln!("{}", plan.explain());
     }
     let run = plan.execute();
-    let guest = diagnostics_json(&run.guest.diagnostics);
+    let mut guest = diagnostics_json(&run.guest.diagnostics);
     match run.result {
-        Ok(outcome) => Ok((outcome, guest)),
+        Ok(outcome) => Ok(Executed {
+            outcome,
+            guest_text: guest,
+            artifacts: run.guest.artifacts.into_iter().map(|a| (a.name, a.bytes)).collect(),
+        }),
+        // The query engine's own errors can quote values (a failed cast names what it could not cast): the
+        // operator gets the class, the text stays in the zone with the guest's.
+        Err(e @ JobError::Engine(_)) => {
+            if let serde_json::Value::Array(parts) = &mut guest {
+                parts.push(serde_json::json!({ "host_error": e.to_string() }));
+            }
+            let detail = "the query engine failed; its message is kept in the zone (`job diagnostics`)".to_owned();
+            Err((e.class().to_owned(), detail, guest))
+        }
         // Guest text of a failed run stays in the zone, with the job's record.
         Err(e) => Err((e.class().to_owned(), e.to_string(), guest)),
     }
@@ -222,11 +289,12 @@ fn run(zone: &Zone, who: &Principal, args: &JobRunArgs, mode: Mode) -> anyhow::R
         eprintln!("job {}: running application {} on {}", ticket.job, args.app, datasets.join(", "));
     }
     let result = match execute(zone, &ticket, args.batch_rows, args.explain) {
-        Ok((outcome, diagnostics)) => Ok(ReleasedTable {
+        Ok(Executed { outcome, guest_text, artifacts }) => Ok(ReleasedTable {
             schema: outcome.schema.clone(),
             counts: counts(&outcome),
-            diagnostics,
+            diagnostics: guest_text,
             batches: outcome.batches,
+            artifacts,
         }),
         Err((class, detail, diagnostics)) => Err(RunFailure { class, detail, counts: None, diagnostics }),
     };
@@ -261,6 +329,12 @@ fn print_product(record: &JobRecord, manifest: &SignedManifest, batches: &[Recor
     for f in &m.outputs {
         println!("  {:<16} {:>10}  sha256 {}", f.name, output::bytes(f.bytes), f.sha256);
     }
+    if !m.artifacts_held.is_empty() {
+        println!("artifacts held for the providing agencies' review (`cleanroom artifact list --job {}`):", record.id);
+        for f in &m.artifacts_held {
+            println!("  {:<16} {:>10}  sha256 {}", f.name, output::bytes(f.bytes), f.sha256);
+        }
+    }
     Ok(())
 }
 
@@ -277,6 +351,7 @@ fn dev(args: &JobDevArgs, mode: Mode) -> anyhow::Result<()> {
             min_group_size: args.min_group_size,
             max_groups_per_subject: args.max_groups_per_subject,
             max_output_rows: args.max_output_rows,
+            max_artifact_bytes: args.artifacts.as_ref().map(|_| args.max_artifact_bytes),
         },
         partitions: 0,
         batch_size: 16_384,
@@ -293,8 +368,22 @@ fn dev(args: &JobDevArgs, mode: Mode) -> anyhow::Result<()> {
         }
     }
     let outcome = run.result.map_err(dev_error)?;
+    let mut written = Vec::new();
+    if let Some(dir) = &args.artifacts {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for a in &run.guest.artifacts {
+            // Names passed the sandbox's check: plain file names, no separators.
+            let path = dir.join(&a.name);
+            std::fs::write(&path, &a.bytes).with_context(|| format!("writing {}", path.display()))?;
+            written.push(serde_json::json!({ "name": a.name, "bytes": a.bytes.len(), "path": path }));
+        }
+    }
     match mode {
-        Mode::Json => output::json(&serde_json::json!({ "stats": outcome.stats, "rows": outcome.stats.rows_released })),
+        Mode::Json => output::json(&serde_json::json!({
+            "stats": outcome.stats,
+            "rows": outcome.stats.rows_released,
+            "artifacts": written,
+        })),
         Mode::Human => {
             println!(
                 "dev run on {}: {} rows read, {} groups, {} suppressed under k = {}, {} released (not a product: \
@@ -307,6 +396,9 @@ fn dev(args: &JobDevArgs, mode: Mode) -> anyhow::Result<()> {
                 outcome.stats.rows_released
             );
             println!("{}", arrow_cast::pretty::pretty_format_batches(&outcome.batches)?);
+            for w in &written {
+                println!("artifact {} ({} bytes) written to {}", w["name"], w["bytes"], w["path"]);
+            }
             Ok(())
         }
     }

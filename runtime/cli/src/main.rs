@@ -2,6 +2,7 @@
 //! turns errors into a message on stderr (and JSON on stdout with `--json`) and a non-zero exit code.
 
 mod args;
+mod artifacts;
 mod commands;
 mod context;
 mod demo;
@@ -54,6 +55,7 @@ fn run(cli: &Cli, mode: Mode) -> anyhow::Result<()> {
         Command::Module(args::ModuleCommand::Check(args)) => module::check(&ctx, args),
         Command::Audit(c) => commands::audit(&ctx, c),
         Command::Job(c) => jobs::job(&ctx, c),
+        Command::Artifact(c) => artifacts::artifact(&ctx, c),
         Command::Product(args::ProductCommand::Verify(args)) => jobs::verify(&ctx, args),
         Command::Demo(args) => demo::run(cli.zone.as_deref(), args, mode),
     }

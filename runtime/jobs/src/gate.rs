@@ -28,6 +28,10 @@ pub enum GateError {
     TooManyRows { limit: u64 },
     #[error("the product's schema is not the declared one: {detail}")]
     Schema { detail: String },
+    #[error(
+        "the artifacts are {bytes} bytes together, over the policy's max_artifact_bytes of {limit}; nothing is held"
+    )]
+    ArtifactsTooLarge { bytes: u64, limit: u64 },
 }
 
 /// What the gate counted.

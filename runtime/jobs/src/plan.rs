@@ -56,6 +56,9 @@ pub struct ReleaseLimits {
     pub min_group_size: u64,
     pub max_groups_per_subject: u64,
     pub max_output_rows: u64,
+    /// Reviewed mode: the guest's `finish` is called and its artifacts, together at most this many bytes, are
+    /// held for review. `None`: aggregate mode.
+    pub max_artifact_bytes: Option<u64>,
 }
 
 /// What maps each row of the guest's view to the declared output.
@@ -100,6 +103,7 @@ impl JobError {
             JobError::Guest(e) => e.class.name(),
             JobError::Gate(GateError::TooManyRows { .. }) => "release.max_output_rows",
             JobError::Gate(GateError::Schema { .. }) => "release.schema",
+            JobError::Gate(GateError::ArtifactsTooLarge { .. }) => "release.max_artifact_bytes",
             JobError::Plan(_) => "job.plan",
             JobError::Engine(_) => "job.engine",
         }
@@ -391,7 +395,16 @@ impl JobPlan {
                         declared: declared.clone(),
                         report: report.clone(),
                         rows: rows.clone(),
+                        max_artifact_bytes: spec.limits.max_artifact_bytes,
                     });
+                    // Reviewed mode: one instance sees every row, so that `finish` speaks for the whole run.
+                    let source: Arc<dyn ExecutionPlan> = if spec.limits.max_artifact_bytes.is_some()
+                        && source.output_partitioning().partition_count() > 1
+                    {
+                        Arc::new(CoalescePartitionsExec::new(source))
+                    } else {
+                        source
+                    };
                     ctx.read_table(PlanTable::new(Arc::new(StageExec::new(map, source))))?
                 }
                 JobMap::Native { columns, .. } => {
@@ -544,7 +557,11 @@ impl JobPlan {
 fn probe(spec: &JobSpec, guest_schema: &Schema) -> Result<OutputDecl, JobError> {
     match &spec.map {
         JobMap::Guest { sandbox, module, params } => {
-            let run = sandbox.start(module, guest_schema, params).map_err(JobError::Guest)?;
+            let run = match spec.limits.max_artifact_bytes {
+                Some(_) => sandbox.start_reviewed(module, guest_schema, params),
+                None => sandbox.start(module, guest_schema, params),
+            }
+            .map_err(JobError::Guest)?;
             run.output().cloned().ok_or_else(|| plan_error("the guest declared no output"))
         }
         JobMap::Native { declared, columns } if columns.len() == declared.schema().fields().len() => {

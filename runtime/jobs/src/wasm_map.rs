@@ -10,10 +10,12 @@ use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::Distribution;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::StreamExt;
-use zone_sandbox::{Diagnostics, GuestModule, GuestRun, OutputDecl, Sandbox, SandboxError};
+use zone_sandbox::{Diagnostics, GuestArtifact, GuestModule, GuestRun, OutputDecl, Sandbox, SandboxError};
 
+use crate::gate::GateError;
 use crate::stage::Stage;
 
 /// The host's column: each row's subject fingerprint.
@@ -26,6 +28,8 @@ pub struct GuestReport {
     pub diagnostics: Vec<Diagnostics>,
     pub instances: usize,
     pub guest_time: std::time::Duration,
+    /// Reviewed mode: what `finish` returned, held for the providing agency.
+    pub artifacts: Vec<GuestArtifact>,
 }
 
 pub(crate) struct WasmMap {
@@ -41,6 +45,8 @@ pub(crate) struct WasmMap {
     pub(crate) report: Arc<Mutex<GuestReport>>,
     /// Rows sent through the guest.
     pub(crate) rows: Arc<AtomicU64>,
+    /// Reviewed mode: one instance over every row, `finish` at the end, artifacts within this many bytes.
+    pub(crate) max_artifact_bytes: Option<u64>,
 }
 
 impl fmt::Debug for WasmMap {
@@ -94,6 +100,19 @@ impl Partition {
         let mut columns = vec![subject];
         columns.extend(out.columns().iter().cloned());
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+
+    /// Reviewed mode, after the last batch: the artifacts, within the policy's cap.
+    fn finish(&mut self, max_bytes: u64) -> Result<()> {
+        let artifacts = self.run.finish().map_err(guest_failure)?;
+        let bytes: u64 = artifacts.iter().map(|a| a.bytes.len() as u64).sum();
+        if bytes > max_bytes {
+            return Err(DataFusionError::External(Box::new(GateError::ArtifactsTooLarge { bytes, limit: max_bytes })));
+        }
+        if let Ok(mut r) = self.report.lock() {
+            r.artifacts.extend(artifacts);
+        }
+        Ok(())
     }
 
     fn report(&mut self) {
@@ -150,15 +169,27 @@ impl Stage for WasmMap {
         )
     }
 
+    fn input_distribution(&self) -> Distribution {
+        if self.max_artifact_bytes.is_some() {
+            Distribution::SinglePartition
+        } else {
+            Distribution::UnspecifiedDistribution
+        }
+    }
+
     fn execute(&self, _partition: usize, input: SendableRecordBatchStream) -> Result<SendableRecordBatchStream> {
-        let run = self.sandbox.start(&self.module, &self.guest_schema, &self.params).map_err(guest_failure)?;
+        let run = match self.max_artifact_bytes {
+            Some(_) => self.sandbox.start_reviewed(&self.module, &self.guest_schema, &self.params),
+            None => self.sandbox.start(&self.module, &self.guest_schema, &self.params),
+        }
+        .map_err(guest_failure)?;
         if run.output() != Some(&self.declared) {
             return Err(guest_failure(SandboxError::new(
                 zone_sandbox::FailureClass::ContractMismatch,
                 "an instance declared a different output than the plan's",
             )));
         }
-        let mut partition = Partition {
+        let partition = Partition {
             run,
             guest_schema: self.guest_schema.clone(),
             schema: self.schema.clone(),
@@ -167,12 +198,29 @@ impl Stage for WasmMap {
             reported: false,
             rows: self.rows.clone(),
         };
-        let stream = input.map(move |batch| {
-            let out = batch.and_then(|b| partition.map(&b));
-            if out.is_err() {
+        // Each batch through the guest; in reviewed mode, `finish` once the input has ended. After an error the
+        // stream ends.
+        let state = (input, partition, self.max_artifact_bytes, false);
+        let stream = futures::stream::unfold(state, |(mut input, mut partition, finish, done)| async move {
+            if done {
+                return None;
+            }
+            let out = match input.next().await {
+                Some(batch) => batch.and_then(|b| partition.map(&b)),
+                None => {
+                    let finished = match finish {
+                        Some(max_bytes) => partition.finish(max_bytes),
+                        None => Ok(()),
+                    };
+                    partition.report();
+                    return finished.err().map(|e| (Err(e), (input, partition, None, true)));
+                }
+            };
+            let failed = out.is_err();
+            if failed {
                 partition.report();
             }
-            out
+            Some((out, (input, partition, finish, failed)))
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream)))
     }

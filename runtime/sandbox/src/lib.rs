@@ -29,6 +29,9 @@ pub mod output;
 pub mod testing;
 
 pub use error::{FailureClass, SandboxError};
-pub use host::{CheckedModule, Diagnostics, GuestModule, GuestRun, LEVEL_PANIC, Sandbox};
+pub use host::{
+    CheckedModule, Diagnostics, GuestArtifact, GuestModule, GuestRun, LEVEL_PANIC, MAX_ARTIFACT_NAME_BYTES,
+    MAX_ARTIFACTS, Sandbox,
+};
 pub use limits::SandboxLimits;
 pub use output::{Aggregate, Measure, OutputDecl};

@@ -198,6 +198,13 @@ impl Binding {
     }
 }
 
+impl PreparedApp {
+    /// The release mode asked for.
+    pub fn mode(&self) -> ReleaseMode {
+        self.mode
+    }
+}
+
 impl Zone {
     /// The checks of `app submit` that need no module: the operator's role, an active grant covering every dataset
     /// and the domain, and each policy allowing the mode and the domain. A refusal is recorded.

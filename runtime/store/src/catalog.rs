@@ -107,6 +107,29 @@ CREATE TABLE jobs (
     diagnostics_json TEXT
 ) STRICT;
 "#,
+    r#"
+CREATE TABLE artifacts (
+    id               INTEGER PRIMARY KEY,
+    job              INTEGER NOT NULL REFERENCES jobs(id),
+    name             TEXT NOT NULL,
+    sha256           TEXT NOT NULL,
+    bytes            INTEGER NOT NULL,
+    state            TEXT NOT NULL CHECK (state IN ('held', 'released', 'rejected')),
+    held_at          TEXT NOT NULL,
+    decided_at       TEXT,
+    manifest_sha256  TEXT,
+    UNIQUE (job, name)
+) STRICT;
+CREATE TABLE artifact_decisions (
+    artifact    INTEGER NOT NULL REFERENCES artifacts(id),
+    provider    TEXT NOT NULL,
+    agency      TEXT NOT NULL REFERENCES principals(name),
+    decision    TEXT NOT NULL CHECK (decision IN ('release', 'reject')),
+    reason      TEXT NOT NULL,
+    decided_at  TEXT NOT NULL,
+    PRIMARY KEY (artifact, provider)
+) STRICT;
+"#,
 ];
 
 /// Quality figures of one column, computed at publish time without keeping any value (Art. 16).
@@ -327,7 +350,7 @@ impl Catalog {
     }
 
     /// Every object digest the catalog references (files, policies, grant terms, modules, compiled artifacts,
-    /// security notes).
+    /// security notes, artifacts held for review).
     pub fn referenced_objects(&self) -> Result<Vec<String>, StoreError> {
         let mut stmt = self
             .conn
@@ -335,7 +358,8 @@ impl Catalog {
                 "SELECT sha256 FROM version_files UNION SELECT policy_sha256 FROM dataset_versions
                  UNION SELECT terms_sha256 FROM grants WHERE terms_sha256 IS NOT NULL
                  UNION SELECT module_sha256 FROM applications UNION SELECT artifact_sha256 FROM applications
-                 UNION SELECT notes_sha256 FROM applications WHERE notes_sha256 IS NOT NULL ORDER BY 1",
+                 UNION SELECT notes_sha256 FROM applications WHERE notes_sha256 IS NOT NULL
+                 UNION SELECT sha256 FROM artifacts ORDER BY 1",
             )
             .map_err(StoreError::catalog("list objects"))?;
         let rows = stmt.query_map([], |r| r.get(0)).map_err(StoreError::catalog("list objects"))?;

@@ -37,6 +37,10 @@ pub enum StoreError {
     JobRefused { class: &'static str, detail: String },
     #[error("no job {id}")]
     UnknownJob { id: u64 },
+    #[error("no artifact {id}")]
+    UnknownArtifact { id: u64 },
+    #[error("artifact {id}: {detail} [{class}]")]
+    ArtifactRefused { id: u64, class: &'static str, detail: String },
     #[error("{path}: invalid settings:\n  {}", problems.join("\n  "))]
     BadSettings { path: PathBuf, problems: Vec<String> },
     #[error("{path} is not an initialized zone (no zone.toml); run `cleanroom --zone {path} zone init` first")]
@@ -133,6 +137,8 @@ impl StoreError {
             StoreError::AppDecided { .. } => "app.decided",
             StoreError::JobRefused { class, .. } => class,
             StoreError::UnknownJob { .. } => "job.unknown",
+            StoreError::UnknownArtifact { .. } => "artifact.unknown",
+            StoreError::ArtifactRefused { class, .. } => class,
             StoreError::NotInitialized { .. } => "zone.not_initialized",
             StoreError::BadSettings { .. } => "zone.settings",
             StoreError::Audit(_) => "zone.audit",

@@ -19,8 +19,8 @@ use crate::catalog::DatasetVersion;
 use crate::error::StoreError;
 use crate::grants::{json, today};
 use crate::products::{
-    MANIFEST, Manifest, ManifestDataset, ManifestRelease, PRODUCT_CSV, PRODUCT_PARQUET, ProductError, SignedManifest,
-    encode_product, write_product,
+    MANIFEST, Manifest, ManifestDataset, ManifestFile, ManifestRelease, PRODUCT_CSV, PRODUCT_PARQUET, ProductError,
+    SignedManifest, encode_product, write_product,
 };
 use crate::zone::{Zone, now};
 
@@ -43,6 +43,8 @@ pub struct JobTicket {
     pub artifact: Vec<u8>,
     /// The stricter of the datasets' release rules.
     pub release: ReleaseRules,
+    /// Aggregate, or reviewed (the guest's artifacts are held for the providing agencies).
+    pub mode: ReleaseMode,
     pub token_secret: TokenSecret,
 }
 
@@ -65,6 +67,8 @@ pub struct ReleasedTable {
     pub counts: RunCounts,
     /// Guest text (agency and inspector only), as JSON.
     pub diagnostics: serde_json::Value,
+    /// Reviewed mode: the guest's artifacts (name, bytes), names already checked by the sandbox, to hold for review.
+    pub artifacts: Vec<(String, Vec<u8>)>,
 }
 
 /// How a run ended, when it did not release.
@@ -176,12 +180,6 @@ impl Zone {
                 format!("the datasets' policies together do not allow `{}` mode", view.app.mode),
             );
         }
-        if mode != ReleaseMode::Aggregate {
-            return refuse(
-                "job.mode",
-                "reviewed mode (artifacts held for the agency's review) is not available in this build yet".into(),
-            );
-        }
         let wasm = self.objects().read_verified(&view.app.module_sha256).map_err(|e| StoreError::JobRefused {
             class: "job.module_hash",
             detail: format!("the module's bytes differ from the approved SHA-256 {}: {e}", view.app.module_sha256),
@@ -200,7 +198,7 @@ impl Zone {
             )
             .map_err(StoreError::catalog("record job"))?;
         let job = u64::try_from(self.catalog().conn.last_insert_rowid()).unwrap_or(0);
-        Ok(JobTicket { job, app: view, datasets, wasm, artifact, release, token_secret })
+        Ok(JobTicket { job, app: view, datasets, wasm, artifact, release, mode, token_secret })
     }
 
     fn mark_failed(
@@ -241,8 +239,14 @@ impl Zone {
                     .object(object)
                     .reason(f.class.clone())
                     .detail(f.detail.clone())])?;
-                return Ok((self.job_record(job)?, None));
+                return Ok((self.job_record_unchecked(job)?, None));
             }
+        };
+        let failure = |class: &str, detail: String| RunFailure {
+            class: class.into(),
+            detail,
+            counts: Some(table.counts.clone()),
+            diagnostics: table.diagnostics.clone(),
         };
         let encoded = match encode_product(&table.schema, &table.batches, ticket.release.max_output_bytes) {
             Ok(e) => e,
@@ -251,49 +255,70 @@ impl Zone {
                     ProductError::TooLarge { .. } => "release.max_output_bytes",
                     _ => "product.write",
                 };
-                let failure = RunFailure {
-                    class: class.into(),
-                    detail: e.to_string(),
-                    counts: Some(table.counts.clone()),
-                    diagnostics: table.diagnostics.clone(),
-                };
-                return self.finish_job(who, ticket, Err(failure));
+                return self.finish_job(who, ticket, Err(failure(class, e.to_string())));
             }
         };
-        let manifest = self.manifest(ticket, &table)?;
+        if ticket.mode != ReleaseMode::Reviewed && !table.artifacts.is_empty() {
+            let detail = "the run returned artifacts, which only reviewed mode holds".to_owned();
+            return self.finish_job(who, ticket, Err(failure("release.mode", detail)));
+        }
+        // Artifacts go into the object store first (content-addressed: a crash leaves unreferenced objects only).
+        let mut held = Vec::new();
+        for (name, bytes) in &table.artifacts {
+            let stored = self.objects().stage_bytes(bytes).and_then(|staged| {
+                let sha256 = staged.sha256.clone();
+                self.objects().commit(staged).map(|_| sha256)
+            });
+            match stored {
+                Ok(sha256) => held.push(ManifestFile { name: name.clone(), sha256, bytes: bytes.len() as u64 }),
+                Err(e) => return self.finish_job(who, ticket, Err(failure("product.write", e.to_string()))),
+            }
+        }
+        let mut manifest = self.manifest(ticket, &table)?;
+        manifest.artifacts_held = held.clone();
         let written = write_product(&self.products_dir(), job, &encoded, manifest, &self.keys()?);
         let (signed, manifest_sha) = match written {
             Ok(w) => w,
-            Err(e) => {
-                let failure = RunFailure {
-                    class: "product.write".into(),
-                    detail: e.to_string(),
-                    counts: Some(table.counts.clone()),
-                    diagnostics: table.diagnostics.clone(),
-                };
-                return self.finish_job(who, ticket, Err(failure));
-            }
+            Err(e) => return self.finish_job(who, ticket, Err(failure("product.write", e.to_string()))),
         };
-        self.catalog()
-            .conn
-            .execute(
-                "UPDATE jobs SET state = 'released', finished_at = ?2, stats_json = ?3, manifest_sha256 = ?4,
-                        diagnostics_json = ?5 WHERE id = ?1",
-                params![job, now(), json(&table.counts)?, manifest_sha, table.diagnostics.to_string()],
-            )
-            .map_err(StoreError::catalog("record job"))?;
-        self.record(&mut [entry(who, "job.release", Outcome::Ok)
-            .object(object)
-            .hash(signed.manifest.output_sha256.clone())
-            .hash(manifest_sha)
-            .detail(format!(
-                "{} rows released, {} groups suppressed, {} rows read",
-                table.counts.rows_released, table.counts.groups_suppressed, table.counts.rows_read
-            ))])?;
-        Ok((self.job_record(job)?, Some(signed)))
+        let artifact_ids = self.in_transaction(|| {
+            self.catalog()
+                .conn
+                .execute(
+                    "UPDATE jobs SET state = 'released', finished_at = ?2, stats_json = ?3, manifest_sha256 = ?4,
+                            diagnostics_json = ?5 WHERE id = ?1",
+                    params![job, now(), json(&table.counts)?, manifest_sha, table.diagnostics.to_string()],
+                )
+                .map_err(StoreError::catalog("record job"))?;
+            held.iter().map(|a| self.insert_held_artifact(job, a)).collect::<Result<Vec<u64>, StoreError>>()
+        })?;
+        let mut entries = vec![
+            entry(who, "job.release", Outcome::Ok)
+                .object(object)
+                .hash(signed.manifest.output_sha256.clone())
+                .hash(manifest_sha)
+                .detail(format!(
+                    "{} rows released, {} groups suppressed, {} rows read{}",
+                    table.counts.rows_released,
+                    table.counts.groups_suppressed,
+                    table.counts.rows_read,
+                    if held.is_empty() { String::new() } else { format!(", {} artifacts held for review", held.len()) }
+                )),
+        ];
+        for (id, a) in artifact_ids.iter().zip(&held) {
+            entries.push(
+                entry(who, "artifact.hold", Outcome::Ok)
+                    .object(format!("artifact:{id}"))
+                    .object(format!("job:{job}"))
+                    .hash(a.sha256.clone())
+                    .detail(format!("{} bytes held for the providing agencies' review", a.bytes)),
+            );
+        }
+        self.record(&mut entries)?;
+        Ok((self.job_record_unchecked(job)?, Some(signed)))
     }
 
-    fn manifest(&self, ticket: &JobTicket, table: &ReleasedTable) -> Result<Manifest, StoreError> {
+    pub(crate) fn manifest(&self, ticket: &JobTicket, table: &ReleasedTable) -> Result<Manifest, StoreError> {
         let app = &ticket.app.app;
         Ok(Manifest {
             format: "zone-product-v1".into(),
@@ -331,10 +356,12 @@ impl Zone {
             outputs: Vec::new(),
             output_sha256: String::new(),
             created_at: now(),
+            artifacts_held: Vec::new(),
+            released_by: Vec::new(),
         })
     }
 
-    fn job_record(&self, id: u64) -> Result<JobRecord, StoreError> {
+    pub(crate) fn job_record_unchecked(&self, id: u64) -> Result<JobRecord, StoreError> {
         self.job_row(id)?.ok_or(StoreError::UnknownJob { id })
     }
 
@@ -434,6 +461,35 @@ impl Zone {
             }
         }
         Ok(out)
+    }
+
+    /// What a job's guest wrote (logs, panic and error text, per instance), for the providing agencies and the
+    /// inspector: it never leaves the zone. Recorded, whether allowed or not.
+    pub fn job_guest_text(&self, who: &Principal, id: u64) -> Result<serde_json::Value, StoreError> {
+        let objects = [format!("job:{id}")];
+        let job = match self.job_row(id)? {
+            Some(job) => job,
+            None => {
+                let err = StoreError::UnknownJob { id };
+                self.record_refusal(who, "job.guest_text", &objects, err.class(), &err.to_string())?;
+                return Err(err);
+            }
+        };
+        let providers = self.job_providers(&job)?;
+        self.authorize(who, &Action::GuestTextRead { providers: &providers }, &objects)?;
+        let text: Option<String> = self
+            .catalog()
+            .conn
+            .query_row("SELECT diagnostics_json FROM jobs WHERE id = ?1", [id], |r| r.get(0))
+            .map_err(StoreError::catalog("read guest text"))?;
+        let value = match text {
+            Some(t) => serde_json::from_str(&t).map_err(|e| StoreError::Catalog {
+                context: format!("job {id}: diagnostics do not parse: {e}"),
+                source: rusqlite::Error::InvalidQuery,
+            })?,
+            None => serde_json::Value::Null,
+        };
+        self.recorded(who, "job.guest_text", &objects, Ok(value), |_, e| e.detail("guest text read in the zone"))
     }
 
     /// Copies a released product (its files and signed manifest, nothing else) to `out`, for the operator who

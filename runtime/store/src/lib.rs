@@ -27,6 +27,7 @@
 
 mod access;
 mod apps;
+mod artifacts;
 mod catalog;
 mod error;
 mod grants;
@@ -42,6 +43,7 @@ pub use apps::{
     AppDataset, AppOutput, AppRequest, AppStatus, AppView, Application, Binding, BoundDataset, CheckedModule, Decision,
     OutputColumn, PreparedApp,
 };
+pub use artifacts::{ARTIFACTS_DIR, ArtifactDecision, ArtifactReview, HeldArtifact};
 pub use catalog::{ColumnStats, DatasetSummary, DatasetVersion, FormatCheck, StoredFile};
 pub use error::StoreError;
 pub use grants::{GrantChange, NewGrant, today};

@@ -21,6 +21,9 @@ pub const PRODUCT_PARQUET: &str = "product.parquet";
 pub const PRODUCT_CSV: &str = "product.csv";
 pub const MANIFEST: &str = "manifest.json";
 
+/// The manifest formats: a released table, a released artifact.
+const FORMATS: [&str; 2] = ["zone-product-v1", "zone-artifact-v1"];
+
 /// What signatures of manifests are bound to (never valid as another kind of message).
 const SIGNING_CONTEXT: &[u8] = b"zone-product-manifest-v1\0";
 
@@ -74,9 +77,16 @@ pub struct Manifest {
     /// Column name and Arrow type of the released table.
     pub columns: Vec<(String, String)>,
     pub outputs: Vec<ManifestFile>,
-    /// SHA-256 of the Parquet output (the product of record).
+    /// SHA-256 of the product of record (the Parquet table; for an artifact, the artifact).
     pub output_sha256: String,
     pub created_at: String,
+    /// Reviewed mode: the artifacts the run left for the providing agencies' review (name, size, hash; not their
+    /// content).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts_held: Vec<ManifestFile>,
+    /// A released artifact: the providers whose agencies released it, as `provider:principal`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub released_by: Vec<String>,
 }
 
 /// `manifest.json`: the manifest and its signature.
@@ -182,26 +192,36 @@ pub(crate) fn write_product(
     products: &Path,
     job: u64,
     encoded: &EncodedProduct,
+    manifest: Manifest,
+    keys: &ZoneKeys,
+) -> Result<(SignedManifest, String), ProductError> {
+    let files = [(PRODUCT_PARQUET, encoded.parquet.as_slice()), (PRODUCT_CSV, encoded.csv.as_slice())];
+    write_signed_folder(products, &job.to_string(), &files, manifest, keys)
+}
+
+/// Writes `<parent>/<folder>` atomically: the files and `manifest.json` (naming each file's size and SHA-256; the
+/// first file is the output of record) into a staging folder, synced, then renamed. Returns the signed manifest
+/// and its file's SHA-256.
+pub(crate) fn write_signed_folder(
+    parent: &Path,
+    folder: &str,
+    files: &[(&str, &[u8])],
     mut manifest: Manifest,
     keys: &ZoneKeys,
 ) -> Result<(SignedManifest, String), ProductError> {
-    fs::create_dir_all(products).map_err(io(products))?;
-    let staging = products.join(format!(".staging-{job}"));
-    let target = products.join(job.to_string());
+    fs::create_dir_all(parent).map_err(io(parent))?;
+    let staging = parent.join(format!(".staging-{folder}"));
+    let target = parent.join(folder);
     if staging.exists() {
         fs::remove_dir_all(&staging).map_err(io(&staging))?;
     }
     fs::create_dir(&staging).map_err(io(&staging))?;
     let sha = |b: &[u8]| hex::encode(Sha256::digest(b));
-    manifest.outputs = vec![
-        ManifestFile {
-            name: PRODUCT_PARQUET.into(),
-            sha256: sha(&encoded.parquet),
-            bytes: encoded.parquet.len() as u64,
-        },
-        ManifestFile { name: PRODUCT_CSV.into(), sha256: sha(&encoded.csv), bytes: encoded.csv.len() as u64 },
-    ];
-    manifest.output_sha256 = sha(&encoded.parquet);
+    manifest.outputs = files
+        .iter()
+        .map(|(name, bytes)| ManifestFile { name: (*name).to_owned(), sha256: sha(bytes), bytes: bytes.len() as u64 })
+        .collect();
+    manifest.output_sha256 = files.first().map(|(_, bytes)| sha(bytes)).unwrap_or_default();
     let signature = keys.signing().sign(&manifest_message(&manifest)?);
     let signed = SignedManifest {
         manifest,
@@ -214,12 +234,13 @@ pub(crate) fn write_product(
     let mut json = serde_json::to_vec_pretty(&signed)
         .map_err(|e| ProductError::BadManifest { path: staging.join(MANIFEST), detail: e.to_string() })?;
     json.push(b'\n');
-    write_synced(&staging.join(PRODUCT_PARQUET), &encoded.parquet)?;
-    write_synced(&staging.join(PRODUCT_CSV), &encoded.csv)?;
+    for (name, bytes) in files {
+        write_synced(&staging.join(name), bytes)?;
+    }
     write_synced(&staging.join(MANIFEST), &json)?;
     sync_dir(&staging).map_err(|e| ProductError::Io { path: staging.clone(), detail: e.to_string() })?;
     fs::rename(&staging, &target).map_err(io(&target))?;
-    sync_dir(products).map_err(|e| ProductError::Io { path: products.to_owned(), detail: e.to_string() })?;
+    sync_dir(parent).map_err(|e| ProductError::Io { path: parent.to_owned(), detail: e.to_string() })?;
     Ok((signed, sha(&json)))
 }
 
@@ -246,6 +267,12 @@ pub fn verify_product(dir: &Path, expected_key: Option<&str>) -> Result<(SignedM
         && !expected.eq_ignore_ascii_case(key)
     {
         return Err(ProductError::WrongKey { found: key.clone(), expected: expected.to_owned() });
+    }
+    if !FORMATS.contains(&signed.manifest.format.as_str()) {
+        return Err(ProductError::BadManifest {
+            path,
+            detail: format!("format `{}` is not one of {}", signed.manifest.format, FORMATS.join(", ")),
+        });
     }
     if signed.signature.algorithm != "ed25519" {
         return Err(ProductError::BadManifest {

@@ -27,7 +27,58 @@ mod bindings {
     });
 }
 
+/// The reviewed-mode world: row-transform's exports plus `finish`, over the same `diagnostics` import.
+mod artifact_world {
+    wasmtime::component::bindgen!({
+        path: "../../sandbox-sdk/wit",
+        world: "artifact",
+        with: { "zone:job/diagnostics": super::bindings::zone::job::diagnostics },
+    });
+}
+
+use artifact_world::{Artifact as ArtifactExports, ArtifactPre};
 use bindings::{RowTransform, RowTransformPre};
+
+/// Most artifacts one reviewed run may hold.
+pub const MAX_ARTIFACTS: usize = 64;
+/// Longest artifact name, in bytes.
+pub const MAX_ARTIFACT_NAME_BYTES: usize = 100;
+/// The name of a released artifact's signed manifest, beside it; no artifact may take it.
+pub const RESERVED_ARTIFACT_NAME: &str = "manifest.json";
+
+/// One artifact a reviewed run's `finish` returned, its name checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestArtifact {
+    pub name: String,
+    pub bytes: Vec<u8>,
+}
+
+/// The exports of a running instance: the row-transform world, or the artifact world for a reviewed run.
+enum Exports {
+    Rows(RowTransform),
+    Artifacts(ArtifactExports),
+}
+
+impl Exports {
+    fn call_init(
+        &self,
+        store: &mut Store<HostState>,
+        schema: &[u8],
+        params: &[(String, String)],
+    ) -> wasmtime::Result<Result<Vec<u8>, String>> {
+        match self {
+            Exports::Rows(b) => b.call_init(store, schema, params),
+            Exports::Artifacts(b) => b.call_init(store, schema, params),
+        }
+    }
+
+    fn call_map_batch(&self, store: &mut Store<HostState>, batch: &[u8]) -> wasmtime::Result<Result<Vec<u8>, String>> {
+        match self {
+            Exports::Rows(b) => b.call_map_batch(store, batch),
+            Exports::Artifacts(b) => b.call_map_batch(store, batch),
+        }
+    }
+}
 
 /// The contract's package and the versions this host speaks.
 const CONTRACT_PACKAGE: &str = "zone:job/";
@@ -156,11 +207,22 @@ pub struct CheckedModule {
     pub serialized: Vec<u8>,
     /// The component's imports (all granted).
     pub imports: Vec<String>,
+    /// Whether it exports the `artifact` world (`finish`), which reviewed mode needs.
+    pub exports_artifacts: bool,
 }
 
 /// A stored module ready to instantiate.
 pub struct GuestModule {
     pre: RowTransformPre<HostState>,
+    /// Present when the module exports the `artifact` world.
+    artifacts: Option<ArtifactPre<HostState>>,
+}
+
+impl GuestModule {
+    /// Whether the module can run in reviewed mode.
+    pub fn exports_artifacts(&self) -> bool {
+        self.artifacts.is_some()
+    }
 }
 
 impl std::fmt::Debug for GuestModule {
@@ -254,9 +316,9 @@ impl Sandbox {
             }
         };
         let imports = self.check_imports(&component)?;
-        self.prepare(&component)?;
+        let module = self.prepare(&component)?;
         let serialized = component.serialize().map_err(internal)?;
-        Ok(CheckedModule { sha256, serialized, imports })
+        Ok(CheckedModule { sha256, serialized, imports, exports_artifacts: module.exports_artifacts() })
     }
 
     fn check_imports(&self, component: &Component) -> Result<Vec<String>, SandboxError> {
@@ -295,16 +357,28 @@ impl Sandbox {
         Ok(granted)
     }
 
-    fn prepare(&self, component: &Component) -> Result<RowTransformPre<HostState>, SandboxError> {
+    fn prepare(&self, component: &Component) -> Result<GuestModule, SandboxError> {
         let pre = self.linker.instantiate_pre(component).map_err(|e| {
             SandboxError::new(FailureClass::ContractMismatch, format!("the component's imports do not match: {e}"))
         })?;
-        RowTransformPre::new(pre).map_err(|e| {
+        // A component without `finish` is a row-transform module; one with a `finish` of another type is refused.
+        let artifacts = if component.get_export_index(None, "finish").is_some() {
+            Some(ArtifactPre::new(pre.clone()).map_err(|e| {
+                SandboxError::new(
+                    FailureClass::ContractMismatch,
+                    format!("the component's `finish` does not match the artifact world: {e}"),
+                )
+            })?)
+        } else {
+            None
+        };
+        let rows = RowTransformPre::new(pre).map_err(|e| {
             SandboxError::new(
                 FailureClass::ContractMismatch,
                 format!("the component does not export the row-transform world: {e}"),
             )
-        })
+        })?;
+        Ok(GuestModule { pre: rows, artifacts })
     }
 
     /// Loads a module that `check` produced (read back from the zone's store, where it is kept under its hash).
@@ -316,7 +390,7 @@ impl Sandbox {
         let component = unsafe { Component::deserialize(&self.engine, serialized) }.map_err(|e| {
             SandboxError::new(FailureClass::ContractMismatch, format!("stored artifact does not load: {e}"))
         })?;
-        Ok(GuestModule { pre: self.prepare(&component)? })
+        self.prepare(&component)
     }
 
     /// Starts a run: a fresh instance, `init` with the input schema and parameters, and the declared output.
@@ -326,6 +400,37 @@ impl Sandbox {
         input_schema: &Schema,
         params: &[(String, String)],
     ) -> Result<GuestRun, SandboxError> {
+        self.start_instance(module, input_schema, params, false)
+    }
+
+    /// Starts a reviewed run: like [`Sandbox::start`], and [`GuestRun::finish`] collects the artifacts at the end.
+    /// Refused for a module that does not export the `artifact` world.
+    pub fn start_reviewed(
+        &self,
+        module: &GuestModule,
+        input_schema: &Schema,
+        params: &[(String, String)],
+    ) -> Result<GuestRun, SandboxError> {
+        self.start_instance(module, input_schema, params, true)
+    }
+
+    fn start_instance(
+        &self,
+        module: &GuestModule,
+        input_schema: &Schema,
+        params: &[(String, String)],
+        reviewed: bool,
+    ) -> Result<GuestRun, SandboxError> {
+        let artifact_pre = match (reviewed, &module.artifacts) {
+            (false, _) => None,
+            (true, Some(pre)) => Some(pre),
+            (true, None) => {
+                return Err(SandboxError::new(
+                    FailureClass::ContractMismatch,
+                    "reviewed mode needs a module that exports the artifact world (`finish`)",
+                ));
+            }
+        };
         let state = HostState {
             limiter: MemoryLimiter { limit: self.limits.memory_bytes, total: 0 },
             diagnostics: Diagnostics::default(),
@@ -345,7 +450,10 @@ impl Sandbox {
             input_buffer: Vec::new(),
             projection: None,
         };
-        let bindings = run.guarded_call("instantiate", |store| module.pre.instantiate(store))?;
+        let bindings = match artifact_pre {
+            Some(pre) => Exports::Artifacts(run.guarded_call("instantiate", |store| pre.instantiate(store))?),
+            None => Exports::Rows(run.guarded_call("instantiate", |store| module.pre.instantiate(store))?),
+        };
         let schema_bytes = ipc::encode_schema(input_schema).map_err(internal)?;
         let returned = run.guarded_call("init", |store| bindings.call_init(store, &schema_bytes, params))?;
         let declared = returned.map_err(|guest_text| {
@@ -378,7 +486,7 @@ impl Sandbox {
 /// One run of a guest: an instance after a successful `init`.
 pub struct GuestRun {
     store: Store<HostState>,
-    bindings: Option<RowTransform>,
+    bindings: Option<Exports>,
     output: Option<OutputDecl>,
     limits: SandboxLimits,
     spent: Duration,
@@ -517,5 +625,76 @@ impl GuestRun {
         }
         let output = self.output.as_ref().ok_or_else(|| internal("map before init"))?;
         output.conform(&out).map_err(|e| SandboxError::new(FailureClass::BadOutput, format!("map-batch output: {e}")))
+    }
+
+    /// Ends a reviewed run: calls `finish` once and checks what it returned (at most [`MAX_ARTIFACTS`], plain and
+    /// unique names, together at most `max_total_bytes`). Names are the guest's text, so an error never repeats
+    /// one: it says which artifact by position.
+    pub fn finish(&mut self) -> Result<Vec<GuestArtifact>, SandboxError> {
+        if let Some(e) = &self.poisoned {
+            return Err(e.clone());
+        }
+        let bindings = self.bindings.take().ok_or_else(|| internal("finish before init"))?;
+        let returned = match &bindings {
+            Exports::Artifacts(b) => self.guarded_call("finish", |store| b.call_finish(store)),
+            Exports::Rows(_) => Err(internal("finish on a run that was not started as reviewed")),
+        };
+        // `finish` ends the run: the instance is not called again.
+        self.poisoned = Some(internal("the run has finished"));
+        let listed = returned?.map_err(|guest_text| {
+            self.store.data_mut().keep(LEVEL_GUEST_ERROR, guest_text);
+            SandboxError::new(FailureClass::GuestError, "finish returned an error (its text is kept in the zone)")
+        })?;
+        check_artifacts(listed)
+    }
+}
+
+/// The host's rule for artifact names and counts (the SDK applies the same, so that honest jobs learn of it first).
+fn check_artifacts(listed: Vec<(String, Vec<u8>)>) -> Result<Vec<GuestArtifact>, SandboxError> {
+    let bad = |detail: String| SandboxError::new(FailureClass::BadOutput, format!("finish: {detail}"));
+    if listed.len() > MAX_ARTIFACTS {
+        return Err(bad(format!("{} artifacts, more than the {MAX_ARTIFACTS} a run may hold", listed.len())));
+    }
+    let mut out: Vec<GuestArtifact> = Vec::with_capacity(listed.len());
+    for (i, (name, bytes)) in listed.into_iter().enumerate() {
+        let plain = !name.is_empty()
+            && name.len() <= MAX_ARTIFACT_NAME_BYTES
+            && !name.starts_with('.')
+            && name != RESERVED_ARTIFACT_NAME
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !plain {
+            return Err(bad(format!(
+                "artifact {} has a name that is not a plain file name (ASCII letters, digits, `.`, `_`, `-`, at \
+                 most {MAX_ARTIFACT_NAME_BYTES} bytes, not starting with `.`, not `{RESERVED_ARTIFACT_NAME}`)",
+                i + 1
+            )));
+        }
+        if let Some(j) = out.iter().position(|a| a.name == name) {
+            return Err(bad(format!("artifacts {} and {} have the same name `{name}`", j + 1, i + 1)));
+        }
+        out.push(GuestArtifact { name, bytes });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod artifact_tests {
+    use super::*;
+
+    #[test]
+    fn artifact_names_and_counts_are_checked() {
+        let ok = check_artifacts(vec![("model.json".into(), b"{}".to_vec()), ("report.md".into(), Vec::new())]);
+        assert_eq!(ok.map(|a| a.len()), Ok(2));
+        for bad in ["", ".env", "manifest.json", "../x", "a/b", "a\\b", "名", "a b"] {
+            let e = check_artifacts(vec![(bad.into(), Vec::new())]).expect_err(bad);
+            assert_eq!(e.class, FailureClass::BadOutput);
+            assert!(e.detail.contains("artifact 1"), "{}", e.detail);
+        }
+        let long = "x".repeat(MAX_ARTIFACT_NAME_BYTES + 1);
+        assert!(check_artifacts(vec![(long, Vec::new())]).is_err());
+        let twice = check_artifacts(vec![("a".into(), Vec::new()), ("a".into(), Vec::new())]).expect_err("twice");
+        assert!(twice.detail.contains("artifacts 1 and 2"), "{}", twice.detail);
+        let many = (0..=MAX_ARTIFACTS).map(|i| (format!("a{i}"), Vec::new())).collect();
+        assert!(check_artifacts(many).is_err());
     }
 }
