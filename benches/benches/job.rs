@@ -1,10 +1,11 @@
 //! The whole job on the generated `enterprise_registry` (10M enterprises, `ZONE_BENCH_ROWS`): the real
-//! `finance-capital` guest through the plan of `zone-jobs` (scan → desensitize → WasmMap → partials per subject →
-//! contribution bound → aggregate by district × industry × size band → threshold) against, in the same run:
-//! (a) **native**: the same plan with the guest's computation written as DataFusion expressions (clamp, band,
-//!     derive), everything else identical — what the sandbox costs;
-//! (b) **bare**: `GROUP BY district, industry` with `COUNT(*)` and `SUM(reg_capital)` over the raw file — no
-//!     desensitization, no subjects, no bound, no threshold: the whole price of privacy.
+//! `registry-profile` guest through the plan of `zone-jobs` (scan → desensitize: HMAC-tokenize the legal
+//! representative's ID, mask the phone, generalize the founding date to its year → WasmMap → partials per subject →
+//! contribution bound → aggregate by district × industry × founding year → threshold) against, in the same run:
+//! (a) **native**: the same plan — the same tokenization and masking UDFs — with the guest's computation written as
+//!     DataFusion expressions, everything else identical: what the sandbox costs;
+//! (b) **bare**: `GROUP BY district, industry, founded / 365` with `COUNT(*)` and `SUM(employees)` over the raw
+//!     file — no desensitization, no subjects, no bound, no threshold: the whole price of privacy.
 //! Each run is a child process of this one, so each reports its own peak RSS (VmHWM); rounds are interleaved.
 //! Memory: 1M vs 10M enterprises (bytes of RSS per distinct subject), and `clinic_visits` with 10× the visits over
 //! the same patients.
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow_schema::DataType;
-use datafusion::logical_expr::{Expr, case, cast, ident, lit, when};
+use datafusion::logical_expr::{cast, ident, lit, when};
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use datasets_fixtures::FixtureSpec;
 use policies::{CompiledPolicy, TokenSecret};
@@ -42,35 +43,22 @@ fn policy(dataset: &str, file: &Path) -> CompiledPolicy {
         .expect("policy compiles")
 }
 
-/// finance-capital's derive as expressions over the guest view, clamped to its declared bounds.
-fn native_finance(declared: &zone_sandbox::OutputDecl) -> JobMap {
-    let cap = || {
-        case(lit(true))
-            .when(ident("reg_capital").lt(lit(0i64)), lit(0i64))
-            .when(ident("reg_capital").gt(lit(1_000_000_000i64)), lit(1_000_000_000i64))
-            .otherwise(ident("reg_capital"))
-            .expect("case")
-    };
-    let staff = || cast(ident("employees"), DataType::Int64);
-    let band = when(staff().lt_eq(lit(9i64)), lit("micro"))
-        .when(staff().lt_eq(lit(99i64)), lit("small"))
-        .when(staff().lt_eq(lit(999i64)), lit("medium"))
-        .otherwise(lit("large"))
-        .expect("band");
-    let clamp = |e: Expr, hi: f64| {
-        when(e.clone().lt(lit(0.0)), lit(0.0)).when(e.clone().gt(lit(hi)), lit(hi)).otherwise(e).expect("clamp")
-    };
-    let wan = clamp(cast(cap(), DataType::Float64) / lit(10_000.0), 100_000.0);
-    let per_employee = when(staff().gt(lit(0i64)), cast(cap(), DataType::Float64) / cast(staff(), DataType::Float64))
-        .end()
-        .expect("per employee");
+/// registry-profile's map as expressions over the guest view, clamped to its declared bounds.
+fn native_profile(declared: &zone_sandbox::OutputDecl) -> JobMap {
+    let present = |name: &str| when(ident(name).is_not_null(), lit(1i64)).otherwise(lit(0i64)).expect("present");
+    let staff = cast(ident("employees"), DataType::Float64);
+    let employees = when(staff.clone().lt(lit(0.0)), lit(0.0))
+        .when(staff.clone().gt(lit(100_000.0)), lit(100_000.0))
+        .otherwise(staff)
+        .expect("clamp");
     let columns = vec![
         ident("district"),
         ident("industry"),
-        band,
+        ident("founded"),
         cast(lit(1i64), DataType::Int64),
-        wan,
-        clamp(per_employee, 1_000_000_000.0),
+        present("phone"),
+        present("legal_rep_id"),
+        employees,
     ];
     JobMap::Native { declared: declared.clone(), columns }
 }
@@ -85,10 +73,15 @@ fn child(kind: &str, file: &Path, dataset: &str) {
             let df = ctx.read_parquet(file.display().to_string(), ParquetReadOptions::default()).await.expect("read");
             let df = df
                 .aggregate(
-                    vec![ident("district"), ident("industry")],
+                    // About the founding year, without date functions: days since 1970 / 365.
+                    vec![
+                        ident("district"),
+                        ident("industry"),
+                        (cast(ident("founded"), DataType::Int32) / lit(365)).alias("year"),
+                    ],
                     vec![
                         datafusion::functions_aggregate::count::count_all(),
-                        datafusion::functions_aggregate::expr_fn::sum(ident("reg_capital")),
+                        datafusion::functions_aggregate::expr_fn::sum(ident("employees")),
                     ],
                 )
                 .expect("aggregate");
@@ -102,7 +95,7 @@ fn child(kind: &str, file: &Path, dataset: &str) {
     let (wasm, params): (Vec<u8>, Vec<(String, String)>) = if dataset == "clinic_visits" {
         (example_guests::HEALTH_COSTS.bytes().expect("guest"), Vec::new())
     } else {
-        (example_guests::FINANCE_CAPITAL.bytes().expect("guest"), Vec::new())
+        (example_guests::REGISTRY_PROFILE.bytes().expect("guest"), Vec::new())
     };
     let checked = sandbox.check(&wasm).expect("accepted");
     let module = Arc::new(sandbox.load(&checked.serialized).expect("load"));
@@ -128,7 +121,8 @@ fn child(kind: &str, file: &Path, dataset: &str) {
     };
     let map = if kind == "native" {
         let declared = JobPlan::build(&spec(guest)).expect("plan").declared.clone();
-        native_finance(&declared)
+        assert_eq!(dataset, "enterprise_registry", "the native baseline is written for the registry");
+        native_profile(&declared)
     } else {
         guest
     };

@@ -10,11 +10,12 @@ use std::process::Command;
 const TARGET: &str = "wasm32-wasip2";
 
 /// (crate name, constant name) of every guest in `examples/Cargo.toml`.
-const GUESTS: [(&str, &str); 9] = [
+const GUESTS: [(&str, &str); 10] = [
     ("finance-capital", "FINANCE_CAPITAL"),
     ("health-costs", "HEALTH_COSTS"),
     ("credit-grades", "CREDIT_GRADES"),
     ("capital-model", "CAPITAL_MODEL"),
+    ("registry-profile", "REGISTRY_PROFILE"),
     ("hostile-compressed", "HOSTILE_COMPRESSED"),
     ("hostile-panic", "HOSTILE_PANIC"),
     ("hostile-snoop", "HOSTILE_SNOOP"),

@@ -9,4 +9,5 @@ mod governance;
 mod jobs;
 mod mock;
 mod module;
+mod oversight;
 mod publish;

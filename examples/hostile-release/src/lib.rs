@@ -5,6 +5,8 @@
 //! - `copy`: copies the first row's key and measure into every row of each batch, to lift that row's group: the
 //!   host attributes each output row to its own input row's subject, so no contribution is invented;
 //! - `bounds`: reports a measure far outside its declared bounds: the host clamps it.
+//! - `slow`: an honest job that burns `spin` iterations per row (default 1,000,000) — a long run, for the tests
+//!   that stop one from outside;
 //! - anything else (`none`): an honest job, employees by district.
 //!
 //! In reviewed mode, by the parameter `artifact`:
@@ -24,6 +26,7 @@ struct HostileRelease {
     attack: String,
     artifact: String,
     dump: String,
+    spin: u64,
     output: SchemaRef,
 }
 
@@ -31,6 +34,7 @@ impl Job for HostileRelease {
     fn init(input: &Schema, params: &Params) -> zone_sdk::Result<Self> {
         let attack: String = params.get_or("attack", "none".to_owned())?;
         let artifact: String = params.get_or("artifact", "none".to_owned())?;
+        let spin = params.get_or("spin", 1_000_000_u64)?;
         for name in ["district", "employees", "legal_rep_id"] {
             if input.column_with_name(name).is_none() {
                 return Err(JobError::msg(format!("the input has no column `{name}`")));
@@ -41,7 +45,7 @@ impl Job for HostileRelease {
             .count("enterprises")
             .sum("employees_k", DataType::Float64, 0.0, 100.0)
             .schema();
-        Ok(HostileRelease { attack, artifact, dump: String::new(), output })
+        Ok(HostileRelease { attack, artifact, dump: String::new(), spin, output })
     }
 
     fn output(&self) -> Output {
@@ -58,6 +62,13 @@ impl Job for HostileRelease {
             employees.as_primitive_opt::<Int32Type>().ok_or_else(|| JobError::msg("`employees` is not Int32"))?;
         let person = column("legal_rep_id")?;
         let person = person.as_string_opt::<i32>().ok_or_else(|| JobError::msg("`legal_rep_id` is not a string"))?;
+        if self.attack == "slow" {
+            let mut x = 0_u64;
+            for i in 0..self.spin.saturating_mul(rows as u64) {
+                x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(i));
+            }
+            std::hint::black_box(x);
+        }
         if self.artifact == "dump" {
             for i in 0..rows {
                 if !district.is_null(i) && !person.is_null(i) {

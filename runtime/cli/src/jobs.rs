@@ -6,9 +6,15 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use arrow_array::RecordBatch;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use zone_jobs::{DatasetSource, JobError, JobMap, JobOutcome, JobPlan, JobSource, JobSpec, ReleaseLimits};
-use zone_sandbox::{Diagnostics, Sandbox};
-use zone_store::{JobRecord, JobTicket, Principal, ReleasedTable, RunCounts, RunFailure, SignedManifest, Zone};
+
+use zone_sandbox::{Diagnostics, FailureClass, Sandbox, StopSignal};
+use zone_store::{
+    GrantWatch, JobRecord, JobTicket, Principal, ReleasedTable, RunCounts, RunFailure, SignedManifest, Zone,
+};
 
 use crate::args::{JobCommand, JobDevArgs, JobRunArgs, ProductVerifyArgs};
 use crate::context::Ctx;
@@ -194,6 +200,49 @@ fn counts(outcome: &JobOutcome) -> RunCounts {
     }
 }
 
+/// Watches a running job's grant from a thread of its own (every 100 ms, on its own read-only catalog connection)
+/// and stops the job's sandbox — a guest in the middle of a call traps at the next epoch tick — as soon as the grant
+/// is suspended, terminated or past its end date.
+struct GrantWatcher {
+    done: Arc<AtomicBool>,
+    reason: Arc<Mutex<Option<String>>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl GrantWatcher {
+    const EVERY: Duration = Duration::from_millis(100);
+
+    fn start(watch: GrantWatch, stop: StopSignal) -> std::io::Result<GrantWatcher> {
+        let done = Arc::new(AtomicBool::new(false));
+        let reason = Arc::new(Mutex::new(None));
+        let handle = {
+            let (done, reason) = (done.clone(), reason.clone());
+            std::thread::Builder::new().name("zone-grant-watch".into()).spawn(move || {
+                while !done.load(Ordering::SeqCst) {
+                    if let Err(why) = watch.check() {
+                        if let Ok(mut r) = reason.lock() {
+                            *r = Some(why);
+                        }
+                        stop.stop();
+                        return;
+                    }
+                    std::thread::sleep(Self::EVERY);
+                }
+            })?
+        };
+        Ok(GrantWatcher { done, reason, handle: Some(handle) })
+    }
+
+    /// Ends the watch; why the run was stopped, if it was.
+    fn finish(mut self) -> Option<String> {
+        self.done.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+        self.reason.lock().ok().and_then(|mut r| r.take())
+    }
+}
+
 /// What a run that released left: the table, the guest's text, and (reviewed mode) its artifacts.
 struct Executed {
     outcome: JobOutcome,
@@ -211,6 +260,28 @@ fn execute(
     let fail = |class: &str, e: &dyn std::fmt::Display| (class.to_owned(), e.to_string(), serde_json::Value::Null);
     let settings = zone.sandbox_settings().map_err(|e| fail(e.class(), &e))?;
     let sandbox = Sandbox::new(crate::limits::sandbox_limits(&settings)).map_err(|e| fail(e.class.name(), &e))?;
+    let watch = zone.grant_watch(ticket).map_err(|e| fail(e.class(), &e))?;
+    let watcher = GrantWatcher::start(watch, sandbox.stop_signal()).map_err(|e| fail("zone.thread", &e))?;
+    let result = execute_watched(ticket, sandbox, batch_rows, explain);
+    match (watcher.finish(), result) {
+        // Stopped from outside: the grant's state is the reason, not the guest.
+        (Some(why), Err((class, _, guest))) if class == FailureClass::Stopped.name() => Err((
+            "access.grant".to_owned(),
+            format!("{why}: the run was stopped while it ran; nothing is released"),
+            guest,
+        )),
+        (_, result) => result,
+    }
+}
+
+/// Plans and runs a ticket's job in `sandbox`, whose stop signal the grant watch holds.
+fn execute_watched(
+    ticket: &JobTicket,
+    sandbox: Sandbox,
+    batch_rows: usize,
+    explain: bool,
+) -> Result<Executed, (String, String, serde_json::Value)> {
+    let fail = |class: &str, e: &dyn std::fmt::Display| (class.to_owned(), e.to_string(), serde_json::Value::Null);
     // The artifact compiled at submission; after an upgrade of the engine it no longer loads, and the approved
     // module (whose hash the store checked) is compiled again under the same limits.
     let module = match sandbox.load(&ticket.artifact) {

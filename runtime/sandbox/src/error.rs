@@ -24,6 +24,8 @@ pub enum FailureClass {
     ContractMismatch,
     /// The module is too large or took too long to compile.
     CompileLimit,
+    /// The zone stopped the run from outside (a grant suspended or ended while it ran).
+    Stopped,
 }
 
 impl FailureClass {
@@ -38,6 +40,7 @@ impl FailureClass {
             FailureClass::ImportDenied => "ImportDenied",
             FailureClass::ContractMismatch => "ContractMismatch",
             FailureClass::CompileLimit => "CompileLimit",
+            FailureClass::Stopped => "Stopped",
         }
     }
 }

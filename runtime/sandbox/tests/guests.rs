@@ -129,6 +129,42 @@ fn cpu_hogs_time_out_in_init_and_in_map() {
 }
 
 #[test]
+fn the_stop_signal_interrupts_a_running_call_within_a_second() {
+    // Long deadlines: only the stop can end this call in time.
+    let limits = SandboxLimits {
+        call_timeout: Duration::from_secs(60),
+        job_timeout: Duration::from_secs(120),
+        ..SandboxLimits::default()
+    };
+    let sandbox = Arc::new(Sandbox::new(limits).expect("sandbox"));
+    let module = sandbox
+        .load(
+            &sandbox
+                .check(&component(&init_ok(), "(loop $l (br $l)) (unreachable)", "", b"", ""))
+                .expect("check")
+                .serialized,
+        )
+        .expect("load");
+    let mut run = sandbox.start(&module, &input_schema(), &[]).expect("init");
+    let stop = sandbox.stop_signal();
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        stop.stop();
+        std::time::Instant::now()
+    });
+    let result = run.map(&input(4));
+    let ended = std::time::Instant::now();
+    let stopped_at = stopper.join().expect("stopper");
+    let e = expect_class(result, FailureClass::Stopped);
+    assert!(e.detail.contains("stopped by the zone"), "{e}");
+    let latency = ended.duration_since(stopped_at);
+    assert!(latency < Duration::from_secs(1), "the call ran {latency:?} past the stop");
+    // A stopped sandbox starts nothing new.
+    let again = sandbox.start(&module, &input_schema(), &[]);
+    expect_class(again.map(|_| ()), FailureClass::Stopped);
+}
+
+#[test]
 fn deep_recursion_overflows_the_stack() {
     let sandbox = sandbox();
     let extra = "(func $rec (param i32) (result i32) (i32.add (call $rec (i32.add (local.get 0) (i32.const 1))) (i32.const 1)))";

@@ -310,6 +310,7 @@ impl Zone {
     fn artifact_output_unrecorded(&self, who: &Principal, id: u64, out: &Path) -> Result<Vec<PathBuf>, StoreError> {
         let artifact = self.artifact_row(id)?.ok_or(StoreError::UnknownArtifact { id })?;
         self.permit(who, &Action::ProductRead { operator: &artifact.operator })?;
+        self.products_held(artifact.app)?;
         if artifact.state != "released" {
             let waiting = if artifact.waiting_for.is_empty() {
                 String::new()

@@ -274,6 +274,51 @@ impl Zone {
     }
 }
 
+/// Whether a running job's grant still covers it, checked from a thread of its own (with its own read-only
+/// connection to the catalog) while the job runs: a suspension, a termination or the end date stops the run.
+#[derive(Debug)]
+pub struct GrantWatch {
+    conn: rusqlite::Connection,
+    grant: u64,
+    /// (dataset, provider) of every dataset the job reads.
+    datasets: Vec<(String, String)>,
+    domain: String,
+}
+
+impl GrantWatch {
+    /// `Err` names why the grant no longer covers the job.
+    pub fn check(&self) -> Result<(), String> {
+        let row = self
+            .conn
+            .query_row(&format!("{GRANT_COLUMNS} WHERE id = ?1"), [self.grant], grant_row)
+            .map_err(|e| format!("grant {} cannot be read: {e}", self.grant))?;
+        let grant = grant_from(row).map_err(|e| e.to_string())?;
+        for (dataset, provider) in &self.datasets {
+            grant.covers(dataset, provider, &self.domain, today())?;
+        }
+        Ok(())
+    }
+}
+
+impl Zone {
+    /// A watch on the grant of a job that has passed the gate.
+    pub fn grant_watch(&self, ticket: &crate::jobs::JobTicket) -> Result<GrantWatch, StoreError> {
+        let path = self.root().join("catalog.db");
+        let conn = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(StoreError::catalog(format!("open {} to watch the grant", path.display())))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(StoreError::catalog("set busy timeout"))?;
+        Ok(GrantWatch {
+            conn,
+            grant: ticket.app.app.grant_id,
+            datasets: ticket.datasets.iter().map(|d| (d.version.dataset.clone(), d.version.provider.clone())).collect(),
+            domain: ticket.app.app.domain.clone(),
+        })
+    }
+}
+
 const GRANT_COLUMNS: &str = "SELECT id, operator, scope_json, valid_from, valid_to, state_json, terms_sha256, created_by, created_at FROM grants";
 
 type GrantRow = (u64, String, String, String, String, String, Option<String>, String, String);

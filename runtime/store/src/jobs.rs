@@ -201,6 +201,34 @@ impl Zone {
         Ok(JobTicket { job, app: view, datasets, wasm, artifact, release, mode, token_secret })
     }
 
+    /// Whether the job's grant still covers every dataset of the run and its domain today.
+    fn grant_covers_job(&self, ticket: &JobTicket) -> Result<(), String> {
+        let grant_id = ticket.app.app.grant_id;
+        let grant = match self.grant_by_id(grant_id) {
+            Ok(Some(g)) => g,
+            Ok(None) => return Err(format!("grant {grant_id} is gone")),
+            Err(e) => return Err(e.to_string()),
+        };
+        for d in &ticket.datasets {
+            grant.covers(&d.version.dataset, &d.version.provider, &ticket.app.app.domain, today())?;
+        }
+        Ok(())
+    }
+
+    /// Products and artifacts stay in the zone while the grant of the application they came from is not active.
+    pub(crate) fn products_held(&self, app_id: u64) -> Result<(), StoreError> {
+        let app = self.app_view(app_id)?.ok_or(StoreError::UnknownApp { id: app_id })?;
+        let grant = self.grant_by_id(app.app.grant_id)?.ok_or(StoreError::UnknownGrant { id: app.app.grant_id })?;
+        let status = grant.status(today());
+        if status == zone_access::GrantStatus::Active {
+            return Ok(());
+        }
+        Err(StoreError::NoGrant {
+            operator: app.app.operator.clone(),
+            detail: format!("grant {} is {}; its products are held in the zone", grant.id, status.name()),
+        })
+    }
+
     fn mark_failed(
         &self,
         job: u64,
@@ -248,6 +276,11 @@ impl Zone {
             counts: Some(table.counts.clone()),
             diagnostics: table.diagnostics.clone(),
         };
+        // A grant suspended, terminated or ended while the run was going releases nothing.
+        if let Err(detail) = self.grant_covers_job(ticket) {
+            let detail = format!("{detail}; the run ended after it, and nothing is released");
+            return self.finish_job(who, ticket, Err(failure("access.grant", detail)));
+        }
         let encoded = match encode_product(&table.schema, &table.batches, ticket.release.max_output_bytes) {
             Ok(e) => e,
             Err(e) => {
@@ -505,6 +538,7 @@ impl Zone {
     fn job_output_unrecorded(&self, who: &Principal, id: u64, out: &Path) -> Result<Vec<PathBuf>, StoreError> {
         let job = self.job_row(id)?.ok_or(StoreError::UnknownJob { id })?;
         self.permit(who, &Action::ProductRead { operator: &job.operator })?;
+        self.products_held(job.app)?;
         if job.state != "released" {
             return Err(StoreError::JobRefused {
                 class: "job.no_product",

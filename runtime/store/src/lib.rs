@@ -46,7 +46,7 @@ pub use apps::{
 pub use artifacts::{ARTIFACTS_DIR, ArtifactDecision, ArtifactReview, HeldArtifact};
 pub use catalog::{ColumnStats, DatasetSummary, DatasetVersion, FormatCheck, StoredFile};
 pub use error::StoreError;
-pub use grants::{GrantChange, NewGrant, today};
+pub use grants::{GrantChange, GrantWatch, NewGrant, today};
 pub use jobs::{JobDataset, JobRecord, JobTicket, ReleasedTable, RunCounts, RunFailure};
 pub use keys::ZoneKeys;
 pub use products::{

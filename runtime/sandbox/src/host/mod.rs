@@ -11,7 +11,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::Schema;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
+use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
 
 use crate::error::{FailureClass, SandboxError};
 use crate::limits::SandboxLimits;
@@ -102,9 +102,39 @@ pub const LEVEL_PANIC: u8 = 5;
 /// Level under which the host keeps the text of an error a guest returns.
 pub const LEVEL_GUEST_ERROR: u8 = 4;
 
+/// Stops every run of one [`Sandbox`] from outside, within one epoch tick: a guest in the middle of a call traps
+/// (`Stopped`), and no later call starts. Cloned freely; set once.
+#[derive(Debug, Clone, Default)]
+pub struct StopSignal(Arc<AtomicBool>);
+
+impl StopSignal {
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The marker error a stopped run traps with.
+#[derive(Debug)]
+struct StoppedFromOutside;
+
+impl std::fmt::Display for StoppedFromOutside {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stopped by the zone")
+    }
+}
+
+impl std::error::Error for StoppedFromOutside {}
+
 /// Per-instance host state.
 struct HostState {
     limiter: MemoryLimiter,
+    /// When the current call must end (checked at every epoch tick, with the stop signal).
+    call_deadline: Instant,
+    stop: StopSignal,
     diagnostics: Diagnostics,
     streams: wasi_stubs::StdStreams,
     max_message_bytes: usize,
@@ -236,6 +266,7 @@ pub struct Sandbox {
     engine: Engine,
     linker: Linker<HostState>,
     limits: SandboxLimits,
+    stop: StopSignal,
     _ticker: Ticker,
 }
 
@@ -276,11 +307,22 @@ impl Sandbox {
                 })
                 .map_err(internal)?
         };
-        Ok(Sandbox { engine, linker, limits, _ticker: Ticker { stop, handle: Some(handle) } })
+        Ok(Sandbox {
+            engine,
+            linker,
+            limits,
+            stop: StopSignal::default(),
+            _ticker: Ticker { stop, handle: Some(handle) },
+        })
     }
 
     pub fn limits(&self) -> &SandboxLimits {
         &self.limits
+    }
+
+    /// The signal that stops every run of this sandbox (its instances check it at every epoch tick).
+    pub fn stop_signal(&self) -> StopSignal {
+        self.stop.clone()
     }
 
     /// Compiles a component and checks it against the contract without running it: size and compile-time
@@ -433,6 +475,8 @@ impl Sandbox {
         };
         let state = HostState {
             limiter: MemoryLimiter { limit: self.limits.memory_bytes, total: 0 },
+            call_deadline: Instant::now(),
+            stop: self.stop.clone(),
             diagnostics: Diagnostics::default(),
             streams: wasi_stubs::StdStreams::default(),
             max_message_bytes: self.limits.max_message_bytes,
@@ -440,6 +484,17 @@ impl Sandbox {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
+        // At every epoch tick: stopped from outside, past the call's deadline, or on.
+        store.epoch_deadline_callback(|ctx| {
+            let state = ctx.data();
+            if state.stop.is_stopped() {
+                return Err(wasmtime::Error::new(StoppedFromOutside));
+            }
+            if Instant::now() >= state.call_deadline {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            Ok(UpdateDeadline::Continue(1))
+        });
         let mut run = GuestRun {
             store,
             bindings: None,
@@ -520,8 +575,12 @@ impl GuestRun {
         self.spent
     }
 
-    /// Sets the deadline of the next call: the per-call limit or what is left of the job's, whichever is less.
+    /// Sets the deadline of the next call: the per-call limit or what is left of the job's, whichever is less. The
+    /// epoch callback checks it (and the stop signal) at every tick.
     fn arm(&mut self) -> Result<(), SandboxError> {
+        if self.store.data().stop.is_stopped() {
+            return Err(SandboxError::new(FailureClass::Stopped, "the zone stopped the run"));
+        }
         let left = self.limits.job_timeout.saturating_sub(self.spent);
         if left.is_zero() {
             return Err(SandboxError::new(
@@ -530,10 +589,8 @@ impl GuestRun {
             ));
         }
         let budget = left.min(self.limits.call_timeout);
-        let tick = self.limits.epoch_tick.as_nanos().max(1);
-        let ticks = (budget.as_nanos() / tick).max(1);
-        self.store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
-        self.store.epoch_deadline_trap();
+        self.store.data_mut().call_deadline = Instant::now() + budget;
+        self.store.set_epoch_deadline(1);
         if let Some(fuel) = self.limits.fuel_per_call {
             self.store.set_fuel(fuel).map_err(internal)?;
         }
@@ -559,6 +616,8 @@ impl GuestRun {
     fn classify(&mut self, error: wasmtime::Error, call: &str) -> SandboxError {
         let class = if error.is::<MemoryLimitExceeded>() {
             FailureClass::MemoryLimit
+        } else if error.is::<StoppedFromOutside>() {
+            FailureClass::Stopped
         } else if error.is::<wasi_stubs::GuestExited>() {
             FailureClass::GuestError
         } else if let Some(trap) = error.downcast_ref::<Trap>() {
@@ -577,6 +636,7 @@ impl GuestRun {
             }
             FailureClass::StackOverflow => format!("{call} overflowed its stack"),
             FailureClass::GuestError => format!("{call}: the job called exit"),
+            FailureClass::Stopped => format!("{call} was stopped by the zone"),
             _ => format!("{call} trapped (messages are kept in the zone)"),
         };
         let e = SandboxError::new(class, detail);
