@@ -55,7 +55,7 @@ pub mod policy;
 
 pub use error::{PolicyError, PolicyErrors, RuleId};
 pub use formats::Format;
-pub use kernels::{ColumnKernel, Desensitized, Desensitizer, KernelError, TokenKey, TokenSecret};
+pub use kernels::{ColumnKernel, Desensitized, Desensitizer, KernelError, TokenKey, TokenSecret, tokenize};
 pub use policy::{
     Bands, Bounds, ColumnPolicy, ColumnRule, CompiledPolicy, DatasetInfo, Domain, Generalization, MaskSpec,
     ReleaseMode, ReleaseRules, TokenSpec,

@@ -140,3 +140,184 @@ fn a_suspension_stops_a_running_job_within_a_second_and_holds_products() {
     assert!(has("job.finish", "refused"), "the stopped run is not in the log");
     assert!(audit.iter().any(|e| e["action"] == "grant.suspend"));
 }
+
+/// The first `n` subjects (credit codes) of the raw registry fixture.
+fn registry_subjects(n: usize) -> Vec<String> {
+    use arrow_array::cast::AsArray;
+    let file = std::fs::File::open(crate::common::fixture("enterprise_registry")).expect("fixture");
+    let mut reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("parquet")
+        .build()
+        .expect("reader");
+    let batch = reader.next().expect("a batch").expect("batch");
+    let uscc = batch.column_by_name("uscc").expect("uscc").as_string::<i32>();
+    (0..n).map(|i| uscc.value(i).to_owned()).collect()
+}
+
+/// Every file of the zone but its object store (which holds the raw data the agency published).
+fn zone_files_outside_objects(zone: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![zone.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).expect("read dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if p.file_name().is_some_and(|n| n != "objects") {
+                    stack.push(p);
+                }
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn rows_read(zone: &TestZone, app: &str) -> u64 {
+    let out = zone.run_as("acme", &["--json", "job", "run", app]).json();
+    out["manifest"]["rows_read"].as_u64().unwrap_or_else(|| panic!("no release: {out}"))
+}
+
+#[test]
+fn a_complaint_withdraws_a_subject_and_no_later_run_reads_its_rows() {
+    let zone = zone_with_grant();
+    let app = approved_app(&zone, FINANCE, &[]);
+    assert_eq!(rows_read(&zone, &app), 20_000);
+    // An application pinned to version 1, approved before the complaint.
+    let pinned = {
+        let run = zone.run_as(
+            "acme",
+            &[
+                "--json",
+                "app",
+                "submit",
+                "--module",
+                FINANCE,
+                "--dataset",
+                "enterprise_registry@1",
+                "--domain",
+                "finance",
+                "--purpose",
+                "pinned",
+                "--mode",
+                "aggregate",
+            ],
+        );
+        let id = run.json()["id"].as_u64().expect("id").to_string();
+        zone.run(&["app", "approve", &id, "--reason", "ok"]).ok();
+        zone.run_as("market-regulation", &["app", "approve", &id, "--reason", "ok"]).ok();
+        id
+    };
+
+    let subjects = registry_subjects(3);
+    let evidence = zone.path("evidence.txt");
+    std::fs::write(&evidence, "letter from the company's counsel, received 2026-11-20").expect("evidence");
+    let file = |who: &str, subject: &str| {
+        zone.run_as(
+            who,
+            &[
+                "--json",
+                "complaint",
+                "file",
+                "--dataset",
+                "enterprise_registry",
+                "--subject",
+                subject,
+                "--evidence",
+                s(&evidence),
+            ],
+        )
+    };
+    // Only the providing agency files complaints about its data.
+    for (who, class) in [("acme", "access.role"), ("taxation", "access.scope"), ("dsb", "access.role")] {
+        let run = file(who, &subjects[0]);
+        assert!(!run.status.success());
+        assert_eq!(run.json()["error"]["class"], class, "{who}");
+    }
+    let filed = file("market-regulation", &subjects[0]).json();
+    assert_eq!(filed["state"], "open");
+    assert_eq!(filed["subject_token"].as_str().map(str::len), Some(32));
+    let id = filed["id"].as_u64().expect("id").to_string();
+
+    // Withdraw, moving approvals: a new version without the row; the unpinned application runs on it, and
+    // reads one row fewer: the subject's.
+    let resolved = zone
+        .run_as(
+            "market-regulation",
+            &[
+                "--json",
+                "complaint",
+                "resolve",
+                &id,
+                "--withdraw",
+                "--keep-approvals",
+                "--reason",
+                "verified: withdraw",
+            ],
+        )
+        .json();
+    assert_eq!(resolved["new_version"], 2, "{resolved}");
+    assert_eq!(resolved["rows_withdrawn"], 1);
+    assert_eq!(resolved["apps_moved"][0].as_u64(), Some(1), "{resolved}");
+    assert_eq!(rows_read(&zone, &app), 19_999);
+    // The pinned application may not read the withdrawn version.
+    let run = zone.run_as("acme", &["--json", "job", "run", &pinned]);
+    assert!(!run.status.success());
+    assert_eq!(run.json()["error"]["class"], "dataset.withdrawn");
+    // A complaint is answered once.
+    let again =
+        zone.run_as("market-regulation", &["--json", "complaint", "resolve", &id, "--dismiss", "--reason", "x"]);
+    assert_eq!(again.json()["error"]["class"], "complaint.resolved");
+
+    // Without --keep-approvals, the application needs approval again for the new version.
+    let second = file("market-regulation", &subjects[1]).json()["id"].as_u64().expect("id").to_string();
+    zone.run_as("market-regulation", &["complaint", "resolve", &second, "--withdraw", "--reason", "verified"]).ok();
+    let run = zone.run_as("acme", &["--json", "job", "run", &app]);
+    assert!(!run.status.success());
+    assert_eq!(run.json()["error"]["class"], "job.drift");
+    zone.run(&["app", "approve", &app, "--reason", "re-approved for version 3"]).ok();
+    zone.run_as("market-regulation", &["app", "approve", &app, "--reason", "re-approved for version 3"]).ok();
+    assert_eq!(rows_read(&zone, &app), 19_998);
+
+    // Suspend: every active grant covering the dataset is suspended, and runs stop.
+    let third = file("market-regulation", &subjects[2]).json()["id"].as_u64().expect("id").to_string();
+    let correct_by = day(14);
+    let suspended = zone
+        .run_as(
+            "market-regulation",
+            &[
+                "--json",
+                "complaint",
+                "resolve",
+                &third,
+                "--suspend",
+                "--correct-by",
+                &correct_by,
+                "--reason",
+                "pending",
+            ],
+        )
+        .json();
+    assert_eq!(suspended["grants_suspended"][0].as_u64(), Some(1), "{suspended}");
+    let run = zone.run_as("acme", &["--json", "job", "run", &app]);
+    assert_eq!(run.json()["error"]["class"], "access.grant");
+
+    // The subjects' values are nowhere in the zone outside the published data: not in the catalog, not in the log.
+    for path in zone_files_outside_objects(&zone.zone) {
+        let bytes = std::fs::read(&path).expect("read");
+        for subject in &subjects {
+            assert!(
+                !bytes.windows(subject.len()).any(|w| w == subject.as_bytes()),
+                "{} holds a complainant's value",
+                path.display()
+            );
+        }
+    }
+    // The inspector reads the complaints (tokens only); the operator may not.
+    let listed = zone.run_as("inspector", &["--json", "complaint", "list"]).json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(3));
+    let operator = zone.run_as("acme", &["--json", "complaint", "list"]).json();
+    assert_eq!(operator.as_array().map(Vec::len), Some(0));
+    let audit = zone.audit();
+    assert_eq!(audit.iter().filter(|e| e["action"] == "complaint.resolve" && e["outcome"] == "ok").count(), 3);
+}

@@ -30,6 +30,8 @@
 //! | artifact list                   | yes       | jobs on its data     | its own         | yes       |
 //! | artifact review / release       | –         | jobs on its data     | –               | –         |
 //! | artifact output (once released) | –         | –                    | its own         | –         |
+//! | complaint file / resolve        | –         | its datasets         | –               | –         |
+//! | complaint list                  | yes       | its datasets         | –               | yes       |
 //!
 //! Nobody decides on a request they made, or one made by their own organisation (`access.self`).
 //!
@@ -147,6 +149,14 @@ pub enum Action<'a> {
     ArtifactDecide {
         providers: &'a [String],
     },
+    /// File or resolve a complaint about a dataset of `provider` (Art. 25).
+    ComplaintHandle {
+        provider: &'a str,
+    },
+    /// Read complaints about a dataset of `provider` (never the subject's value: only its token is kept).
+    ComplaintRead {
+        provider: &'a str,
+    },
 }
 
 impl Action<'_> {
@@ -172,6 +182,8 @@ impl Action<'_> {
             Action::GuestTextRead { .. } => "job.guest_text",
             Action::ArtifactReview { .. } => "artifact.review",
             Action::ArtifactDecide { .. } => "artifact.decide",
+            Action::ComplaintHandle { .. } => "complaint.handle",
+            Action::ComplaintRead { .. } => "complaint.read",
         }
     }
 }
@@ -210,6 +222,8 @@ fn words(action: &Action<'_>) -> &'static str {
         Action::GuestTextRead { .. } => "read what this job's guest wrote",
         Action::ArtifactReview { .. } => "read this artifact",
         Action::ArtifactDecide { .. } => "release or reject this artifact",
+        Action::ComplaintHandle { .. } => "file or resolve complaints about this dataset",
+        Action::ComplaintRead { .. } => "read complaints about this dataset",
     }
 }
 
@@ -305,6 +319,22 @@ pub fn authorize(who: &Principal, action: &Action<'_>) -> Result<(), Denied> {
                 Err(deny("access.role", "only a providing agency reviews what a job made from its data".into()))
             }
         },
+        Action::ComplaintHandle { provider } => {
+            role_only(&[Agency])?;
+            if own_org(provider) {
+                Ok(())
+            } else {
+                Err(deny("access.scope", format!("the dataset belongs to `{provider}`, not to {}", org_text())))
+            }
+        }
+        Action::ComplaintRead { provider } => match who.role {
+            Authority | Inspector => Ok(()),
+            Agency if own_org(provider) => Ok(()),
+            Agency => Err(deny("access.scope", format!("the dataset belongs to `{provider}`, not to {}", org_text()))),
+            Operator => {
+                Err(deny("access.role", "complaints are for the agency, the authority and the inspector".into()))
+            }
+        },
         Action::JobRun { operator } | Action::ProductRead { operator } => {
             role_only(&[Operator])?;
             if who.name == operator {
@@ -363,6 +393,8 @@ mod tests {
             (Action::ArtifactReview { providers: &mr_only }, vec![&mr]),
             (Action::ArtifactReview { providers: &both }, vec![&mr, &tax]),
             (Action::ArtifactDecide { providers: &mr_only }, vec![&mr]),
+            (Action::ComplaintHandle { provider: "market-regulation" }, vec![&mr]),
+            (Action::ComplaintRead { provider: "market-regulation" }, vec![&authority, &mr, &inspector]),
         ];
         for (action, allowed) in &cases {
             for who in everyone {

@@ -57,6 +57,9 @@ pub enum Command {
     /// Reviewed mode: artifacts a job made (a model, a report), held until every providing agency releases them.
     #[command(subcommand)]
     Artifact(ArtifactCommand),
+    /// Complaints of people and companies (Art. 25), filed and resolved by the providing agency.
+    #[command(subcommand)]
+    Complaint(ComplaintCommand),
     /// Check a product folder (files and signed manifest) offline; needs no zone.
     #[command(subcommand)]
     Product(ProductCommand),
@@ -99,6 +102,55 @@ pub enum ArtifactCommand {
     Reject(ArtifactDecisionArgs),
     /// Copy a released artifact and its signed manifest out of the zone (the operator who ran the job).
     Output(JobOutputArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ComplaintCommand {
+    /// Record a complaint on a subject's behalf (the providing agency). The subject's value is kept only as a
+    /// keyed token.
+    File(ComplaintFileArgs),
+    /// Answer a complaint: withdraw the subject's rows, suspend the grants that cover the dataset, reprocess, or
+    /// dismiss.
+    Resolve(ComplaintResolveArgs),
+    /// The complaints you may read.
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct ComplaintFileArgs {
+    #[arg(long, value_name = "NAME")]
+    pub dataset: String,
+    /// The subject's value in the dataset's subject column (an ID, a credit code).
+    #[arg(long, value_name = "VALUE")]
+    pub subject: String,
+    /// The complainant's evidence, kept in the zone under its SHA-256.
+    #[arg(long, value_name = "FILE")]
+    pub evidence: PathBuf,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("answer").required(true).args(["withdraw", "suspend", "reprocess", "dismiss"])))]
+pub struct ComplaintResolveArgs {
+    pub id: u64,
+    /// A new dataset version without the subject's rows; earlier versions are closed to runs.
+    #[arg(long)]
+    pub withdraw: bool,
+    /// With --withdraw: move approved applications to the new version without a new approval.
+    #[arg(long, requires = "withdraw")]
+    pub keep_approvals: bool,
+    /// Suspend every active grant covering the dataset.
+    #[arg(long, requires = "correct_by")]
+    pub suspend: bool,
+    /// With --suspend: the deadline for correction (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    pub correct_by: Option<String>,
+    /// The agency reprocesses the data (publishes a corrected version itself).
+    #[arg(long)]
+    pub reprocess: bool,
+    #[arg(long)]
+    pub dismiss: bool,
+    #[arg(long)]
+    pub reason: String,
 }
 
 #[derive(Debug, Args)]

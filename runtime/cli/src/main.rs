@@ -11,6 +11,7 @@ mod jobs;
 mod limits;
 mod module;
 mod output;
+mod oversight;
 mod progress;
 
 use std::process::ExitCode;
@@ -56,6 +57,7 @@ fn run(cli: &Cli, mode: Mode) -> anyhow::Result<()> {
         Command::Audit(c) => commands::audit(&ctx, c),
         Command::Job(c) => jobs::job(&ctx, c),
         Command::Artifact(c) => artifacts::artifact(&ctx, c),
+        Command::Complaint(c) => oversight::complaint(&ctx, c),
         Command::Product(args::ProductCommand::Verify(args)) => jobs::verify(&ctx, args),
         Command::Demo(args) => demo::run(cli.zone.as_deref(), args, mode),
     }

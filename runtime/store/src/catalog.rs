@@ -130,6 +130,31 @@ CREATE TABLE artifact_decisions (
     PRIMARY KEY (artifact, provider)
 ) STRICT;
 "#,
+    // 5: complaints (Art. 25). The subject is kept only as a keyed token.
+    r#"
+CREATE TABLE complaints (
+    id               INTEGER PRIMARY KEY,
+    dataset          TEXT NOT NULL REFERENCES datasets(name),
+    subject_token    TEXT NOT NULL,
+    evidence_sha256  TEXT NOT NULL,
+    filed_by         TEXT NOT NULL REFERENCES principals(name),
+    filed_at         TEXT NOT NULL,
+    state            TEXT NOT NULL CHECK (state IN ('open', 'resolved')),
+    resolution       TEXT CHECK (resolution IN ('withdraw', 'suspend', 'reprocess', 'dismiss')),
+    reason           TEXT,
+    resolved_by      TEXT,
+    resolved_at      TEXT,
+    new_version      INTEGER,
+    rows_withdrawn   INTEGER,
+    outcome_json     TEXT
+) STRICT;
+CREATE TABLE withdrawn_versions (
+    dataset    TEXT NOT NULL,
+    version    INTEGER NOT NULL,
+    complaint  INTEGER NOT NULL REFERENCES complaints(id),
+    PRIMARY KEY (dataset, version, complaint)
+) STRICT;
+"#,
 ];
 
 /// Quality figures of one column, computed at publish time without keeping any value (Art. 16).
@@ -350,7 +375,7 @@ impl Catalog {
     }
 
     /// Every object digest the catalog references (files, policies, grant terms, modules, compiled artifacts,
-    /// security notes, artifacts held for review).
+    /// security notes, artifacts held for review, complaint evidence).
     pub fn referenced_objects(&self) -> Result<Vec<String>, StoreError> {
         let mut stmt = self
             .conn
@@ -359,7 +384,7 @@ impl Catalog {
                  UNION SELECT terms_sha256 FROM grants WHERE terms_sha256 IS NOT NULL
                  UNION SELECT module_sha256 FROM applications UNION SELECT artifact_sha256 FROM applications
                  UNION SELECT notes_sha256 FROM applications WHERE notes_sha256 IS NOT NULL
-                 UNION SELECT sha256 FROM artifacts ORDER BY 1",
+                 UNION SELECT sha256 FROM artifacts UNION SELECT evidence_sha256 FROM complaints ORDER BY 1",
             )
             .map_err(StoreError::catalog("list objects"))?;
         let rows = stmt.query_map([], |r| r.get(0)).map_err(StoreError::catalog("list objects"))?;

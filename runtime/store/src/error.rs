@@ -39,6 +39,10 @@ pub enum StoreError {
     UnknownJob { id: u64 },
     #[error("no artifact {id}")]
     UnknownArtifact { id: u64 },
+    #[error("no complaint {id}")]
+    UnknownComplaint { id: u64 },
+    #[error("complaint {id}: {detail} [{class}]")]
+    ComplaintRefused { id: u64, class: &'static str, detail: String },
     #[error("artifact {id}: {detail} [{class}]")]
     ArtifactRefused { id: u64, class: &'static str, detail: String },
     #[error("{path}: invalid settings:\n  {}", problems.join("\n  "))]
@@ -138,6 +142,8 @@ impl StoreError {
             StoreError::JobRefused { class, .. } => class,
             StoreError::UnknownJob { .. } => "job.unknown",
             StoreError::UnknownArtifact { .. } => "artifact.unknown",
+            StoreError::UnknownComplaint { .. } => "complaint.unknown",
+            StoreError::ComplaintRefused { class, .. } => class,
             StoreError::ArtifactRefused { class, .. } => class,
             StoreError::NotInitialized { .. } => "zone.not_initialized",
             StoreError::BadSettings { .. } => "zone.settings",

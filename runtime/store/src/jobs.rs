@@ -159,6 +159,16 @@ impl Zone {
         let mut release: Option<ReleaseRules> = None;
         for bound in &view.binding.datasets {
             let version = self.dataset(&format!("{}@{}", bound.dataset, bound.version))?;
+            if let Some(complaint) = self.withdrawn_by(&version.dataset, version.version)? {
+                return refuse(
+                    "dataset.withdrawn",
+                    format!(
+                        "{}@{} was withdrawn by complaint {complaint}: a subject's rows were taken out in a later \
+                         version, and no run reads this one",
+                        version.dataset, version.version
+                    ),
+                );
+            }
             if let Err(detail) = grant.covers(&version.dataset, &version.provider, &view.app.domain, day) {
                 return Err(StoreError::NoGrant { operator: view.app.operator.clone(), detail });
             }

@@ -29,6 +29,7 @@ mod access;
 mod apps;
 mod artifacts;
 mod catalog;
+mod complaints;
 mod error;
 mod grants;
 mod jobs;
@@ -45,6 +46,7 @@ pub use apps::{
 };
 pub use artifacts::{ARTIFACTS_DIR, ArtifactDecision, ArtifactReview, HeldArtifact};
 pub use catalog::{ColumnStats, DatasetSummary, DatasetVersion, FormatCheck, StoredFile};
+pub use complaints::{Complaint, Resolution};
 pub use error::StoreError;
 pub use grants::{GrantChange, GrantWatch, NewGrant, today};
 pub use jobs::{JobDataset, JobRecord, JobTicket, ReleasedTable, RunCounts, RunFailure};
