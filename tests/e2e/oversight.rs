@@ -2,6 +2,8 @@
 //! interruption, not a check at the end), blocks new runs and holds products until the grant is resumed.
 
 use std::process::{Command, Stdio};
+
+use sha2::Digest as _;
 use std::time::{Duration, Instant};
 
 use crate::common::{BIN, TestZone, s};
@@ -320,4 +322,102 @@ fn a_complaint_withdraws_a_subject_and_no_later_run_reads_its_rows() {
     assert_eq!(operator.as_array().map(Vec::len), Some(0));
     let audit = zone.audit();
     assert_eq!(audit.iter().filter(|e| e["action"] == "complaint.resolve" && e["outcome"] == "ok").count(), 3);
+}
+
+#[test]
+fn an_incident_suspends_stops_freezes_and_gathers_verifiable_evidence() {
+    let zone = zone_with_grant();
+    let quick = approved_app(&zone, FINANCE, &[]);
+    zone.run_as("acme", &["job", "run", &quick]).ok();
+    // A reviewed run whose artifacts wait for the agency.
+    let reviewed = {
+        let run = zone.run_as(
+            "acme",
+            &[
+                "--json",
+                "app",
+                "submit",
+                "--module",
+                example_guests::CAPITAL_MODEL.path,
+                "--dataset",
+                "enterprise_registry",
+                "--domain",
+                "finance",
+                "--purpose",
+                "model",
+                "--mode",
+                "reviewed",
+            ],
+        );
+        let id = run.json()["id"].as_u64().expect("id").to_string();
+        zone.run(&["app", "approve", &id, "--reason", "ok"]).ok();
+        zone.run_as("market-regulation", &["app", "approve", &id, "--reason", "ok"]).ok();
+        id
+    };
+    zone.run_as("acme", &["job", "run", &reviewed]).ok();
+
+    // A long job is running when the incident opens.
+    let slow = approved_app(&zone, HOSTILE, &["attack=slow", "spin=1000000"]);
+    let child = Command::new(BIN)
+        .args(["--zone", s(&zone.zone), "--json", "job", "run", &slow, "--batch-rows", "100"])
+        .env("CLEANROOM_AS", "acme")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn job run");
+    let started = Instant::now();
+    while !zone
+        .run_as("acme", &["--json", "job", "list"])
+        .json()
+        .as_array()
+        .is_some_and(|j| j.iter().any(|j| j["state"] == "running"))
+    {
+        assert!(started.elapsed() < Duration::from_secs(60), "the job never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+
+    // Only the authority opens incidents.
+    let refused = zone.run_as("inspector", &["--json", "incident", "open", "--operator", "acme", "--reason", "x"]);
+    assert_eq!(refused.json()["error"]["class"], "access.role");
+    let opened = zone.run(&["--json", "incident", "open", "--operator", "acme", "--reason", "suspected leak"]).json();
+    let opened_at = Instant::now();
+    assert_eq!(opened["grants_suspended"][0].as_u64(), Some(1), "{opened}");
+    let output = child.wait_with_output().expect("job run");
+    assert!(opened_at.elapsed() < Duration::from_secs(3), "the job ran on {:?}", opened_at.elapsed());
+    let v: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(v["error"]["class"], "access.grant", "{v}");
+
+    // The evidence folder: a summary naming every file's hash, the product manifests, and the whole log as a bundle
+    // that verifies offline.
+    let dir = zone.zone.join("incidents/1");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).expect("summary")).expect("json");
+    assert_eq!(summary["operator"], "acme");
+    assert!(summary["applications"].as_array().is_some_and(|a| a.len() == 3), "{summary}");
+    assert!(!summary["relevant_entries"].as_array().expect("entries").is_empty());
+    for f in summary["files"].as_array().expect("files") {
+        let bytes = std::fs::read(dir.join(f["name"].as_str().expect("name"))).expect("evidence file");
+        assert_eq!(f["sha256"].as_str(), Some(hex::encode(sha2::Sha256::digest(&bytes)).as_str()));
+    }
+    assert!(dir.join("manifests/1.json").is_file());
+    zone.run(&["audit", "verify", "--bundle", s(&dir.join("audit-bundle.json"))]).ok();
+
+    // Frozen: the held artifact cannot be released while the incident is open; products stay in the zone.
+    let artifacts = zone.run_as("market-regulation", &["--json", "artifact", "list"]).json();
+    let artifact = artifacts[0]["id"].as_u64().expect("artifact").to_string();
+    let release = zone.run_as("market-regulation", &["--json", "artifact", "release", &artifact, "--reason", "ok"]);
+    assert_eq!(release.json()["error"]["class"], "incident.frozen");
+    let held = zone.run_as("acme", &["--json", "job", "output", "1", "--out", s(&zone.path("held"))]);
+    assert_eq!(held.json()["error"]["class"], "access.grant");
+
+    // Closed: the agency may decide again; the grant stays suspended until the authority resumes it.
+    zone.run(&["incident", "close", "1", "--reason", "no leak found"]).ok();
+    zone.run_as("market-regulation", &["artifact", "release", &artifact, "--reason", "ok"]).ok();
+    let list = zone.run_as("inspector", &["--json", "incident", "list"]).json();
+    assert_eq!(list[0]["state"], "closed");
+    let run = zone.run_as("acme", &["--json", "job", "run", &quick]);
+    assert_eq!(run.json()["error"]["class"], "access.grant");
+    zone.run(&["grant", "resume", "1", "--reason", "cleared"]).ok();
+    zone.run_as("acme", &["job", "run", &quick]).ok();
 }

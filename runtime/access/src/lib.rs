@@ -32,6 +32,8 @@
 //! | artifact output (once released) | –         | –                    | its own         | –         |
 //! | complaint file / resolve        | –         | its datasets         | –               | –         |
 //! | complaint list                  | yes       | its datasets         | –               | yes       |
+//! | incident open / close           | yes       | –                    | –               | –         |
+//! | incident list                   | yes       | –                    | –               | yes       |
 //!
 //! Nobody decides on a request they made, or one made by their own organisation (`access.self`).
 //!
@@ -157,6 +159,10 @@ pub enum Action<'a> {
     ComplaintRead {
         provider: &'a str,
     },
+    /// Open or close an incident against an operator (Art. 24).
+    IncidentManage,
+    /// Read incidents and their evidence.
+    IncidentRead,
 }
 
 impl Action<'_> {
@@ -184,6 +190,8 @@ impl Action<'_> {
             Action::ArtifactDecide { .. } => "artifact.decide",
             Action::ComplaintHandle { .. } => "complaint.handle",
             Action::ComplaintRead { .. } => "complaint.read",
+            Action::IncidentManage => "incident.manage",
+            Action::IncidentRead => "incident.read",
         }
     }
 }
@@ -224,6 +232,8 @@ fn words(action: &Action<'_>) -> &'static str {
         Action::ArtifactDecide { .. } => "release or reject this artifact",
         Action::ComplaintHandle { .. } => "file or resolve complaints about this dataset",
         Action::ComplaintRead { .. } => "read complaints about this dataset",
+        Action::IncidentManage => "open or close incidents",
+        Action::IncidentRead => "read incidents",
     }
 }
 
@@ -249,7 +259,8 @@ pub fn authorize(who: &Principal, action: &Action<'_>) -> Result<(), Denied> {
     let org_text = || who.org.clone().unwrap_or_else(|| "no organisation".to_owned());
     match *action {
         Action::ZoneRead | Action::AuditRead => role_only(&[Authority, Inspector]),
-        Action::PrincipalAdd | Action::GrantManage => role_only(&[Authority]),
+        Action::PrincipalAdd | Action::GrantManage | Action::IncidentManage => role_only(&[Authority]),
+        Action::IncidentRead => role_only(&[Authority, Inspector]),
         Action::PrincipalList => role_only(&[Authority, Agency, Inspector]),
         Action::DatasetRead => Ok(()),
         Action::ModuleCheck => role_only(&[Authority, Agency, Operator]),
@@ -395,6 +406,8 @@ mod tests {
             (Action::ArtifactDecide { providers: &mr_only }, vec![&mr]),
             (Action::ComplaintHandle { provider: "market-regulation" }, vec![&mr]),
             (Action::ComplaintRead { provider: "market-regulation" }, vec![&authority, &mr, &inspector]),
+            (Action::IncidentManage, vec![&authority]),
+            (Action::IncidentRead, vec![&authority, &inspector]),
         ];
         for (action, allowed) in &cases {
             for who in everyone {

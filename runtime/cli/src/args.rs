@@ -60,6 +60,9 @@ pub enum Command {
     /// Complaints of people and companies (Art. 25), filed and resolved by the providing agency.
     #[command(subcommand)]
     Complaint(ComplaintCommand),
+    /// Incidents (Art. 24): suspend an operator, stop its jobs, freeze its outputs, gather the evidence.
+    #[command(subcommand)]
+    Incident(IncidentCommand),
     /// Check a product folder (files and signed manifest) offline; needs no zone.
     #[command(subcommand)]
     Product(ProductCommand),
@@ -113,6 +116,29 @@ pub enum ComplaintCommand {
     /// dismiss.
     Resolve(ComplaintResolveArgs),
     /// The complaints you may read.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IncidentCommand {
+    /// Open an incident against an operator (the authority): its grants are suspended at once, its running jobs
+    /// stop, nothing of its is released, and the evidence is written to `incidents/<id>/` in the zone.
+    Open {
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+        #[arg(long)]
+        reason: String,
+        /// The deadline for correction of the suspended grants (YYYY-MM-DD); 30 days from today by default.
+        #[arg(long, value_name = "DATE")]
+        correct_by: Option<String>,
+    },
+    /// Close an incident (the grants stay suspended until `grant resume` or `grant terminate`).
+    Close {
+        id: u64,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Every incident (the authority and the inspector).
     List,
 }
 

@@ -1,9 +1,10 @@
-//! `complaint file|resolve|list`: Art. 25 as commands. The subject's value goes in once, on the command line of the
-//! agency filing the complaint, and is kept only as a keyed token.
+//! `complaint file|resolve|list` (Art. 25) and `incident open|close|list` (Art. 24) as commands. A complaint's
+//! subject value goes in once, on the command line of the agency filing it, and is kept only as a keyed token.
 
-use zone_store::{Complaint, Resolution};
+use anyhow::Context as _;
+use zone_store::{Complaint, Incident, Resolution};
 
-use crate::args::ComplaintCommand;
+use crate::args::{ComplaintCommand, IncidentCommand};
 use crate::context::Ctx;
 use crate::output::{self, Mode, short};
 
@@ -78,4 +79,63 @@ fn answer(c: &Complaint) -> String {
         text.push_str(&format!(" ({reason})"));
     }
     text
+}
+
+pub fn incident(ctx: &Ctx<'_>, command: &IncidentCommand) -> anyhow::Result<()> {
+    let (zone, who) = ctx.open_as()?;
+    let incident = match command {
+        IncidentCommand::Open { operator, reason, correct_by } => {
+            let correct_by = match correct_by {
+                Some(text) => chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                    .with_context(|| format!("--correct-by `{text}` is not a date (YYYY-MM-DD)"))?,
+                None => zone_store::today() + chrono::Duration::days(30),
+            };
+            zone.open_incident(&who, operator, reason, correct_by)?
+        }
+        IncidentCommand::Close { id, reason } => zone.close_incident(&who, *id, reason)?,
+        IncidentCommand::List => {
+            let list = zone.incidents(&who)?;
+            return match ctx.mode {
+                Mode::Json => output::json(&list),
+                Mode::Human => {
+                    let mut t = output::table(["incident", "operator", "opened", "state", "grants", "evidence"]);
+                    for i in &list {
+                        let grants: Vec<String> = i.grants_suspended.iter().map(u64::to_string).collect();
+                        t.add_row(vec![
+                            i.id.to_string(),
+                            i.operator.clone(),
+                            format!("{} by {}", i.opened_at, i.opened_by),
+                            i.state.clone(),
+                            grants.join(", "),
+                            i.evidence.clone(),
+                        ]);
+                    }
+                    println!("{t}");
+                    Ok(())
+                }
+            };
+        }
+    };
+    match ctx.mode {
+        Mode::Json => output::json(&incident),
+        Mode::Human => {
+            print_incident(&zone, &incident);
+            Ok(())
+        }
+    }
+}
+
+fn print_incident(zone: &zone_store::Zone, i: &Incident) {
+    println!("incident {} against {}: {}", i.id, i.operator, i.state);
+    let grants: Vec<String> = i.grants_suspended.iter().map(u64::to_string).collect();
+    println!("  grants suspended  {}", if grants.is_empty() { "none active".to_owned() } else { grants.join(", ") });
+    println!(
+        "  evidence          {} (summary.json sha256 {})",
+        zone.incident_dir(i.id).display(),
+        short(&i.evidence_sha256)
+    );
+    println!(
+        "  check the log     cleanroom audit verify --bundle {}/audit-bundle.json",
+        zone.incident_dir(i.id).display()
+    );
 }

@@ -223,6 +223,9 @@ impl Zone {
     ) -> Result<HeldArtifact, StoreError> {
         let artifact = self.artifact_row(id)?.ok_or(StoreError::UnknownArtifact { id })?;
         self.permit(who, &Action::ArtifactDecide { providers: &artifact.providers })?;
+        if release {
+            crate::incidents::frozen(self, &artifact.operator)?;
+        }
         let refuse = |class: &'static str, detail: String| Err(StoreError::ArtifactRefused { id, class, detail });
         if reason.trim().is_empty() {
             return refuse("input.reason", "a reason is required (--reason)".into());

@@ -155,6 +155,23 @@ CREATE TABLE withdrawn_versions (
     PRIMARY KEY (dataset, version, complaint)
 ) STRICT;
 "#,
+    // 6: incidents (Art. 24).
+    r#"
+CREATE TABLE incidents (
+    id               INTEGER PRIMARY KEY,
+    operator         TEXT NOT NULL REFERENCES principals(name),
+    reason           TEXT NOT NULL,
+    opened_by        TEXT NOT NULL,
+    opened_at        TEXT NOT NULL,
+    state            TEXT NOT NULL CHECK (state IN ('open', 'closed')),
+    grants_json      TEXT NOT NULL,
+    evidence         TEXT NOT NULL,
+    evidence_sha256  TEXT NOT NULL,
+    closed_by        TEXT,
+    closed_at        TEXT,
+    close_reason     TEXT
+) STRICT;
+"#,
 ];
 
 /// Quality figures of one column, computed at publish time without keeping any value (Art. 16).

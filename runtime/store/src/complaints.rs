@@ -484,8 +484,8 @@ impl Zone {
         let today = crate::grants::today();
         let mut suspended = Vec::new();
         for g in self.all_grants()? {
-            let covers = g.scope.datasets.iter().any(|d| *d == complaint.dataset)
-                || g.scope.providers.iter().any(|p| *p == complaint.provider);
+            let covers =
+                g.scope.datasets.contains(&complaint.dataset) || g.scope.providers.contains(&complaint.provider);
             if covers && g.status(today) == zone_access::GrantStatus::Active {
                 let state = GrantState::Suspended {
                     reason: format!("complaint {}: {}", complaint.id, reason.trim()),

@@ -41,6 +41,10 @@ pub enum StoreError {
     UnknownArtifact { id: u64 },
     #[error("no complaint {id}")]
     UnknownComplaint { id: u64 },
+    #[error("no incident {id}")]
+    UnknownIncident { id: u64 },
+    #[error("{detail} [{class}]")]
+    IncidentRefused { class: &'static str, detail: String },
     #[error("complaint {id}: {detail} [{class}]")]
     ComplaintRefused { id: u64, class: &'static str, detail: String },
     #[error("artifact {id}: {detail} [{class}]")]
@@ -143,6 +147,8 @@ impl StoreError {
             StoreError::UnknownJob { .. } => "job.unknown",
             StoreError::UnknownArtifact { .. } => "artifact.unknown",
             StoreError::UnknownComplaint { .. } => "complaint.unknown",
+            StoreError::UnknownIncident { .. } => "incident.unknown",
+            StoreError::IncidentRefused { class, .. } => class,
             StoreError::ComplaintRefused { class, .. } => class,
             StoreError::ArtifactRefused { class, .. } => class,
             StoreError::NotInitialized { .. } => "zone.not_initialized",

@@ -32,6 +32,7 @@ mod catalog;
 mod complaints;
 mod error;
 mod grants;
+mod incidents;
 mod jobs;
 mod keys;
 mod objects;
@@ -49,6 +50,7 @@ pub use catalog::{ColumnStats, DatasetSummary, DatasetVersion, FormatCheck, Stor
 pub use complaints::{Complaint, Resolution};
 pub use error::StoreError;
 pub use grants::{GrantChange, GrantWatch, NewGrant, today};
+pub use incidents::{INCIDENTS_DIR, Incident};
 pub use jobs::{JobDataset, JobRecord, JobTicket, ReleasedTable, RunCounts, RunFailure};
 pub use keys::ZoneKeys;
 pub use products::{
