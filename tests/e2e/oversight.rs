@@ -421,3 +421,49 @@ fn an_incident_suspends_stops_freezes_and_gathers_verifiable_evidence() {
     zone.run(&["grant", "resume", "1", "--reason", "cleared"]).ok();
     zone.run_as("acme", &["job", "run", &quick]).ok();
 }
+
+#[test]
+fn usage_reports_come_from_the_log_and_the_run_records() {
+    let zone = zone_with_grant();
+    let app = approved_app(&zone, FINANCE, &[]);
+    zone.run_as("acme", &["job", "run", &app]).ok();
+    zone.run_as("acme", &["job", "run", &app]).ok();
+    // Refusals: another operator tries to run acme's application; acme runs while suspended.
+    zone.run_as("zenith", &["job", "run", &app]).fails();
+    let correct_by = day(10);
+    zone.run(&["grant", "suspend", "1", "--reason", "audit", "--correct-by", &correct_by]).ok();
+    zone.run_as("acme", &["job", "run", &app]).fails();
+    zone.run(&["grant", "resume", "1", "--reason", "done"]).ok();
+
+    let csv = zone.path("report");
+    let report = zone.run_as("inspector", &["--json", "report", "usage", "--csv", s(&csv)]).json();
+    assert_eq!(report["log_and_records_agree"], true, "{report}");
+    let acme =
+        report["operators"].as_array().expect("operators").iter().find(|o| o["operator"] == "acme").expect("acme");
+    assert_eq!(acme["runs"], 2, "{acme}");
+    assert_eq!(acme["runs_released"], 2);
+    assert_eq!(acme["rows_read"]["enterprise_registry"], 40_000);
+    assert_eq!(acme["refusals"]["access.grant"], 1, "{acme}");
+    let zenith =
+        report["operators"].as_array().expect("operators").iter().find(|o| o["operator"] == "zenith").expect("z");
+    assert_eq!(zenith["refusals"]["access.scope"], 1, "{zenith}");
+    let registry = report["datasets"].as_array().expect("datasets")[0].clone();
+    assert_eq!(registry["dataset"], "enterprise_registry");
+    assert_eq!(registry["applications"], 1);
+    assert_eq!(registry["runs"], 2);
+    assert_eq!(registry["rows_read"], 40_000);
+    assert_eq!(registry["operators"][0], "acme");
+    assert_eq!(registry["domains"][0], "finance");
+    let operators_csv = std::fs::read_to_string(csv.join("operators.csv")).expect("csv");
+    assert!(operators_csv.starts_with("operator,runs,released,failed,refusals,"), "{operators_csv}");
+    assert!(operators_csv.contains("acme,2,2,0,access.grant=1,enterprise_registry=40000,"), "{operators_csv}");
+
+    // A period before anything happened is empty; an agency sees its datasets and no operator; operators none.
+    let empty = zone.run(&["--json", "report", "usage", "--to", "2020-01-01"]).json();
+    assert_eq!(empty["entries_read"], 0);
+    let agency = zone.run_as("taxation", &["--json", "report", "usage"]).json();
+    assert_eq!(agency["operators"].as_array().map(Vec::len), Some(0));
+    assert_eq!(agency["datasets"].as_array().map(Vec::len), Some(0));
+    let refused = zone.run_as("acme", &["--json", "report", "usage"]);
+    assert_eq!(refused.json()["error"]["class"], "access.role");
+}

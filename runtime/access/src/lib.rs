@@ -34,6 +34,7 @@
 //! | complaint list                  | yes       | its datasets         | –               | yes       |
 //! | incident open / close           | yes       | –                    | –               | –         |
 //! | incident list                   | yes       | –                    | –               | yes       |
+//! | report usage                    | yes       | its datasets' rows   | –               | yes       |
 //!
 //! Nobody decides on a request they made, or one made by their own organisation (`access.self`).
 //!
@@ -163,6 +164,8 @@ pub enum Action<'a> {
     IncidentManage,
     /// Read incidents and their evidence.
     IncidentRead,
+    /// Usage reports (an agency sees its own datasets' figures only).
+    ReportRead,
 }
 
 impl Action<'_> {
@@ -192,6 +195,7 @@ impl Action<'_> {
             Action::ComplaintRead { .. } => "complaint.read",
             Action::IncidentManage => "incident.manage",
             Action::IncidentRead => "incident.read",
+            Action::ReportRead => "report.read",
         }
     }
 }
@@ -234,6 +238,7 @@ fn words(action: &Action<'_>) -> &'static str {
         Action::ComplaintRead { .. } => "read complaints about this dataset",
         Action::IncidentManage => "open or close incidents",
         Action::IncidentRead => "read incidents",
+        Action::ReportRead => "read usage reports",
     }
 }
 
@@ -261,6 +266,7 @@ pub fn authorize(who: &Principal, action: &Action<'_>) -> Result<(), Denied> {
         Action::ZoneRead | Action::AuditRead => role_only(&[Authority, Inspector]),
         Action::PrincipalAdd | Action::GrantManage | Action::IncidentManage => role_only(&[Authority]),
         Action::IncidentRead => role_only(&[Authority, Inspector]),
+        Action::ReportRead => role_only(&[Authority, Agency, Inspector]),
         Action::PrincipalList => role_only(&[Authority, Agency, Inspector]),
         Action::DatasetRead => Ok(()),
         Action::ModuleCheck => role_only(&[Authority, Agency, Operator]),
@@ -408,6 +414,7 @@ mod tests {
             (Action::ComplaintRead { provider: "market-regulation" }, vec![&authority, &mr, &inspector]),
             (Action::IncidentManage, vec![&authority]),
             (Action::IncidentRead, vec![&authority, &inspector]),
+            (Action::ReportRead, vec![&authority, &mr, &tax, &inspector]),
         ];
         for (action, allowed) in &cases {
             for who in everyone {

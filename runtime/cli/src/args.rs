@@ -63,6 +63,9 @@ pub enum Command {
     /// Incidents (Art. 24): suspend an operator, stop its jobs, freeze its outputs, gather the evidence.
     #[command(subcommand)]
     Incident(IncidentCommand),
+    /// Usage reports for the yearly evaluation (Art. 11, 16, 21), from the audit log and the run records.
+    #[command(subcommand)]
+    Report(ReportCommand),
     /// Check a product folder (files and signed manifest) offline; needs no zone.
     #[command(subcommand)]
     Product(ProductCommand),
@@ -117,6 +120,23 @@ pub enum ComplaintCommand {
     Resolve(ComplaintResolveArgs),
     /// The complaints you may read.
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Per operator: runs, refusals by class, rows read per dataset, products and artifacts released. Per dataset:
+    /// applications, runs, operators, rows read, domains served.
+    Usage {
+        /// First day (YYYY-MM-DD, UTC), inclusive.
+        #[arg(long, value_name = "DATE")]
+        from: Option<String>,
+        /// Last day (YYYY-MM-DD, UTC), inclusive.
+        #[arg(long, value_name = "DATE")]
+        to: Option<String>,
+        /// Also write `operators.csv` and `datasets.csv` into this folder, for spreadsheets.
+        #[arg(long, value_name = "DIR")]
+        csv: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -59,6 +59,7 @@ fn run(cli: &Cli, mode: Mode) -> anyhow::Result<()> {
         Command::Artifact(c) => artifacts::artifact(&ctx, c),
         Command::Complaint(c) => oversight::complaint(&ctx, c),
         Command::Incident(c) => oversight::incident(&ctx, c),
+        Command::Report(c) => oversight::report(&ctx, c),
         Command::Product(args::ProductCommand::Verify(args)) => jobs::verify(&ctx, args),
         Command::Demo(args) => demo::run(cli.zone.as_deref(), args, mode),
     }

@@ -1,10 +1,11 @@
-//! `complaint file|resolve|list` (Art. 25) and `incident open|close|list` (Art. 24) as commands. A complaint's
+//! `complaint file|resolve|list` (Art. 25), `incident open|close|list` (Art. 24) and `report usage` (Art. 11, 16,
+//! 21) as commands. A complaint's
 //! subject value goes in once, on the command line of the agency filing it, and is kept only as a keyed token.
 
 use anyhow::Context as _;
 use zone_store::{Complaint, Incident, Resolution};
 
-use crate::args::{ComplaintCommand, IncidentCommand};
+use crate::args::{ComplaintCommand, IncidentCommand, ReportCommand};
 use crate::context::Ctx;
 use crate::output::{self, Mode, short};
 
@@ -138,4 +139,123 @@ fn print_incident(zone: &zone_store::Zone, i: &Incident) {
         "  check the log     cleanroom audit verify --bundle {}/audit-bundle.json",
         zone.incident_dir(i.id).display()
     );
+}
+
+pub fn report(ctx: &Ctx<'_>, command: &ReportCommand) -> anyhow::Result<()> {
+    let ReportCommand::Usage { from, to, csv } = command;
+    let day = |text: &Option<String>, flag: &str| -> anyhow::Result<Option<chrono::NaiveDate>> {
+        text.as_deref()
+            .map(|t| {
+                chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d")
+                    .with_context(|| format!("{flag} `{t}` is not a date (YYYY-MM-DD)"))
+            })
+            .transpose()
+    };
+    let (from, to) = (day(from, "--from")?, day(to, "--to")?);
+    let (zone, who) = ctx.open_as()?;
+    let report = zone.usage_report(&who, from, to)?;
+    let operators: Vec<Vec<String>> = report
+        .operators
+        .iter()
+        .map(|o| {
+            vec![
+                o.operator.clone(),
+                o.runs.to_string(),
+                o.runs_released.to_string(),
+                o.runs_failed.to_string(),
+                joined(&o.refusals),
+                joined(&o.rows_read),
+                o.rows_released.to_string(),
+                o.artifacts_released.to_string(),
+            ]
+        })
+        .collect();
+    let datasets: Vec<Vec<String>> = report
+        .datasets
+        .iter()
+        .map(|d| {
+            vec![
+                d.dataset.clone(),
+                d.provider.clone(),
+                d.applications.to_string(),
+                d.runs.to_string(),
+                d.operators.join(" "),
+                d.rows_read.to_string(),
+                d.domains.join(" "),
+            ]
+        })
+        .collect();
+    const OPERATOR_COLUMNS: [&str; 8] =
+        ["operator", "runs", "released", "failed", "refusals", "rows read", "rows released", "artifacts released"];
+    const DATASET_COLUMNS: [&str; 7] =
+        ["dataset", "provider", "applications", "runs", "operators", "rows read", "domains"];
+    if let Some(dir) = csv {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        write_csv(&dir.join("operators.csv"), &OPERATOR_COLUMNS, &operators)?;
+        write_csv(&dir.join("datasets.csv"), &DATASET_COLUMNS, &datasets)?;
+    }
+    match ctx.mode {
+        Mode::Json => output::json(&report),
+        Mode::Human => {
+            let period = format!(
+                "{} to {}",
+                report.from.as_deref().unwrap_or("the start"),
+                report.to.as_deref().unwrap_or("today")
+            );
+            println!("usage from {period} ({} audit entries read)", report.entries_read);
+            if !report.operators.is_empty() {
+                let mut t = output::table(OPERATOR_COLUMNS);
+                for row in operators {
+                    t.add_row(row);
+                }
+                println!("{t}");
+            }
+            let mut t = output::table(DATASET_COLUMNS);
+            for row in datasets {
+                t.add_row(row);
+            }
+            println!("{t}");
+            if !report.log_and_records_agree {
+                println!("warning: the run records and the audit log's job.start entries do not agree in this period");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `a=1; b=2`.
+fn joined(map: &std::collections::BTreeMap<String, u64>) -> String {
+    map.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+}
+
+/// RFC 4180: fields with a comma, quote or line break are quoted, quotes doubled.
+fn csv_field(field: &str) -> String {
+    if field.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_owned()
+    }
+}
+
+fn write_csv(path: &std::path::Path, header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
+    let mut text = header.iter().map(|h| csv_field(h)).collect::<Vec<_>>().join(",");
+    text.push_str("\r\n");
+    for row in rows {
+        text.push_str(&row.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+        text.push_str("\r\n");
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_field;
+
+    #[test]
+    fn csv_fields_are_quoted_when_they_must_be() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+    }
 }

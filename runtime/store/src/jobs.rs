@@ -483,6 +483,20 @@ impl Zone {
         Ok(job)
     }
 
+    /// Every job, for the zone's own computations (reports).
+    pub(crate) fn all_job_records(&self) -> Result<Vec<JobRecord>, StoreError> {
+        let ids: Vec<u64> = {
+            let mut stmt = self
+                .catalog()
+                .conn
+                .prepare("SELECT id FROM jobs ORDER BY id")
+                .map_err(StoreError::catalog("list jobs"))?;
+            let rows = stmt.query_map([], |r| r.get(0)).map_err(StoreError::catalog("list jobs"))?;
+            rows.collect::<Result<_, _>>().map_err(StoreError::catalog("list jobs"))?
+        };
+        ids.into_iter().filter_map(|id| self.job_row(id).transpose()).collect()
+    }
+
     /// Every job `who` may read, oldest first.
     pub fn jobs(&self, who: &Principal) -> Result<Vec<JobRecord>, StoreError> {
         let ids: Vec<u64> = {

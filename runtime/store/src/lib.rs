@@ -38,6 +38,7 @@ mod keys;
 mod objects;
 mod products;
 mod publish;
+mod reports;
 mod settings;
 mod zone;
 
@@ -57,6 +58,7 @@ pub use products::{
     MANIFEST, Manifest, ManifestDataset, ManifestFile, ManifestRelease, PRODUCT_CSV, PRODUCT_PARQUET, ProductError,
     ProductReport, SignedManifest, encode_product, verify_product,
 };
+pub use reports::{DatasetUsage, OperatorUsage, UsageReport};
 pub use settings::{SandboxSection, SandboxSettings};
 pub use zone::{NoProgress, Progress, PublishOutcome, PublishRequest, ZONE_FORMAT, Zone, ZoneCheck, ZoneInfo};
 pub use zone_access::{Action, Grant, GrantScope, GrantState, GrantStatus, Principal, Role};
