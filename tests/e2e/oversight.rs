@@ -467,3 +467,36 @@ fn usage_reports_come_from_the_log_and_the_run_records() {
     let refused = zone.run_as("acme", &["--json", "report", "usage"]);
     assert_eq!(refused.json()["error"]["class"], "access.role");
 }
+
+#[test]
+fn audit_entries_are_kept_for_the_retention_period() {
+    let zone = TestZone::new();
+    let before_count = zone.audit().len();
+    // Within the default three years: refused and recorded.
+    let run = zone.run(&["--json", "audit", "compact", "--before", &day(-30)]);
+    assert_eq!(run.json()["error"]["class"], "audit.retention");
+    // Past the retention period: still refused (the log is append-only), and recorded.
+    let run = zone.run(&["--json", "audit", "compact", "--before", "2000-01-01"]);
+    assert_eq!(run.json()["error"]["class"], "audit.append_only");
+    // Not the authority: refused for the role first.
+    let run = zone.run_as("inspector", &["--json", "audit", "compact", "--before", "2000-01-01"]);
+    assert_eq!(run.json()["error"]["class"], "access.role");
+    let entries = zone.audit();
+    let refused: Vec<_> = entries.iter().filter(|e| e["action"] == "audit.compact").collect();
+    assert_eq!(refused.len(), 3);
+    assert!(refused.iter().all(|e| e["outcome"] == "refused"));
+    assert!(entries.len() >= before_count + 3);
+    zone.run(&["audit", "verify"]).ok();
+
+    // A configured period: one year; out-of-range values are named with their position.
+    let toml = zone.zone.join("zone.toml");
+    let text = std::fs::read_to_string(&toml).expect("zone.toml");
+    std::fs::write(&toml, format!("{text}\n[audit]\nretention_days = 365\n")).expect("write");
+    let run = zone.run(&["--json", "audit", "compact", "--before", &day(-400)]);
+    assert_eq!(run.json()["error"]["class"], "audit.append_only");
+    let run = zone.run(&["--json", "audit", "compact", "--before", &day(-300)]);
+    assert_eq!(run.json()["error"]["class"], "audit.retention");
+    std::fs::write(&toml, format!("{text}\n[audit]\nretention_days = 7\n")).expect("write");
+    let err = zone.run(&["audit", "compact", "--before", "2000-01-01"]).fails();
+    assert!(err.contains("retention_days = 7: must be between 30 and 36500"), "{err}");
+}

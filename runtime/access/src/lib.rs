@@ -166,6 +166,8 @@ pub enum Action<'a> {
     IncidentRead,
     /// Usage reports (an agency sees its own datasets' figures only).
     ReportRead,
+    /// Ask to drop old audit entries (always refused by the log; the role is checked first).
+    AuditCompact,
 }
 
 impl Action<'_> {
@@ -196,6 +198,7 @@ impl Action<'_> {
             Action::IncidentManage => "incident.manage",
             Action::IncidentRead => "incident.read",
             Action::ReportRead => "report.read",
+            Action::AuditCompact => "audit.compact",
         }
     }
 }
@@ -239,6 +242,7 @@ fn words(action: &Action<'_>) -> &'static str {
         Action::IncidentManage => "open or close incidents",
         Action::IncidentRead => "read incidents",
         Action::ReportRead => "read usage reports",
+        Action::AuditCompact => "compact the audit log",
     }
 }
 
@@ -264,7 +268,9 @@ pub fn authorize(who: &Principal, action: &Action<'_>) -> Result<(), Denied> {
     let org_text = || who.org.clone().unwrap_or_else(|| "no organisation".to_owned());
     match *action {
         Action::ZoneRead | Action::AuditRead => role_only(&[Authority, Inspector]),
-        Action::PrincipalAdd | Action::GrantManage | Action::IncidentManage => role_only(&[Authority]),
+        Action::PrincipalAdd | Action::GrantManage | Action::IncidentManage | Action::AuditCompact => {
+            role_only(&[Authority])
+        }
         Action::IncidentRead => role_only(&[Authority, Inspector]),
         Action::ReportRead => role_only(&[Authority, Agency, Inspector]),
         Action::PrincipalList => role_only(&[Authority, Agency, Inspector]),
@@ -415,6 +421,7 @@ mod tests {
             (Action::IncidentManage, vec![&authority]),
             (Action::IncidentRead, vec![&authority, &inspector]),
             (Action::ReportRead, vec![&authority, &mr, &tax, &inspector]),
+            (Action::AuditCompact, vec![&authority]),
         ];
         for (action, allowed) in &cases {
             for who in everyone {

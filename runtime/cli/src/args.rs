@@ -434,6 +434,14 @@ pub enum AuditCommand {
     /// Write an evidence bundle: every entry, checkpoint and consistency proof, and the public key; with
     /// --entry, a receipt for one entry with its inclusion proof.
     Export(AuditExportArgs),
+    /// Ask to drop entries older than a date. Always refused and recorded: within the retention period
+    /// (`[audit] retention_days`, three years by default) the entries must be kept; past it, the log is
+    /// append-only and old entries are archived with `audit export`.
+    Compact {
+        /// Drop entries before this day (YYYY-MM-DD).
+        #[arg(long, value_name = "DATE")]
+        before: String,
+    },
 }
 
 #[derive(Debug, Args)]

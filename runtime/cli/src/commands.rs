@@ -381,6 +381,12 @@ pub fn audit(ctx: &Ctx<'_>, command: &AuditCommand) -> anyhow::Result<()> {
     }
     let (zone, who) = ctx.open_as()?;
     match command {
+        AuditCommand::Compact { before } => {
+            let before = chrono::NaiveDate::parse_from_str(before, "%Y-%m-%d")
+                .with_context(|| format!("--before `{before}` is not a date (YYYY-MM-DD)"))?;
+            zone.compact_audit(&who, before)?;
+            Ok(())
+        }
         AuditCommand::Export(args) => {
             let bundle = zone.audit_bundle(&who, args.entry)?;
             let text = serde_json::to_vec(&bundle)?;

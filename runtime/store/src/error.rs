@@ -41,6 +41,8 @@ pub enum StoreError {
     UnknownArtifact { id: u64 },
     #[error("no complaint {id}")]
     UnknownComplaint { id: u64 },
+    #[error("the audit log keeps its entries: {detail} [{class}]")]
+    AuditKept { class: &'static str, detail: String },
     #[error("no incident {id}")]
     UnknownIncident { id: u64 },
     #[error("{detail} [{class}]")]
@@ -148,6 +150,7 @@ impl StoreError {
             StoreError::UnknownArtifact { .. } => "artifact.unknown",
             StoreError::UnknownComplaint { .. } => "complaint.unknown",
             StoreError::UnknownIncident { .. } => "incident.unknown",
+            StoreError::AuditKept { class, .. } => class,
             StoreError::IncidentRefused { class, .. } => class,
             StoreError::ComplaintRefused { class, .. } => class,
             StoreError::ArtifactRefused { class, .. } => class,

@@ -59,7 +59,7 @@ pub use products::{
     ProductReport, SignedManifest, encode_product, verify_product,
 };
 pub use reports::{DatasetUsage, OperatorUsage, UsageReport};
-pub use settings::{SandboxSection, SandboxSettings};
+pub use settings::{AuditSection, SandboxSection, SandboxSettings};
 pub use zone::{NoProgress, Progress, PublishOutcome, PublishRequest, ZONE_FORMAT, Zone, ZoneCheck, ZoneInfo};
 pub use zone_access::{Action, Grant, GrantScope, GrantState, GrantStatus, Principal, Role};
 

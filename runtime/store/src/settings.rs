@@ -27,6 +27,36 @@ pub struct SandboxSection {
     pub max_wasm_stack_kib: Option<Spanned<u64>>,
 }
 
+/// `[audit]` as written in `zone.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// Days audit entries are kept, at the least (default three years).
+    pub retention_days: Option<Spanned<u64>>,
+}
+
+impl AuditSection {
+    /// Three years.
+    pub const DEFAULT_RETENTION_DAYS: u64 = 3 * 365;
+
+    /// The retention in days, checked against its range (30 days to 100 years).
+    pub fn retention_days(&self, path: &Path, text: &str) -> Result<u64, StoreError> {
+        let Some(v) = &self.retention_days else { return Ok(Self::DEFAULT_RETENTION_DAYS) };
+        let n = *v.get_ref();
+        if (30..=36_500).contains(&n) {
+            return Ok(n);
+        }
+        let (line, col) = line_col(text, v.span().start);
+        Err(StoreError::BadSettings {
+            path: path.to_path_buf(),
+            problems: vec![format!(
+                "{}:{line}:{col}: [audit] retention_days = {n}: must be between 30 and 36500",
+                path.display()
+            )],
+        })
+    }
+}
+
 /// The checked `[sandbox]` settings: `None` means the sandbox's default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SandboxSettings {

@@ -20,7 +20,7 @@ use crate::error::StoreError;
 use crate::keys::{self, ZoneKeys};
 use crate::objects::{ObjectStore, Staged, sync_dir};
 use crate::publish::{inspect, merge_stats, parquet_schema, schema_difference};
-use crate::settings::{SandboxSection, SandboxSettings};
+use crate::settings::{AuditSection, SandboxSection, SandboxSettings};
 use zone_access::{Action, Principal, Role};
 use zone_audit::{AuditLog, Entry, Outcome, VerifyReport};
 
@@ -37,6 +37,13 @@ pub struct ZoneInfo {
     /// Limits of every job in this zone (see `settings.rs`); absent keys take the sandbox's defaults.
     #[serde(default, skip_serializing_if = "is_default")]
     pub sandbox: SandboxSection,
+    /// How long audit entries are kept (see `settings.rs`).
+    #[serde(default, skip_serializing_if = "is_default_audit")]
+    pub audit: AuditSection,
+}
+
+fn is_default_audit(section: &AuditSection) -> bool {
+    section == &AuditSection::default()
 }
 
 fn is_default(section: &SandboxSection) -> bool {
@@ -195,6 +202,7 @@ impl Zone {
             zone_id: hex::encode(id),
             created_at: now(),
             sandbox: SandboxSection::default(),
+            audit: AuditSection::default(),
         };
         // The first entry of the audit log, before zone.toml marks the zone as initialized.
         let keys = keys::load(&root.join("keys"))?;
@@ -294,6 +302,42 @@ impl Zone {
         };
         self.record(&mut [crate::access::entry(who, "audit.export", Outcome::Ok).object("audit:log").detail(what)])?;
         Ok(bundle)
+    }
+
+    /// `[audit] retention_days` of `zone.toml` (three years when absent).
+    pub fn audit_retention_days(&self) -> Result<u64, StoreError> {
+        let path = self.root.join("zone.toml");
+        let text = fs::read_to_string(&path).map_err(StoreError::io("read", &path))?;
+        self.info.audit.retention_days(&path, &text)
+    }
+
+    /// `audit compact --before DATE`: always refused, and recorded. Within the retention period because the
+    /// entries must be kept; past it because the log is an append-only Merkle tree whose signed checkpoints commit
+    /// to every entry — old entries are archived by exporting a bundle, never dropped.
+    pub fn compact_audit(&self, who: &Principal, before: chrono::NaiveDate) -> Result<(), StoreError> {
+        let objects = ["audit:log".to_owned()];
+        let result = (|| {
+            self.permit(who, &Action::AuditCompact)?;
+            let days = self.audit_retention_days()?;
+            let kept_from = crate::grants::today() - chrono::Duration::days(i64::try_from(days).unwrap_or(i64::MAX));
+            if before > kept_from {
+                return Err(StoreError::AuditKept {
+                    class: "audit.retention",
+                    detail: format!(
+                        "entries are kept for {days} days (everything since {kept_from}); compacting entries before \
+                         {before} would drop entries within that period"
+                    ),
+                });
+            }
+            Err(StoreError::AuditKept {
+                class: "audit.append_only",
+                detail: format!(
+                    "the entries before {before} are past the {days}-day retention, but the log is append-only: its \
+                     signed checkpoints commit to every entry; archive them with `audit export` instead"
+                ),
+            })
+        })();
+        self.recorded(who, "audit.compact", &objects, result, |_, e| e)
     }
 
     /// The `[sandbox]` limits of `zone.toml`, checked (with `zone.toml:line:col` for a value out of range).
