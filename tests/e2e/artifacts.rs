@@ -9,7 +9,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type};
 use serde_json::Value;
 
-use crate::common::{TestZone, fixture, s};
+use crate::common::{TestZone, approved_app, fixture, grant_acme, s};
 
 const MODEL: &str = example_guests::CAPITAL_MODEL.path;
 const HOSTILE: &str = example_guests::HOSTILE_RELEASE.path;
@@ -19,57 +19,13 @@ const FINANCE: &str = example_guests::FINANCE_CAPITAL.path;
 fn zone_with_grant() -> TestZone {
     let zone = TestZone::new();
     zone.publish_fixture("enterprise_registry");
-    grant(&zone, "market-regulation");
+    grant_acme(&zone, "market-regulation");
     zone
 }
 
-fn grant(zone: &TestZone, providers: &str) {
-    let providers = format!("--providers={providers}");
-    let (from, to) = (chrono::Utc::now().date_naive(), chrono::Utc::now().date_naive() + chrono::Duration::days(365));
-    let (from, to) = (from.to_string(), to.to_string());
-    zone.run(&[
-        "grant",
-        "create",
-        "--operator",
-        "acme",
-        &providers,
-        "--domains",
-        "finance",
-        "--from",
-        &from,
-        "--to",
-        &to,
-    ])
-    .ok();
-}
-
-/// Submits `module` in reviewed mode over the registry, approved by both parties; its id.
+/// `module` in reviewed mode over the registry, approved by both parties.
 fn reviewed_app(zone: &TestZone, module: &str, params: &[&str]) -> String {
-    let mut args = vec![
-        "--json",
-        "app",
-        "submit",
-        "--module",
-        module,
-        "--dataset",
-        "enterprise_registry",
-        "--domain",
-        "finance",
-        "--purpose",
-        "capital model, reviewed by the agency",
-        "--mode",
-        "reviewed",
-    ];
-    for p in params {
-        args.extend(["--param", p]);
-    }
-    let run = zone.run_as("acme", &args);
-    let id = run.json()["id"].as_u64().unwrap_or_else(|| panic!("application id: {} {}", run.stdout, run.stderr));
-    run.ok();
-    let id = id.to_string();
-    zone.run(&["app", "approve", &id, "--reason", "reviewed"]).ok();
-    zone.run_as("market-regulation", &["app", "approve", &id, "--reason", "reviewed"]).ok();
-    id
+    approved_app(zone, module, "enterprise_registry", "reviewed", params)
 }
 
 #[track_caller]
@@ -328,7 +284,7 @@ fn reviewed_mode_needs_a_module_with_finish_and_a_policy_that_allows_it() {
 
     // tax_credit's policy allows aggregate mode only.
     zone.publish_fixture("tax_credit");
-    grant(&zone, "taxation");
+    grant_acme(&zone, "taxation");
     let run = zone.run_as(
         "acme",
         &[

@@ -237,3 +237,46 @@ pub fn write_parquet(path: &Path, batch: &arrow_array::RecordBatch) {
     writer.write(batch).expect("write");
     writer.close().expect("close");
 }
+
+/// The day `offset` days from today (UTC), as `YYYY-MM-DD`.
+pub fn day(offset: i64) -> String {
+    (chrono::Utc::now().date_naive() + chrono::Duration::days(offset)).to_string()
+}
+
+/// Grants `acme` every dataset of `providers` (comma-separated) for finance, from today for a year.
+pub fn grant_acme(zone: &TestZone, providers: &str) {
+    let (from, to) = (day(0), day(365));
+    let providers = format!("--providers={providers}");
+    let args =
+        ["grant", "create", "--operator", "acme", &providers, "--domains", "finance", "--from", &from, "--to", &to];
+    zone.run(&args).ok();
+}
+
+/// Submits `module` as `acme` over `dataset` for finance in `mode` with `params`, approved by the authority and
+/// `market-regulation`; the application's id.
+pub fn approved_app(zone: &TestZone, module: &str, dataset: &str, mode: &str, params: &[&str]) -> String {
+    let mut args = vec![
+        "--json",
+        "app",
+        "submit",
+        "--module",
+        module,
+        "--dataset",
+        dataset,
+        "--domain",
+        "finance",
+        "--purpose",
+        "a test of the zone",
+        "--mode",
+        mode,
+    ];
+    for p in params {
+        args.extend(["--param", p]);
+    }
+    let run = zone.run_as("acme", &args);
+    let id = run.json()["id"].as_u64().unwrap_or_else(|| panic!("no application: {} {}", run.stdout, run.stderr));
+    let id = id.to_string();
+    zone.run(&["app", "approve", &id, "--reason", "reviewed"]).ok();
+    zone.run_as("market-regulation", &["app", "approve", &id, "--reason", "reviewed"]).ok();
+    id
+}

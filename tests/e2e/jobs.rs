@@ -10,15 +10,11 @@ use arrow_array::types::{Int32Type, Int64Type};
 use arrow_array::{Array, RecordBatch};
 use serde_json::Value;
 
-use crate::common::{Run, TestZone, fixture, policy, s};
+use crate::common::{self, Run, TestZone, day, fixture, grant_acme, policy, s};
 
 const FINANCE: &str = example_guests::FINANCE_CAPITAL.path;
 const HOSTILE: &str = example_guests::HOSTILE_RELEASE.path;
 const PANIC: &str = example_guests::HOSTILE_PANIC.path;
-
-fn day(offset: i64) -> String {
-    (chrono::Utc::now().date_naive() + chrono::Duration::days(offset)).to_string()
-}
 
 /// A zone with the registry published and grant 1: `acme` may use market-regulation's data for finance.
 fn zone_with_grant() -> TestZone {
@@ -28,52 +24,9 @@ fn zone_with_grant() -> TestZone {
     zone
 }
 
-/// Grants `acme` every dataset of `providers` (comma-separated) for finance, for a year.
-fn grant_acme(zone: &TestZone, providers: &str) {
-    let (from, to) = (day(0), day(365));
-    let providers = format!("--providers={providers}");
-    zone.run(&[
-        "grant",
-        "create",
-        "--operator",
-        "acme",
-        &providers,
-        "--domains",
-        "finance",
-        "--from",
-        &from,
-        "--to",
-        &to,
-    ])
-    .ok();
-}
-
-/// Submits `module` over the registry with `params`, approved by both parties; its id.
+/// `module` over the registry in aggregate mode with `params`, approved by both parties.
 fn approved_app(zone: &TestZone, module: &str, params: &[&str]) -> String {
-    let mut args = vec![
-        "--json",
-        "app",
-        "submit",
-        "--module",
-        module,
-        "--dataset",
-        "enterprise_registry",
-        "--domain",
-        "finance",
-        "--purpose",
-        "test of the release gate",
-        "--mode",
-        "aggregate",
-    ];
-    for p in params {
-        args.extend(["--param", p]);
-    }
-    let run = zone.run_as("acme", &args);
-    let id = run.json()["id"].as_u64().expect("application id").to_string();
-    run.ok();
-    zone.run(&["app", "approve", &id, "--reason", "reviewed"]).ok();
-    zone.run_as("market-regulation", &["app", "approve", &id, "--reason", "reviewed"]).ok();
-    id
+    common::approved_app(zone, module, "enterprise_registry", "aggregate", params)
 }
 
 /// Runs a job as `acme`; its JSON (`job`, `manifest`) when it released, else the failed run.

@@ -6,60 +6,20 @@ use std::process::{Command, Stdio};
 use sha2::Digest as _;
 use std::time::{Duration, Instant};
 
-use crate::common::{BIN, TestZone, s};
+use crate::common::{self, BIN, TestZone, day, grant_acme, s};
 
 const HOSTILE: &str = example_guests::HOSTILE_RELEASE.path;
 const FINANCE: &str = example_guests::FINANCE_CAPITAL.path;
 
-fn day(offset: i64) -> String {
-    (chrono::Utc::now().date_naive() + chrono::Duration::days(offset)).to_string()
-}
-
 fn zone_with_grant() -> TestZone {
     let zone = TestZone::new();
     zone.publish_fixture("enterprise_registry");
-    let (from, to) = (day(0), day(365));
-    zone.run(&[
-        "grant",
-        "create",
-        "--operator",
-        "acme",
-        "--providers=market-regulation",
-        "--domains",
-        "finance",
-        "--from",
-        &from,
-        "--to",
-        &to,
-    ])
-    .ok();
+    grant_acme(&zone, "market-regulation");
     zone
 }
 
 fn approved_app(zone: &TestZone, module: &str, params: &[&str]) -> String {
-    let mut args = vec![
-        "--json",
-        "app",
-        "submit",
-        "--module",
-        module,
-        "--dataset",
-        "enterprise_registry",
-        "--domain",
-        "finance",
-        "--purpose",
-        "oversight test",
-        "--mode",
-        "aggregate",
-    ];
-    for p in params {
-        args.extend(["--param", p]);
-    }
-    let run = zone.run_as("acme", &args);
-    let id = run.json()["id"].as_u64().expect("application id").to_string();
-    zone.run(&["app", "approve", &id, "--reason", "ok"]).ok();
-    zone.run_as("market-regulation", &["app", "approve", &id, "--reason", "ok"]).ok();
-    id
+    common::approved_app(zone, module, "enterprise_registry", "aggregate", params)
 }
 
 #[test]
@@ -146,7 +106,7 @@ fn a_suspension_stops_a_running_job_within_a_second_and_holds_products() {
 /// The first `n` subjects (credit codes) of the raw registry fixture.
 fn registry_subjects(n: usize) -> Vec<String> {
     use arrow_array::cast::AsArray;
-    let file = std::fs::File::open(crate::common::fixture("enterprise_registry")).expect("fixture");
+    let file = std::fs::File::open(common::fixture("enterprise_registry")).expect("fixture");
     let mut reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
         .expect("parquet")
         .build()
@@ -186,30 +146,7 @@ fn a_complaint_withdraws_a_subject_and_no_later_run_reads_its_rows() {
     let app = approved_app(&zone, FINANCE, &[]);
     assert_eq!(rows_read(&zone, &app), 20_000);
     // An application pinned to version 1, approved before the complaint.
-    let pinned = {
-        let run = zone.run_as(
-            "acme",
-            &[
-                "--json",
-                "app",
-                "submit",
-                "--module",
-                FINANCE,
-                "--dataset",
-                "enterprise_registry@1",
-                "--domain",
-                "finance",
-                "--purpose",
-                "pinned",
-                "--mode",
-                "aggregate",
-            ],
-        );
-        let id = run.json()["id"].as_u64().expect("id").to_string();
-        zone.run(&["app", "approve", &id, "--reason", "ok"]).ok();
-        zone.run_as("market-regulation", &["app", "approve", &id, "--reason", "ok"]).ok();
-        id
-    };
+    let pinned = common::approved_app(&zone, FINANCE, "enterprise_registry@1", "aggregate", &[]);
 
     let subjects = registry_subjects(3);
     let evidence = zone.path("evidence.txt");
@@ -330,30 +267,8 @@ fn an_incident_suspends_stops_freezes_and_gathers_verifiable_evidence() {
     let quick = approved_app(&zone, FINANCE, &[]);
     zone.run_as("acme", &["job", "run", &quick]).ok();
     // A reviewed run whose artifacts wait for the agency.
-    let reviewed = {
-        let run = zone.run_as(
-            "acme",
-            &[
-                "--json",
-                "app",
-                "submit",
-                "--module",
-                example_guests::CAPITAL_MODEL.path,
-                "--dataset",
-                "enterprise_registry",
-                "--domain",
-                "finance",
-                "--purpose",
-                "model",
-                "--mode",
-                "reviewed",
-            ],
-        );
-        let id = run.json()["id"].as_u64().expect("id").to_string();
-        zone.run(&["app", "approve", &id, "--reason", "ok"]).ok();
-        zone.run_as("market-regulation", &["app", "approve", &id, "--reason", "ok"]).ok();
-        id
-    };
+    let reviewed =
+        common::approved_app(&zone, example_guests::CAPITAL_MODEL.path, "enterprise_registry", "reviewed", &[]);
     zone.run_as("acme", &["job", "run", &reviewed]).ok();
 
     // A long job is running when the incident opens.

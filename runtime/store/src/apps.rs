@@ -492,15 +492,7 @@ impl Zone {
 
     /// The applications `who` may read.
     pub fn apps(&self, who: &Principal) -> Result<Vec<AppView>, StoreError> {
-        let ids: Vec<u64> = {
-            let mut stmt = self
-                .catalog()
-                .conn
-                .prepare("SELECT id FROM applications ORDER BY id")
-                .map_err(StoreError::catalog("list applications"))?;
-            let rows = stmt.query_map([], |r| r.get(0)).map_err(StoreError::catalog("list applications"))?;
-            rows.collect::<Result<_, _>>().map_err(StoreError::catalog("list applications"))?
-        };
+        let ids: Vec<u64> = self.catalog().ids("applications")?;
         let mut out = Vec::new();
         for id in ids {
             if let Some(view) = self.app_view(id)? {

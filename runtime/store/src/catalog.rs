@@ -281,6 +281,17 @@ impl Catalog {
         tx.commit().map_err(StoreError::catalog("commit migration"))
     }
 
+    /// The ids of every row of `table`, in order.
+    pub(crate) fn ids(&self, table: &'static str) -> Result<Vec<u64>, StoreError> {
+        let context = format!("list {table}");
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT id FROM {table} ORDER BY id"))
+            .map_err(StoreError::catalog(context.clone()))?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(StoreError::catalog(context.clone()))?;
+        rows.collect::<Result<_, _>>().map_err(StoreError::catalog(context))
+    }
+
     pub fn dataset_names(&self) -> Result<Vec<String>, StoreError> {
         let mut stmt = self
             .conn

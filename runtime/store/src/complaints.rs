@@ -200,15 +200,7 @@ impl Zone {
 
     /// The complaints `who` may read: the authority and the inspector all of them, an agency its own datasets'.
     pub fn complaints(&self, who: &Principal) -> Result<Vec<Complaint>, StoreError> {
-        let ids: Vec<u64> = {
-            let mut stmt = self
-                .catalog()
-                .conn
-                .prepare("SELECT id FROM complaints ORDER BY id")
-                .map_err(StoreError::catalog("list complaints"))?;
-            let rows = stmt.query_map([], |r| r.get(0)).map_err(StoreError::catalog("list complaints"))?;
-            rows.collect::<Result<_, _>>().map_err(StoreError::catalog("list complaints"))?
-        };
+        let ids: Vec<u64> = self.catalog().ids("complaints")?;
         let mut out = Vec::new();
         for id in ids {
             if let Some(c) = self.complaint_row(id)?
@@ -396,15 +388,7 @@ impl Zone {
 
     /// Every application over `dataset`, as viewed now.
     fn apps_on(&self, dataset: &str) -> Result<Vec<crate::apps::AppView>, StoreError> {
-        let ids: Vec<u64> = {
-            let mut stmt = self
-                .catalog()
-                .conn
-                .prepare("SELECT id FROM applications ORDER BY id")
-                .map_err(StoreError::catalog("list applications"))?;
-            let rows = stmt.query_map([], |r| r.get(0)).map_err(StoreError::catalog("list applications"))?;
-            rows.collect::<Result<_, _>>().map_err(StoreError::catalog("list applications"))?
-        };
+        let ids: Vec<u64> = self.catalog().ids("applications")?;
         let mut out = Vec::new();
         for id in ids {
             if let Some(v) = self.app_view(id)?

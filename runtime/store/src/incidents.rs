@@ -263,15 +263,7 @@ impl Zone {
     /// Every incident, for the authority and the inspector.
     pub fn incidents(&self, who: &Principal) -> Result<Vec<Incident>, StoreError> {
         self.authorize(who, &Action::IncidentRead, &["incident:*".to_owned()])?;
-        let ids: Vec<u64> = {
-            let mut stmt = self
-                .catalog()
-                .conn
-                .prepare("SELECT id FROM incidents ORDER BY id")
-                .map_err(StoreError::catalog("list incidents"))?;
-            let rows = stmt.query_map([], |r| r.get(0)).map_err(StoreError::catalog("list incidents"))?;
-            rows.collect::<Result<_, _>>().map_err(StoreError::catalog("list incidents"))?
-        };
+        let ids: Vec<u64> = self.catalog().ids("incidents")?;
         ids.into_iter().filter_map(|id| self.incident_row(id).transpose()).collect()
     }
 

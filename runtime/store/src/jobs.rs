@@ -485,29 +485,13 @@ impl Zone {
 
     /// Every job, for the zone's own computations (reports).
     pub(crate) fn all_job_records(&self) -> Result<Vec<JobRecord>, StoreError> {
-        let ids: Vec<u64> = {
-            let mut stmt = self
-                .catalog()
-                .conn
-                .prepare("SELECT id FROM jobs ORDER BY id")
-                .map_err(StoreError::catalog("list jobs"))?;
-            let rows = stmt.query_map([], |r| r.get(0)).map_err(StoreError::catalog("list jobs"))?;
-            rows.collect::<Result<_, _>>().map_err(StoreError::catalog("list jobs"))?
-        };
+        let ids: Vec<u64> = self.catalog().ids("jobs")?;
         ids.into_iter().filter_map(|id| self.job_row(id).transpose()).collect()
     }
 
     /// Every job `who` may read, oldest first.
     pub fn jobs(&self, who: &Principal) -> Result<Vec<JobRecord>, StoreError> {
-        let ids: Vec<u64> = {
-            let mut stmt = self
-                .catalog()
-                .conn
-                .prepare("SELECT id FROM jobs ORDER BY id")
-                .map_err(StoreError::catalog("list jobs"))?;
-            let rows = stmt.query_map([], |r| r.get(0)).map_err(StoreError::catalog("list jobs"))?;
-            rows.collect::<Result<_, _>>().map_err(StoreError::catalog("list jobs"))?
-        };
+        let ids: Vec<u64> = self.catalog().ids("jobs")?;
         let mut out = Vec::new();
         for id in ids {
             if let Some(job) = self.job_row(id)? {

@@ -130,7 +130,7 @@ impl Zone {
             );
         }
         let mut domains_of_app = BTreeMap::new();
-        for id in self.all_app_ids()? {
+        for id in self.catalog().ids("applications")? {
             if let Some(view) = self.app_view(id)? {
                 domains_of_app.insert(id, view.app.domain.clone());
                 for d in &view.binding.datasets {
@@ -180,16 +180,6 @@ impl Zone {
             log_and_records_agree: agree,
             entries_read: entries.len() as u64,
         })
-    }
-
-    fn all_app_ids(&self) -> Result<Vec<u64>, StoreError> {
-        let mut stmt = self
-            .catalog()
-            .conn
-            .prepare("SELECT id FROM applications ORDER BY id")
-            .map_err(StoreError::catalog("list applications"))?;
-        let rows = stmt.query_map([], |r| r.get(0)).map_err(StoreError::catalog("list applications"))?;
-        rows.collect::<Result<_, _>>().map_err(StoreError::catalog("list applications"))
     }
 
     fn released_artifacts_per_job(&self) -> Result<BTreeMap<u64, u64>, StoreError> {
