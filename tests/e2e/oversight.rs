@@ -241,6 +241,17 @@ fn a_complaint_withdraws_a_subject_and_no_later_run_reads_its_rows() {
     let run = zone.run_as("acme", &["--json", "job", "run", &app]);
     assert_eq!(run.json()["error"]["class"], "access.grant");
 
+    // Reprocess and dismiss are recorded answers that change no data.
+    for answer in ["--reprocess", "--dismiss"] {
+        let id = file("market-regulation", &subjects[0]).json()["id"].as_u64().expect("id").to_string();
+        let done =
+            zone.run_as("market-regulation", &["--json", "complaint", "resolve", &id, answer, "--reason", "r"]).json();
+        assert_eq!(done["resolution"], answer.trim_start_matches('-'), "{done}");
+        assert!(done["new_version"].is_null());
+    }
+    let versions = zone.run_as("market-regulation", &["--json", "dataset", "list"]).json();
+    assert_eq!(versions[0]["latest_version"], 3, "{versions}");
+
     // The subjects' values are nowhere in the zone outside the published data: not in the catalog, not in the log.
     for path in zone_files_outside_objects(&zone.zone) {
         let bytes = std::fs::read(&path).expect("read");
@@ -254,11 +265,11 @@ fn a_complaint_withdraws_a_subject_and_no_later_run_reads_its_rows() {
     }
     // The inspector reads the complaints (tokens only); the operator may not.
     let listed = zone.run_as("inspector", &["--json", "complaint", "list"]).json();
-    assert_eq!(listed.as_array().map(Vec::len), Some(3));
+    assert_eq!(listed.as_array().map(Vec::len), Some(5));
     let operator = zone.run_as("acme", &["--json", "complaint", "list"]).json();
     assert_eq!(operator.as_array().map(Vec::len), Some(0));
     let audit = zone.audit();
-    assert_eq!(audit.iter().filter(|e| e["action"] == "complaint.resolve" && e["outcome"] == "ok").count(), 3);
+    assert_eq!(audit.iter().filter(|e| e["action"] == "complaint.resolve" && e["outcome"] == "ok").count(), 5);
 }
 
 #[test]
