@@ -7,6 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use arrow_array::builder::BooleanBufferBuilder;
 use arrow_array::cast::AsArray;
 use arrow_array::types::UInt64Type;
 use arrow_array::{BooleanArray, RecordBatch};
@@ -40,48 +41,73 @@ impl fmt::Debug for ContributionBound {
     }
 }
 
+/// Subjects are bounded in this many passes, each over the subjects whose fingerprint falls in one bucket, so that
+/// the sort buffer holds 1/BUCKETS of the rows at a time.
+const BUCKETS: u64 = 64;
+
 /// Keep flags for every row of `batches`: per subject, the `limit` rows with the smallest rank.
+///
+/// Memory: 4 bytes of rank and 1 flag bit per row for the whole call, and a sort buffer of 24 bytes per row of one
+/// bucket. The rank is the top 32 bits of the keyed hash of (subject, group); two groups of one subject with the same
+/// 32 bits (about one in four billion) are ordered by position instead.
 fn keep_flags(
     batches: &[RecordBatch],
     keys: &[usize],
     limit: u64,
     hasher: &std::hash::RandomState,
-) -> Result<Vec<Vec<bool>>> {
-    // (subject, rank, batch, row): 24 bytes per (subject, group), for the duration of the sort.
-    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let mut entries: Vec<(u64, u64, u32, u32)> = Vec::with_capacity(total);
-    let mut ranks = Vec::new();
-    for (b, batch) in batches.iter().enumerate() {
-        let subjects = batch
+) -> Result<Vec<BooleanArray>> {
+    let mut subjects = Vec::with_capacity(batches.len());
+    let mut ranks: Vec<Vec<u32>> = Vec::with_capacity(batches.len());
+    let mut hashes = Vec::new();
+    for batch in batches {
+        let column = batch
             .column(0)
             .as_primitive_opt::<UInt64Type>()
             .ok_or_else(|| DataFusionError::Internal("the bound's first column is not the subject".into()))?;
-        ranks.clear();
-        ranks.resize(batch.num_rows(), 0);
+        subjects.push(column.values());
+        hashes.clear();
+        hashes.resize(batch.num_rows(), 0);
         let mut columns = vec![batch.column(0).clone()];
         columns.extend(keys.iter().map(|&k| batch.column(k).clone()));
-        create_hashes_with_hasher(&columns, hasher, &mut ranks)?;
-        let b = u32::try_from(b).map_err(|_| DataFusionError::Internal("too many batches".into()))?;
-        for (row, (&subject, &rank)) in subjects.values().iter().zip(ranks.iter()).enumerate() {
-            let row = u32::try_from(row).map_err(|_| DataFusionError::Internal("batch too large".into()))?;
-            entries.push((subject, rank, b, row));
+        create_hashes_with_hasher(&columns, hasher, &mut hashes)?;
+        ranks.push(hashes.iter().map(|h| (h >> 32) as u32).collect());
+    }
+    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let mut flags: Vec<BooleanBufferBuilder> = batches
+        .iter()
+        .map(|b| {
+            let mut f = BooleanBufferBuilder::new(b.num_rows());
+            f.append_n(b.num_rows(), false);
+            f
+        })
+        .collect();
+    let mut entries: Vec<(u64, u32, u32, u32)> = Vec::with_capacity(total / BUCKETS as usize * 2);
+    for bucket in 0..BUCKETS {
+        entries.clear();
+        for (b, (values, ranks)) in subjects.iter().zip(&ranks).enumerate() {
+            let b = u32::try_from(b).map_err(|_| DataFusionError::Internal("too many batches".into()))?;
+            for (row, (&subject, &rank)) in values.iter().zip(ranks).enumerate() {
+                if subject % BUCKETS == bucket {
+                    let row = u32::try_from(row).map_err(|_| DataFusionError::Internal("batch too large".into()))?;
+                    entries.push((subject, rank, b, row));
+                }
+            }
+        }
+        entries.sort_unstable();
+        let mut current = None;
+        let mut kept = 0u64;
+        for &(subject, _, b, row) in &entries {
+            if current != Some(subject) {
+                current = Some(subject);
+                kept = 0;
+            }
+            if kept < limit {
+                flags[b as usize].set_bit(row as usize, true);
+                kept += 1;
+            }
         }
     }
-    let mut flags: Vec<Vec<bool>> = batches.iter().map(|b| vec![false; b.num_rows()]).collect();
-    entries.sort_unstable();
-    let mut current = None;
-    let mut kept = 0u64;
-    for (subject, _, b, row) in entries {
-        if current != Some(subject) {
-            current = Some(subject);
-            kept = 0;
-        }
-        if kept < limit {
-            flags[b as usize][row as usize] = true;
-            kept += 1;
-        }
-    }
-    Ok(flags)
+    Ok(flags.into_iter().map(|mut f| BooleanArray::new(f.finish(), None)).collect())
 }
 
 impl Stage for ContributionBound {
@@ -115,12 +141,12 @@ impl Stage for ContributionBound {
             let flags = keep_flags(&batches, &keys, limit, &hasher)?;
             let mut out = Vec::with_capacity(batches.len());
             for (batch, keep) in batches.into_iter().zip(flags) {
-                let kept = keep.iter().filter(|k| **k).count();
+                let kept = keep.true_count();
                 dropped.fetch_add((batch.num_rows() - kept) as u64, Ordering::Relaxed);
                 if kept == batch.num_rows() {
                     out.push(Ok(batch));
                 } else if kept > 0 {
-                    out.push(Ok(arrow_select::filter::filter_record_batch(&batch, &BooleanArray::from(keep))?));
+                    out.push(Ok(arrow_select::filter::filter_record_batch(&batch, &keep)?));
                 }
             }
             Ok::<_, DataFusionError>(futures::stream::iter(out))
@@ -156,7 +182,7 @@ mod tests {
                 let mut n = 0;
                 for (batch, f) in [&a, &b].iter().zip(&flags) {
                     let subjects = batch.column(0).as_primitive::<UInt64Type>();
-                    n += (0..batch.num_rows()).filter(|&i| subjects.value(i) == s && f[i]).count() as u64;
+                    n += (0..batch.num_rows()).filter(|&i| subjects.value(i) == s && f.value(i)).count() as u64;
                 }
                 n
             };
