@@ -21,13 +21,18 @@ pub fn artifact(ctx: &Ctx<'_>, command: &ArtifactCommand) -> anyhow::Result<()> 
                 Mode::Human => {
                     let mut t = output::table(["artifact", "job", "operator", "name", "size", "sha256", "state"]);
                     for a in &list {
+                        let (name, size, sha) = if a.redacted {
+                            ("(withheld until released)".to_owned(), String::new(), String::new())
+                        } else {
+                            (a.name.clone(), output::bytes(a.bytes), short(&a.sha256).to_owned())
+                        };
                         t.add_row(vec![
                             a.id.to_string(),
                             a.job.to_string(),
                             a.operator.clone(),
-                            a.name.clone(),
-                            output::bytes(a.bytes),
-                            short(&a.sha256).to_owned(),
+                            name,
+                            size,
+                            sha,
                             state_text(a),
                         ]);
                     }

@@ -47,6 +47,9 @@ pub struct HeldArtifact {
     /// Providers that have not decided yet (while held).
     pub waiting_for: Vec<String>,
     pub manifest_sha256: Option<String>,
+    /// Name, size and hash withheld (the operator's view of an unreleased artifact).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub redacted: bool,
 }
 
 /// What an agency reviews: the record, the run it came from, and the content.
@@ -55,6 +58,13 @@ pub struct ArtifactReview {
     pub artifact: HeldArtifact,
     pub job: JobRecord,
     pub content: Vec<u8>,
+}
+
+impl HeldArtifact {
+    /// What the operator may know of an artifact that is not released: that it exists, and its state.
+    fn redacted(self) -> HeldArtifact {
+        HeldArtifact { name: String::new(), bytes: 0, sha256: String::new(), redacted: true, ..self }
+    }
 }
 
 impl Zone {
@@ -136,6 +146,7 @@ impl Zone {
             decisions,
             waiting_for,
             manifest_sha256,
+            redacted: false,
         }))
     }
 
@@ -150,7 +161,8 @@ impl Zone {
         }
     }
 
-    /// The artifacts `who` may know of (name, size, state; never content): of one job, or of every job.
+    /// The artifacts `who` may know of (never content): of one job, or of every job. The operator sees a held or
+    /// rejected artifact without its name, size or hash — those are the guest's output too.
     pub fn artifacts(&self, who: &Principal, job: Option<u64>) -> Result<Vec<HeldArtifact>, StoreError> {
         if let Some(id) = job {
             // Reading one job's list is reading the job.
@@ -170,7 +182,8 @@ impl Zone {
             if let Some(a) = self.artifact_row(id)? {
                 let allowed = self.permit(who, &Action::JobRead { operator: &a.operator, providers: &a.providers });
                 if allowed.is_ok() {
-                    out.push(a);
+                    let unreleased = a.state != "released";
+                    out.push(if who.role == zone_access::Role::Operator && unreleased { a.redacted() } else { a });
                 }
             }
         }
@@ -279,7 +292,7 @@ impl Zone {
         let mut manifest = job_manifest.manifest;
         manifest.format = "zone-artifact-v1".into();
         manifest.columns = Vec::new();
-        manifest.artifacts_held = Vec::new();
+        manifest.artifacts_held = 0;
         manifest.created_at = now();
         manifest.released_by = artifact
             .decisions

@@ -318,7 +318,7 @@ impl Zone {
             }
         }
         let mut manifest = self.manifest(ticket, &table)?;
-        manifest.artifacts_held = held.clone();
+        manifest.artifacts_held = held.len() as u64;
         let written = write_product(&self.products_dir(), job, &encoded, manifest, &self.keys()?);
         let (signed, manifest_sha) = match written {
             Ok(w) => w,
@@ -399,7 +399,7 @@ impl Zone {
             outputs: Vec::new(),
             output_sha256: String::new(),
             created_at: now(),
-            artifacts_held: Vec::new(),
+            artifacts_held: 0,
             released_by: Vec::new(),
         })
     }

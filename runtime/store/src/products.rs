@@ -80,13 +80,18 @@ pub struct Manifest {
     /// SHA-256 of the product of record (the Parquet table; for an artifact, the artifact).
     pub output_sha256: String,
     pub created_at: String,
-    /// Reviewed mode: the artifacts the run left for the providing agencies' review (name, size, hash; not their
-    /// content).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub artifacts_held: Vec<ManifestFile>,
+    /// Reviewed mode: how many artifacts the run left for the providing agencies' review. Only the number: their
+    /// names, sizes and hashes are the guest's output (a name or the hash of a short artifact could carry a value
+    /// out) and reach the operator only once released.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub artifacts_held: u64,
     /// A released artifact: the providers whose agencies released it, as `provider:principal`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub released_by: Vec<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// `manifest.json`: the manifest and its signature.

@@ -730,7 +730,7 @@ fn check_artifacts(listed: Vec<(String, Vec<u8>)>) -> Result<Vec<GuestArtifact>,
             )));
         }
         if let Some(j) = out.iter().position(|a| a.name == name) {
-            return Err(bad(format!("artifacts {} and {} have the same name `{name}`", j + 1, i + 1)));
+            return Err(bad(format!("artifacts {} and {} have the same name", j + 1, i + 1)));
         }
         out.push(GuestArtifact { name, bytes });
     }
