@@ -9,19 +9,12 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type};
 use serde_json::Value;
 
-use crate::common::{TestZone, approved_app, fixture, grant_acme, s};
+use crate::common::{TestZone, approved_app, fixture, grant_acme, registry_zone, s};
 
 const MODEL: &str = example_guests::CAPITAL_MODEL.path;
 const HOSTILE: &str = example_guests::HOSTILE_RELEASE.path;
 const NAMES: &str = example_guests::HOSTILE_COMPRESSED.path;
 const FINANCE: &str = example_guests::FINANCE_CAPITAL.path;
-
-fn zone_with_grant() -> TestZone {
-    let zone = TestZone::new();
-    zone.publish_fixture("enterprise_registry");
-    grant_acme(&zone, "market-regulation");
-    zone
-}
 
 /// `module` in reviewed mode over the registry, approved by both parties.
 fn reviewed_app(zone: &TestZone, module: &str, params: &[&str]) -> String {
@@ -75,7 +68,7 @@ fn expected_model() -> BTreeMap<String, (u64, f64)> {
 
 #[test]
 fn a_reviewed_run_holds_its_artifacts_until_the_agency_releases_them() {
-    let zone = zone_with_grant();
+    let zone = registry_zone();
     let app = reviewed_app(&zone, MODEL, &[]);
     let run = zone.run_as("acme", &["--json", "job", "run", &app]);
     let out = run.json();
@@ -183,7 +176,7 @@ fn a_reviewed_run_holds_its_artifacts_until_the_agency_releases_them() {
 
 #[test]
 fn hostile_artifacts_never_reach_the_operator() {
-    let zone = zone_with_grant();
+    let zone = registry_zone();
     // Every row's district and representative token in an artifact: held; the agency sees what it is and rejects.
     let dump = reviewed_app(&zone, HOSTILE, &["artifact=dump"]);
     let out = zone.run_as("acme", &["--json", "job", "run", &dump]).json();
@@ -218,7 +211,7 @@ fn hostile_artifacts_never_reach_the_operator() {
 
 #[test]
 fn reviewed_mode_needs_a_module_with_finish_and_a_policy_that_allows_it() {
-    let zone = zone_with_grant();
+    let zone = registry_zone();
     // A row-transform module (no `finish`) is refused for reviewed mode at submission, and accepted for aggregate.
     let wasm = zone.path("rows.wasm");
     let declared = arrow_schema::Schema::new(vec![

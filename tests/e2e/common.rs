@@ -280,3 +280,11 @@ pub fn approved_app(zone: &TestZone, module: &str, dataset: &str, mode: &str, pa
     zone.run_as("market-regulation", &["app", "approve", &id, "--reason", "reviewed"]).ok();
     id
 }
+
+/// A zone with the registry published and grant 1: `acme` may use market-regulation's data for finance.
+pub fn registry_zone() -> TestZone {
+    let zone = TestZone::new();
+    zone.publish_fixture("enterprise_registry");
+    grant_acme(&zone, "market-regulation");
+    zone
+}

@@ -10,19 +10,11 @@ use arrow_array::types::{Int32Type, Int64Type};
 use arrow_array::{Array, RecordBatch};
 use serde_json::Value;
 
-use crate::common::{self, Run, TestZone, day, fixture, grant_acme, policy, s};
+use crate::common::{self, Run, TestZone, day, fixture, grant_acme, policy, registry_zone, s};
 
 const FINANCE: &str = example_guests::FINANCE_CAPITAL.path;
 const HOSTILE: &str = example_guests::HOSTILE_RELEASE.path;
 const PANIC: &str = example_guests::HOSTILE_PANIC.path;
-
-/// A zone with the registry published and grant 1: `acme` may use market-regulation's data for finance.
-fn zone_with_grant() -> TestZone {
-    let zone = TestZone::new();
-    zone.publish_fixture("enterprise_registry");
-    grant_acme(&zone, "market-regulation");
-    zone
-}
 
 /// `module` over the registry in aggregate mode with `params`, approved by both parties.
 fn approved_app(zone: &TestZone, module: &str, params: &[&str]) -> String {
@@ -84,7 +76,7 @@ fn assert_no_secret(what: &str, bytes: &[u8], secrets: &[String]) {
 
 #[test]
 fn a_run_releases_gated_aggregates_in_a_signed_product_and_no_raw_value() {
-    let zone = zone_with_grant();
+    let zone = registry_zone();
     let app = approved_app(&zone, FINANCE, &[]);
     let run = run_job(&zone, &app);
     let out = run.json();
@@ -148,7 +140,7 @@ fn a_run_releases_gated_aggregates_in_a_signed_product_and_no_raw_value() {
 
 #[test]
 fn every_released_group_has_k_distinct_subjects_recomputed_from_the_raw_rows() {
-    let zone = zone_with_grant();
+    let zone = registry_zone();
     let app = approved_app(&zone, HOSTILE, &["attack=none"]);
     let out = run_job(&zone, &app).json();
     assert_eq!(out["job"]["state"], "released", "{out}");
@@ -196,7 +188,7 @@ fn every_released_group_has_k_distinct_subjects_recomputed_from_the_raw_rows() {
 
 #[test]
 fn hostile_guests_cannot_get_around_the_release_gate() {
-    let zone = zone_with_grant();
+    let zone = registry_zone();
     // Keyed by a per-enterprise value: every group is one enterprise; nothing is released.
     let person = approved_app(&zone, HOSTILE, &["attack=person"]);
     let out = run_job(&zone, &person).json();
@@ -243,7 +235,7 @@ fn hostile_guests_cannot_get_around_the_release_gate() {
 
 #[test]
 fn runs_are_refused_when_grant_module_or_data_changed_and_each_refusal_is_recorded() {
-    let zone = zone_with_grant();
+    let zone = registry_zone();
     let app = approved_app(&zone, HOSTILE, &["attack=none"]);
     let refusals =
         |zone: &TestZone| zone.audit().iter().filter(|e| e["action"] == "job.run" && e["outcome"] == "refused").count();
@@ -302,7 +294,7 @@ fn runs_are_refused_when_grant_module_or_data_changed_and_each_refusal_is_record
 
 #[test]
 fn output_over_the_row_or_byte_limit_is_refused_not_truncated() {
-    let zone = zone_with_grant();
+    let zone = registry_zone();
     let text = std::fs::read_to_string(policy("enterprise_registry")).expect("policy");
     let limited = zone.path("limited.toml");
     std::fs::write(&limited, text.replace("max_output_rows = 10_000", "max_output_rows = 3")).expect("write");
@@ -333,7 +325,7 @@ fn output_over_the_row_or_byte_limit_is_refused_not_truncated() {
 
 #[test]
 fn job_dev_runs_the_same_plan_on_mock_rows_and_shows_the_guest_text() {
-    let zone = zone_with_grant();
+    let zone = registry_zone();
     let mock = zone.path("mock.parquet");
     zone.run_as("acme", &["dataset", "mock", "enterprise_registry", "--rows", "3000", "--out", s(&mock)]).ok();
     let out =

@@ -6,17 +6,10 @@ use std::process::{Command, Stdio};
 use sha2::Digest as _;
 use std::time::{Duration, Instant};
 
-use crate::common::{self, BIN, TestZone, day, grant_acme, s};
+use crate::common::{self, BIN, TestZone, day, registry_zone, s};
 
 const HOSTILE: &str = example_guests::HOSTILE_RELEASE.path;
 const FINANCE: &str = example_guests::FINANCE_CAPITAL.path;
-
-fn zone_with_grant() -> TestZone {
-    let zone = TestZone::new();
-    zone.publish_fixture("enterprise_registry");
-    grant_acme(&zone, "market-regulation");
-    zone
-}
 
 fn approved_app(zone: &TestZone, module: &str, params: &[&str]) -> String {
     common::approved_app(zone, module, "enterprise_registry", "aggregate", params)
@@ -24,7 +17,7 @@ fn approved_app(zone: &TestZone, module: &str, params: &[&str]) -> String {
 
 #[test]
 fn a_suspension_stops_a_running_job_within_a_second_and_holds_products() {
-    let zone = zone_with_grant();
+    let zone = registry_zone();
     // A product released before the suspension, and a long run (about 20 s of guest work in 100-row batches).
     let quick = approved_app(&zone, FINANCE, &[]);
     zone.run_as("acme", &["job", "run", &quick]).ok();
@@ -142,7 +135,7 @@ fn rows_read(zone: &TestZone, app: &str) -> u64 {
 
 #[test]
 fn a_complaint_withdraws_a_subject_and_no_later_run_reads_its_rows() {
-    let zone = zone_with_grant();
+    let zone = registry_zone();
     let app = approved_app(&zone, FINANCE, &[]);
     assert_eq!(rows_read(&zone, &app), 20_000);
     // An application pinned to version 1, approved before the complaint.
@@ -274,7 +267,7 @@ fn a_complaint_withdraws_a_subject_and_no_later_run_reads_its_rows() {
 
 #[test]
 fn an_incident_suspends_stops_freezes_and_gathers_verifiable_evidence() {
-    let zone = zone_with_grant();
+    let zone = registry_zone();
     let quick = approved_app(&zone, FINANCE, &[]);
     zone.run_as("acme", &["job", "run", &quick]).ok();
     // A reviewed run whose artifacts wait for the agency.
@@ -350,7 +343,7 @@ fn an_incident_suspends_stops_freezes_and_gathers_verifiable_evidence() {
 
 #[test]
 fn usage_reports_come_from_the_log_and_the_run_records() {
-    let zone = zone_with_grant();
+    let zone = registry_zone();
     let app = approved_app(&zone, FINANCE, &[]);
     zone.run_as("acme", &["job", "run", &app]).ok();
     zone.run_as("acme", &["job", "run", &app]).ok();
