@@ -9,7 +9,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type};
 use serde_json::Value;
 
-use crate::common::{TestZone, approved_app, fixture, grant_acme, registry_zone, s};
+use crate::common::{TestZone, approved_app, fixture, grant_acme, registry_zone, s, submit_app};
 
 const MODEL: &str = example_guests::CAPITAL_MODEL.path;
 const HOSTILE: &str = example_guests::HOSTILE_RELEASE.path;
@@ -228,26 +228,7 @@ fn reviewed_mode_needs_a_module_with_finish_and_a_policy_that_allows_it() {
     )
     .expect("wat");
     std::fs::write(&wasm, component).expect("write");
-    let submit = |mode: &str| {
-        zone.run_as(
-            "acme",
-            &[
-                "--json",
-                "app",
-                "submit",
-                "--module",
-                s(&wasm),
-                "--dataset",
-                "enterprise_registry",
-                "--domain",
-                "finance",
-                "--purpose",
-                "p",
-                "--mode",
-                mode,
-            ],
-        )
-    };
+    let submit = |mode: &str| submit_app(&zone, s(&wasm), "enterprise_registry", mode, &[]);
     let run = submit("reviewed");
     let stderr = run.stderr.clone();
     assert_eq!(class_of(run), "ContractMismatch");
@@ -255,27 +236,7 @@ fn reviewed_mode_needs_a_module_with_finish_and_a_policy_that_allows_it() {
     submit("aggregate").ok();
 
     // An SDK module runs in aggregate mode too, where `finish` is never called and nothing is held.
-    let first = zone.run_as(
-        "acme",
-        &[
-            "--json",
-            "app",
-            "submit",
-            "--module",
-            FINANCE,
-            "--dataset",
-            "enterprise_registry",
-            "--domain",
-            "finance",
-            "--purpose",
-            "p",
-            "--mode",
-            "aggregate",
-        ],
-    );
-    let id = first.json()["id"].as_u64().expect("id").to_string();
-    zone.run(&["app", "approve", &id, "--reason", "ok"]).ok();
-    zone.run_as("market-regulation", &["app", "approve", &id, "--reason", "ok"]).ok();
+    let id = approved_app(&zone, FINANCE, "enterprise_registry", "aggregate", &[]);
     let out = zone.run_as("acme", &["--json", "job", "run", &id]).json();
     assert!(out["manifest"].get("artifacts_held").is_none(), "{out}");
     assert!(artifacts(&zone, "market-regulation", out["job"]["id"].as_u64().expect("job")).is_empty());
@@ -283,24 +244,7 @@ fn reviewed_mode_needs_a_module_with_finish_and_a_policy_that_allows_it() {
     // tax_credit's policy allows aggregate mode only.
     zone.publish_fixture("tax_credit");
     grant_acme(&zone, "taxation");
-    let run = zone.run_as(
-        "acme",
-        &[
-            "--json",
-            "app",
-            "submit",
-            "--module",
-            MODEL,
-            "--dataset",
-            "tax_credit",
-            "--domain",
-            "finance",
-            "--purpose",
-            "p",
-            "--mode",
-            "reviewed",
-        ],
-    );
+    let run = submit_app(&zone, MODEL, "tax_credit", "reviewed", &[]);
     let stderr = run.stderr.clone();
     assert!(!run.status.success());
     assert!(stderr.contains("does not allow mode `reviewed`"), "{stderr}");

@@ -252,9 +252,8 @@ pub fn grant_acme(zone: &TestZone, providers: &str) {
     zone.run(&args).ok();
 }
 
-/// Submits `module` as `acme` over `dataset` for finance in `mode` with `params`, approved by the authority and
-/// `market-regulation`; the application's id.
-pub fn approved_app(zone: &TestZone, module: &str, dataset: &str, mode: &str, params: &[&str]) -> String {
+/// Submits `module` as `acme` over `dataset` for finance in `mode` with `params`; the run of `app submit --json`.
+pub fn submit_app(zone: &TestZone, module: &str, dataset: &str, mode: &str, params: &[&str]) -> Run {
     let mut args = vec![
         "--json",
         "app",
@@ -273,7 +272,12 @@ pub fn approved_app(zone: &TestZone, module: &str, dataset: &str, mode: &str, pa
     for p in params {
         args.extend(["--param", p]);
     }
-    let run = zone.run_as("acme", &args);
+    zone.run_as("acme", &args)
+}
+
+/// [`submit_app`], approved by the authority and `market-regulation`; the application's id.
+pub fn approved_app(zone: &TestZone, module: &str, dataset: &str, mode: &str, params: &[&str]) -> String {
+    let run = submit_app(zone, module, dataset, mode, params);
     let id = run.json()["id"].as_u64().unwrap_or_else(|| panic!("no application: {} {}", run.stdout, run.stderr));
     let id = id.to_string();
     zone.run(&["app", "approve", &id, "--reason", "reviewed"]).ok();

@@ -15,20 +15,25 @@ fn approved_app(zone: &TestZone, module: &str, params: &[&str]) -> String {
     common::approved_app(zone, module, "enterprise_registry", "aggregate", params)
 }
 
-#[test]
-fn a_suspension_stops_a_running_job_within_a_second_and_holds_products() {
-    let zone = registry_zone();
-    // A product released before the suspension, and a long run (about 20 s of guest work in 100-row batches).
-    let quick = approved_app(&zone, FINANCE, &[]);
-    zone.run_as("acme", &["job", "run", &quick]).ok();
-    let slow = approved_app(&zone, HOSTILE, &["attack=slow", "spin=1000000"]);
-    let mut child = Command::new(BIN)
+/// Approves a guest that burns about 20 s in 100-row batches and starts `job run` on it as `acme`, in the background.
+fn spawn_slow_job(zone: &TestZone) -> std::process::Child {
+    let slow = approved_app(zone, HOSTILE, &["attack=slow", "spin=1000000"]);
+    Command::new(BIN)
         .args(["--zone", s(&zone.zone), "--json", "job", "run", &slow, "--batch-rows", "100"])
         .env("CLEANROOM_AS", "acme")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn job run");
+        .expect("spawn job run")
+}
+
+#[test]
+fn a_suspension_stops_a_running_job_within_a_second_and_holds_products() {
+    let zone = registry_zone();
+    // A product released before the suspension, and a long run.
+    let quick = approved_app(&zone, FINANCE, &[]);
+    zone.run_as("acme", &["job", "run", &quick]).ok();
+    let mut child = spawn_slow_job(&zone);
     // Wait until the job is running, then a little more, so that the guest is mid-run.
     let started = Instant::now();
     loop {
@@ -276,14 +281,7 @@ fn an_incident_suspends_stops_freezes_and_gathers_verifiable_evidence() {
     zone.run_as("acme", &["job", "run", &reviewed]).ok();
 
     // A long job is running when the incident opens.
-    let slow = approved_app(&zone, HOSTILE, &["attack=slow", "spin=1000000"]);
-    let child = Command::new(BIN)
-        .args(["--zone", s(&zone.zone), "--json", "job", "run", &slow, "--batch-rows", "100"])
-        .env("CLEANROOM_AS", "acme")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn job run");
+    let child = spawn_slow_job(&zone);
     let started = Instant::now();
     while !zone
         .run_as("acme", &["--json", "job", "list"])

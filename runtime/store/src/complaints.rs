@@ -12,9 +12,7 @@ use policies::{TokenKey, tokenize};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use zone_access::{Action, GrantState, Principal};
-use zone_audit::Outcome;
 
-use crate::access::entry;
 use crate::apps::AppStatus;
 use crate::error::StoreError;
 use crate::grants::json;
@@ -236,27 +234,19 @@ impl Zone {
     ) -> Result<Complaint, StoreError> {
         let objects = vec![format!("complaint:{id}")];
         let result = self.resolve_complaint_unrecorded(who, id, resolution, reason, correct_by);
-        let mut e = match &result {
-            Ok(c) => {
-                let mut e = entry(who, "complaint.resolve", Outcome::Ok)
-                    .object(format!("dataset:{}", c.dataset))
-                    .hash(format!("subject-token:{}", c.subject_token));
-                if let Some(v) = c.new_version {
-                    e = e.object(format!("dataset:{}@{v}", c.dataset));
-                }
-                for app in &c.apps_moved {
-                    e = e.object(format!("app:{app}"));
-                }
-                for g in &c.grants_suspended {
-                    e = e.object(format!("grant:{g}"));
-                }
-                e.detail(format!("{}: {}", resolution.name(), reason.trim()))
+        self.recorded(who, "complaint.resolve", &objects, result, |c, e| {
+            let mut e = e.object(format!("dataset:{}", c.dataset)).hash(format!("subject-token:{}", c.subject_token));
+            if let Some(v) = c.new_version {
+                e = e.object(format!("dataset:{}@{v}", c.dataset));
             }
-            Err(err) => entry(who, "complaint.resolve", Outcome::Refused).reason(err.class()).detail(err.to_string()),
-        };
-        e.objects.splice(0..0, objects);
-        self.record(&mut [e])?;
-        result
+            for app in &c.apps_moved {
+                e = e.object(format!("app:{app}"));
+            }
+            for g in &c.grants_suspended {
+                e = e.object(format!("grant:{g}"));
+            }
+            e.detail(format!("{}: {}", resolution.name(), reason.trim()))
+        })
     }
 
     fn resolve_complaint_unrecorded(
