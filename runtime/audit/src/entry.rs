@@ -36,6 +36,10 @@ pub struct Entry {
     /// Host-written detail (never guest text, never data values).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// How the actor reached the zone, when not through the local CLI: for the HTTPS API, the client
+    /// certificate's subject and SHA-256 fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 impl Entry {
@@ -52,6 +56,7 @@ impl Entry {
             outcome,
             reason: None,
             detail: None,
+            via: None,
         }
     }
 

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use serde::{Deserialize, Serialize};
 
 /// cleanroom — a data clean room for public-data authorized operation: raw data never leaves the zone.
 #[derive(Debug, Parser)]
@@ -20,6 +21,22 @@ pub struct Cli {
     /// Machine-readable JSON on stdout instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Work against a zone server (`cleanroom serve`) at this URL instead of a local zone: the same commands, with
+    /// your client certificate as who you are (or set CLEANROOM_SERVER, or use --profile).
+    #[arg(long, global = true, env = "CLEANROOM_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// Your client certificate (PEM) for --server.
+    #[arg(long, global = true, env = "CLEANROOM_CERT", value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// The private key (PEM) of --cert.
+    #[arg(long, global = true, env = "CLEANROOM_KEY", value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// The CA certificate (PEM) the server's certificate must chain to.
+    #[arg(long, global = true, env = "CLEANROOM_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// A profile file (TOML: server, cert, key, ca; paths relative to the file) instead of the four flags above.
+    #[arg(long, global = true, env = "CLEANROOM_PROFILE", value_name = "FILE")]
+    pub profile: Option<PathBuf>,
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -27,7 +44,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
 pub enum Command {
     /// Create or inspect a zone.
     #[command(subcommand)]
@@ -71,9 +88,41 @@ pub enum Command {
     Product(ProductCommand),
     /// Run the end-to-end demo on a fresh zone (a temporary one unless --zone is given).
     Demo(DemoArgs),
+    /// Serve the zone over HTTPS with mutual TLS: every principal works from its own client certificate, jobs run in
+    /// a bounded, durable queue.
+    Serve(ServeArgs),
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Args, Serialize, Deserialize)]
+pub struct ServeArgs {
+    /// The address to listen on (port 0: any free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8443", value_name = "ADDR")]
+    pub listen: String,
+    /// The server's certificate chain (PEM). With --dev-ca zones, `<zone>/dev-ca/server.pem`.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The server's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// The CA certificate(s) (PEM) client certificates must chain to; a client without one is refused in the
+    /// handshake.
+    #[arg(long, value_name = "FILE")]
+    pub client_ca: Option<PathBuf>,
+    /// Also accept TLS 1.2 (its AEAD suites only: ECDHE with AES-GCM or ChaCha20-Poly1305). TLS 1.3 only by default.
+    #[arg(long)]
+    pub tls12: bool,
+    /// Jobs run at once.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Jobs waiting at most; submissions beyond are refused with 429 (`queue.full`).
+    #[arg(long, default_value_t = 1000)]
+    pub max_queued: usize,
+    /// The largest upload (module, dataset file, policy…), in MiB.
+    #[arg(long, default_value_t = 4096)]
+    pub max_upload_mib: u64,
+}
+
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
 pub enum JobCommand {
     /// Run an approved application on its datasets; only what passes the release gate is kept, as a product.
     Run(JobRunArgs),
@@ -83,6 +132,8 @@ pub enum JobCommand {
     List,
     /// Copy a released product (Parquet, CSV, signed manifest) out of the zone.
     Output(JobOutputArgs),
+    /// Cancel a queued or running job (through a server; a running job stops and releases nothing).
+    Cancel { id: u64 },
     /// Run a module on `dataset mock` rows, on this machine, with no zone: the same plan as a real run, and the
     /// guest's logs and errors shown.
     Dev(JobDevArgs),
@@ -91,7 +142,7 @@ pub enum JobCommand {
     Diagnostics { id: u64 },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
 pub enum ArtifactCommand {
     /// Artifacts you may know of: name, size, hash and state (never content).
     List {
@@ -110,7 +161,7 @@ pub enum ArtifactCommand {
     Output(JobOutputArgs),
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
 pub enum ComplaintCommand {
     /// Record a complaint on a subject's behalf (the providing agency). The subject's value is kept only as a
     /// keyed token.
@@ -122,7 +173,7 @@ pub enum ComplaintCommand {
     List,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
 pub enum ReportCommand {
     /// Per operator: runs, refusals by class, rows read per dataset, products and artifacts released. Per dataset:
     /// applications, runs, operators, rows read, domains served.
@@ -139,7 +190,7 @@ pub enum ReportCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
 pub enum IncidentCommand {
     /// Open an incident against an operator (the authority): its grants are suspended at once, its running jobs
     /// stop, nothing of its is released, and the evidence is written to `incidents/<id>/` in the zone.
@@ -162,7 +213,7 @@ pub enum IncidentCommand {
     List,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct ComplaintFileArgs {
     #[arg(long, value_name = "NAME")]
     pub dataset: String,
@@ -174,7 +225,7 @@ pub struct ComplaintFileArgs {
     pub evidence: PathBuf,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 #[command(group(clap::ArgGroup::new("answer").required(true).args(["withdraw", "suspend", "reprocess", "dismiss"])))]
 pub struct ComplaintResolveArgs {
     pub id: u64,
@@ -199,7 +250,7 @@ pub struct ComplaintResolveArgs {
     pub reason: String,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct ArtifactReviewArgs {
     pub id: u64,
     /// Also write the whole content to this file (it stays on the agency's side), to inspect with other tools.
@@ -210,14 +261,14 @@ pub struct ArtifactReviewArgs {
     pub max_bytes: usize,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct ArtifactDecisionArgs {
     pub id: u64,
     #[arg(long)]
     pub reason: String,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct JobRunArgs {
     /// The application's id.
     pub app: u64,
@@ -227,9 +278,12 @@ pub struct JobRunArgs {
     /// Rows per batch into the guest.
     #[arg(long, default_value_t = 16_384)]
     pub batch_rows: usize,
+    /// Through a server: return once the job is queued instead of waiting for it to end.
+    #[arg(long)]
+    pub detach: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct JobOutputArgs {
     pub id: u64,
     /// The folder to write the product into (created; must not hold product files already).
@@ -237,7 +291,7 @@ pub struct JobOutputArgs {
     pub out: PathBuf,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct JobDevArgs {
     #[arg(long, value_name = "M.wasm")]
     pub module: PathBuf,
@@ -265,13 +319,13 @@ pub struct JobDevArgs {
     pub max_artifact_bytes: u64,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
 pub enum ProductCommand {
     /// Check every file's SHA-256 and the manifest's Ed25519 signature.
     Verify(ProductVerifyArgs),
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct ProductVerifyArgs {
     /// A product folder (from `job output`).
     pub dir: PathBuf,
@@ -281,7 +335,7 @@ pub struct ProductVerifyArgs {
     pub key: Option<String>,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
 pub enum ZoneCommand {
     /// Initialize a new zone: catalog, keys, object store, audit log, and the first authority.
     Init(InitArgs),
@@ -291,7 +345,7 @@ pub enum ZoneCommand {
     Verify,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct InitArgs {
     /// Name of the first authority principal.
     #[arg(long, default_value = "authority", value_name = "NAME")]
@@ -299,9 +353,13 @@ pub struct InitArgs {
     /// The authority's organisation.
     #[arg(long, value_name = "ORG")]
     pub org: Option<String>,
+    /// Also create a development CA in `<zone>/dev-ca/`: the CA, a server certificate for localhost and a client
+    /// certificate for the first authority. For trying `serve` out; production uses the agencies' own PKI.
+    #[arg(long)]
+    pub dev_ca: bool,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
 pub enum PrincipalCommand {
     /// Add a principal (authority only).
     Add(PrincipalAddArgs),
@@ -309,7 +367,7 @@ pub enum PrincipalCommand {
     List,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct PrincipalAddArgs {
     pub name: String,
     /// authority, agency, operator or inspector.
@@ -318,9 +376,15 @@ pub struct PrincipalAddArgs {
     /// The organisation: for an agency the provider name its policies carry; for an operator its company.
     #[arg(long, value_name = "ORG")]
     pub org: Option<String>,
+    /// Also issue a client certificate for the principal from the zone's development CA (`zone init --dev-ca`).
+    #[arg(long)]
+    pub issue_cert: bool,
+    /// Where to write NAME.pem and NAME.key (default: `<zone>/dev-ca/clients/`; through a server: this folder).
+    #[arg(long, value_name = "DIR", requires = "issue_cert")]
+    pub cert_out: Option<PathBuf>,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
 pub enum GrantCommand {
     /// Grant an operator the use of datasets (or all of some providers' datasets) for domains, in a period.
     Create(GrantCreateArgs),
@@ -336,7 +400,7 @@ pub enum GrantCommand {
     Terminate(GrantReasonArgs),
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct GrantCreateArgs {
     #[arg(long, value_name = "NAME")]
     pub operator: String,
@@ -360,7 +424,7 @@ pub struct GrantCreateArgs {
     pub terms: Option<PathBuf>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct GrantSuspendArgs {
     /// A grant id, or an operator's name (all of its active grants).
     #[arg(value_name = "ID|OPERATOR")]
@@ -372,7 +436,7 @@ pub struct GrantSuspendArgs {
     pub correct_by: String,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct GrantReasonArgs {
     /// A grant id, or an operator's name (all of its grants in the matching state).
     #[arg(value_name = "ID|OPERATOR")]
@@ -381,7 +445,7 @@ pub struct GrantReasonArgs {
     pub reason: String,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
 pub enum AppCommand {
     /// Submit a module for approval (operators, under an active grant).
     Submit(AppSubmitArgs),
@@ -395,7 +459,7 @@ pub enum AppCommand {
     Show { id: u64 },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct AppSubmitArgs {
     #[arg(long, value_name = "M.wasm")]
     pub module: PathBuf,
@@ -417,14 +481,14 @@ pub struct AppSubmitArgs {
     pub params: Vec<String>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct AppDecideArgs {
     pub id: u64,
     #[arg(long)]
     pub reason: String,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
 pub enum AuditCommand {
     /// List audit entries, oldest first.
     Log(AuditLogArgs),
@@ -444,7 +508,7 @@ pub enum AuditCommand {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct AuditVerifyArgs {
     #[arg(long, value_name = "FILE")]
     pub bundle: Option<PathBuf>,
@@ -453,7 +517,7 @@ pub struct AuditVerifyArgs {
     pub key: Option<String>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct AuditExportArgs {
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
@@ -462,7 +526,7 @@ pub struct AuditExportArgs {
     pub entry: Option<u64>,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, clap::Args, Serialize, Deserialize)]
 pub struct AuditLogArgs {
     /// Only entries of this action (e.g. `dataset.publish`).
     #[arg(long)]
@@ -481,7 +545,7 @@ pub struct AuditLogArgs {
     pub since: Option<String>,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
 pub enum DatasetCommand {
     /// Publish a new immutable version of a dataset under a policy.
     Publish(PublishArgs),
@@ -496,7 +560,7 @@ pub enum DatasetCommand {
     Mock(MockArgs),
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct MockArgs {
     #[arg(value_name = "NAME[@VERSION]")]
     pub dataset: String,
@@ -510,7 +574,7 @@ pub struct MockArgs {
     pub seed: u64,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct RowsArgs {
     #[arg(value_name = "NAME[@VERSION]")]
     pub dataset: String,
@@ -518,7 +582,7 @@ pub struct RowsArgs {
     pub limit: usize,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
 pub enum ModuleCommand {
     /// Validate a component against the contract without running it on data: size and compile limits, imports
     /// on the allow-list, the exports of the row-transform world. With --dataset, also call `init` with that
@@ -526,7 +590,7 @@ pub enum ModuleCommand {
     Check(ModuleCheckArgs),
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct ModuleCheckArgs {
     /// The component (.wasm).
     #[arg(value_name = "FILE.wasm")]
@@ -539,7 +603,7 @@ pub struct ModuleCheckArgs {
     pub params: Vec<String>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct PublishArgs {
     /// The policy file (TOML, version = 1).
     #[arg(long, value_name = "P.toml")]
@@ -552,7 +616,7 @@ pub struct PublishArgs {
     pub files: Vec<PathBuf>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct ShowArgs {
     /// NAME for the latest version, or NAME@VERSION.
     #[arg(value_name = "NAME[@VERSION]")]
@@ -562,7 +626,7 @@ pub struct ShowArgs {
     pub policy: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct DemoArgs {
     /// Rows of each generated dataset.
     #[arg(long, default_value_t = 20_000)]

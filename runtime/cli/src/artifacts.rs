@@ -36,7 +36,7 @@ pub fn artifact(ctx: &Ctx<'_>, command: &ArtifactCommand) -> anyhow::Result<()> 
                             state_text(a),
                         ]);
                     }
-                    println!("{t}");
+                    outln!("{t}");
                     Ok(())
                 }
             }
@@ -48,7 +48,7 @@ pub fn artifact(ctx: &Ctx<'_>, command: &ArtifactCommand) -> anyhow::Result<()> 
             match ctx.mode {
                 Mode::Json => output::json(&a),
                 Mode::Human => {
-                    println!(
+                    outln!(
                         "artifact {} ({}) of job {}: {} by {}; now {}",
                         a.id,
                         a.name,
@@ -58,7 +58,7 @@ pub fn artifact(ctx: &Ctx<'_>, command: &ArtifactCommand) -> anyhow::Result<()> 
                         state_text(&a)
                     );
                     if a.state == "released" {
-                        println!("the operator takes it out with: cleanroom artifact output {} --out DIR", a.id);
+                        outln!("the operator takes it out with: cleanroom artifact output {} --out DIR", a.id);
                     }
                     Ok(())
                 }
@@ -69,11 +69,11 @@ pub fn artifact(ctx: &Ctx<'_>, command: &ArtifactCommand) -> anyhow::Result<()> 
             match ctx.mode {
                 Mode::Json => output::json(&serde_json::json!({ "artifact": args.id, "files": files })),
                 Mode::Human => {
-                    println!("artifact {}: written to {}", args.id, args.out.display());
+                    outln!("artifact {}: written to {}", args.id, args.out.display());
                     for f in &files {
-                        println!("  {}", f.display());
+                        outln!("  {}", f.display());
                     }
-                    println!("check it anywhere with: cleanroom product verify {}", args.out.display());
+                    outln!("check it anywhere with: cleanroom product verify {}", args.out.display());
                     Ok(())
                 }
             }
@@ -114,33 +114,33 @@ fn review(
             "shown_bytes": shown.len(),
         }));
     }
-    println!("artifact {} `{}` of job {} (application {}, operator {})", a.id, a.name, a.job, a.app, a.operator);
-    println!("  size       {} ({} bytes)", output::bytes(a.bytes), a.bytes);
-    println!("  sha256     {}", a.sha256);
-    println!("  state      {}", state_text(a));
-    println!("  module     {}", review.job.binding.module_sha256);
+    outln!("artifact {} `{}` of job {} (application {}, operator {})", a.id, a.name, a.job, a.app, a.operator);
+    outln!("  size       {} ({} bytes)", output::bytes(a.bytes), a.bytes);
+    outln!("  sha256     {}", a.sha256);
+    outln!("  state      {}", state_text(a));
+    outln!("  module     {}", review.job.binding.module_sha256);
     let datasets: Vec<String> =
         review.job.binding.datasets.iter().map(|d| format!("{}@{}", d.dataset, d.version)).collect();
-    println!("  from       {}", datasets.join(", "));
+    outln!("  from       {}", datasets.join(", "));
     for d in &a.decisions {
-        println!("  decision   {} by {} ({}): {}", d.decision, d.agency, d.provider, d.reason);
+        outln!("  decision   {} by {} ({}): {}", d.decision, d.agency, d.provider, d.reason);
     }
     if let Some(path) = &args.out {
-        println!("  written to {}", path.display());
+        outln!("  written to {}", path.display());
     }
     match text {
         Some(t) => {
             let shown = cut_text(t, args.max_bytes);
-            println!("── content (text) ──");
-            println!("{shown}");
+            outln!("── content (text) ──");
+            outln!("{shown}");
             if shown.len() < t.len() {
-                println!("── {} more bytes not shown (--max-bytes, or --out FILE) ──", t.len() - shown.len());
+                outln!("── {} more bytes not shown (--max-bytes, or --out FILE) ──", t.len() - shown.len());
             }
         }
         None => {
             let shown = &review.content[..review.content.len().min(args.max_bytes).min(4096)];
-            println!("── content (binary or control characters: hex dump of the first {} bytes) ──", shown.len());
-            print!("{}", hex_dump(shown));
+            outln!("── content (binary or control characters: hex dump of the first {} bytes) ──", shown.len());
+            out!("{}", hex_dump(shown));
         }
     }
     Ok(())

@@ -18,6 +18,10 @@ pub fn zone(ctx: &Ctx<'_>, command: &ZoneCommand) -> anyhow::Result<()> {
         ZoneCommand::Init(args) => {
             let zone = Zone::init(root, &args.authority, args.org.as_deref())?;
             let keys = zone.keys()?;
+            let dev_ca = match args.dev_ca {
+                true => Some(crate::certs::create_dev_ca(root, &zone.info().zone_id, &args.authority, args.org.as_deref())?),
+                false => None,
+            };
             match mode {
                 Mode::Json => output::json(&json!({
                     "zone": root,
@@ -25,11 +29,19 @@ pub fn zone(ctx: &Ctx<'_>, command: &ZoneCommand) -> anyhow::Result<()> {
                     "created_at": zone.info().created_at,
                     "public_key": keys.public_key_hex(),
                     "authority": args.authority,
+                    "dev_ca": dev_ca.as_ref().map(|ca| json!({
+                        "ca": ca.ca_cert, "server_cert": ca.server_cert, "server_key": ca.server_key, "clients": ca.clients,
+                    })),
                 })),
                 Mode::Human => {
-                    println!("initialized zone {} in {}", zone.info().zone_id, root.display());
-                    println!("signing public key (Ed25519): {}", keys.public_key_hex());
-                    println!("first authority: {} (act as it with --as {0})", args.authority);
+                    outln!("initialized zone {} in {}", zone.info().zone_id, root.display());
+                    outln!("signing public key (Ed25519): {}", keys.public_key_hex());
+                    outln!("first authority: {} (act as it with --as {0})", args.authority);
+                    if let Some(ca) = &dev_ca {
+                        outln!("development CA: {} (for trying `serve`; use your own PKI in production)", ca.ca_cert.display());
+                        outln!("  server certificate {} (localhost, 127.0.0.1, ::1)", ca.server_cert.display());
+                        outln!("  {}'s client certificate in {}", args.authority, ca.clients.display());
+                    }
                     Ok(())
                 }
             }
@@ -48,11 +60,11 @@ pub fn zone(ctx: &Ctx<'_>, command: &ZoneCommand) -> anyhow::Result<()> {
                     "rows": datasets.iter().map(|d| d.rows).sum::<u64>(),
                 })),
                 Mode::Human => {
-                    println!("zone        {}", zone.info().zone_id);
-                    println!("path        {}", root.display());
-                    println!("created     {}", zone.info().created_at);
-                    println!("public key  {}", keys.public_key_hex());
-                    println!(
+                    outln!("zone        {}", zone.info().zone_id);
+                    outln!("path        {}", root.display());
+                    outln!("created     {}", zone.info().created_at);
+                    outln!("public key  {}", keys.public_key_hex());
+                    outln!(
                         "datasets    {} ({} rows in latest versions)",
                         datasets.len(),
                         datasets.iter().map(|d| d.rows).sum::<u64>()
@@ -77,22 +89,22 @@ pub fn zone(ctx: &Ctx<'_>, command: &ZoneCommand) -> anyhow::Result<()> {
                     output::json(&v)?
                 }
                 Mode::Human => {
-                    println!("{} stored objects re-hashed", check.objects_checked);
+                    outln!("{} stored objects re-hashed", check.objects_checked);
                     for d in &check.damaged {
-                        println!("DAMAGED      {d}");
+                        outln!("DAMAGED      {d}");
                     }
                     for u in &check.unreferenced {
-                        println!("unreferenced {u} (left by an interrupted publish; harmless)");
+                        outln!("unreferenced {u} (left by an interrupted publish; harmless)");
                     }
                     for s in &check.leftover_staging {
-                        println!("staging      {} (left by an interrupted process; harmless)", s.display());
+                        outln!("staging      {} (left by an interrupted process; harmless)", s.display());
                     }
-                    println!(
+                    outln!(
                         "audit log intact: {} entries, {} signed checkpoints, root {}",
                         audit.entries, audit.checkpoints, audit.root
                     );
                     if check.is_healthy() {
-                        println!("zone is intact");
+                        outln!("zone is intact");
                     }
                 }
             }
@@ -150,15 +162,15 @@ pub fn mock(zone: &Zone, who: &Principal, args: &MockArgs, mode: Mode) -> anyhow
             "dataset": version.dataset, "version": version.version, "rows": args.rows, "out": args.out, "columns": columns,
         })),
         Mode::Human => {
-            println!(
+            outln!(
                 "wrote {} synthetic rows of {}@{} as a job sees them to {}",
                 args.rows,
                 version.dataset,
                 version.version,
                 args.out.display()
             );
-            println!("  columns: {}", columns.join(", "));
-            println!("  no value in it comes from the data; the subject and hidden columns are absent");
+            outln!("  columns: {}", columns.join(", "));
+            outln!("  no value in it comes from the data; the subject and hidden columns are absent");
             Ok(())
         }
     }
@@ -172,7 +184,7 @@ pub fn publish(zone: &mut Zone, who: &Principal, args: &PublishArgs, mode: Mode)
         Mode::Human => {
             let v = outcome.version();
             match outcome {
-                PublishOutcome::Published(_) => println!(
+                PublishOutcome::Published(_) => outln!(
                     "published {}@{}: {} rows in {} file(s), {}; policy {}",
                     v.dataset,
                     v.version,
@@ -181,7 +193,7 @@ pub fn publish(zone: &mut Zone, who: &Principal, args: &PublishArgs, mode: Mode)
                     bytes(v.bytes),
                     short(&v.policy_sha256)
                 ),
-                PublishOutcome::Unchanged(_) => println!(
+                PublishOutcome::Unchanged(_) => outln!(
                     "unchanged: {}@{} already has these files and this policy; nothing was published",
                     v.dataset, v.version
                 ),
@@ -198,7 +210,7 @@ pub fn list(zone: &Zone, who: &Principal, mode: Mode) -> anyhow::Result<()> {
         Mode::Json => output::json(&datasets),
         Mode::Human => {
             if datasets.is_empty() {
-                println!("no datasets published in this zone yet");
+                outln!("no datasets published in this zone yet");
                 return Ok(());
             }
             let mut t = output::table(["dataset", "provider", "version", "rows", "files", "size", "published"]);
@@ -213,7 +225,7 @@ pub fn list(zone: &Zone, who: &Principal, mode: Mode) -> anyhow::Result<()> {
                     d.published_at.clone(),
                 ]);
             }
-            println!("{t}");
+            outln!("{t}");
             Ok(())
         }
     }
@@ -272,11 +284,11 @@ pub fn rows(zone: &Zone, who: &Principal, args: &RowsArgs, mode: Mode) -> anyhow
             output::json(&json!({"dataset": version.dataset, "version": version.version, "rows": rows}))
         }
         Mode::Human => {
-            println!(
+            outln!(
                 "{}@{}: first {} rows (raw; shown to the providing agency only)",
                 version.dataset, version.version, args.limit
             );
-            println!("{}", arrow_cast::pretty::pretty_format_batches(&batches)?);
+            outln!("{}", arrow_cast::pretty::pretty_format_batches(&batches)?);
             Ok(())
         }
     }
@@ -326,15 +338,15 @@ pub fn show(zone: &Zone, who: &Principal, args: &ShowArgs, mode: Mode) -> anyhow
     if mode == Mode::Json {
         return output::json(&view);
     }
-    println!("{}@{}  (provider {})", version.dataset, version.version, version.provider);
+    outln!("{}@{}  (provider {})", version.dataset, version.version, version.provider);
     if let Some(d) = &policy.dataset().description {
-        println!("  {d}");
+        outln!("  {d}");
     }
-    println!("  published   {}", version.published_at);
-    println!("  rows        {} in {} file(s), {}", version.rows, version.files.len(), bytes(version.bytes));
-    println!("  policy      sha256:{}", version.policy_sha256);
-    println!("  domains     {}", view.domains.join(", "));
-    println!(
+    outln!("  published   {}", version.published_at);
+    outln!("  rows        {} in {} file(s), {}", version.rows, version.files.len(), bytes(version.bytes));
+    outln!("  policy      sha256:{}", version.policy_sha256);
+    outln!("  domains     {}", view.domains.join(", "));
+    outln!(
         "  release     k={} L={} max_rows={} max_bytes={} modes={}",
         r.min_group_size,
         r.max_groups_per_subject,
@@ -343,7 +355,7 @@ pub fn show(zone: &Zone, who: &Principal, args: &ShowArgs, mode: Mode) -> anyhow
         r.modes.iter().map(|m| m.name()).collect::<Vec<_>>().join("|")
     );
     for (i, f) in version.files.iter().enumerate() {
-        println!("  file {i}      sha256:{}  {} rows  {}", f.sha256, f.rows, bytes(f.bytes));
+        outln!("  file {i}      sha256:{}  {} rows  {}", f.sha256, f.rows, bytes(f.bytes));
     }
     let mut t = output::table(["column", "type", "class", "rule", "guest sees", "nulls", "format check"]);
     for c in &view.columns {
@@ -363,11 +375,11 @@ pub fn show(zone: &Zone, who: &Principal, args: &ShowArgs, mode: Mode) -> anyhow
             check,
         ]);
     }
-    println!("{t}");
+    outln!("{t}");
     let subject = policy.columns().iter().find(|c| c.rule == ColumnRule::Subject).map(|c| c.name.as_str());
-    println!("subject column `{}` stays with the host; hidden columns are never read.", subject.unwrap_or("?"));
+    outln!("subject column `{}` stays with the host; hidden columns are never read.", subject.unwrap_or("?"));
     if let Some(text) = &view.policy_text {
-        println!("\n{text}");
+        outln!("\n{text}");
     }
     Ok(())
 }
@@ -397,7 +409,7 @@ pub fn audit(ctx: &Ctx<'_>, command: &AuditCommand) -> anyhow::Result<()> {
             match mode {
                 Mode::Json => output::json(&json!({"out": args.out, "report": report, "bytes": text.len()})),
                 Mode::Human => {
-                    println!(
+                    outln!(
                         "wrote {} ({}): {} entries, {} checkpoints, signed size {} root {}",
                         args.out.display(),
                         bytes(text.len() as u64),
@@ -406,7 +418,7 @@ pub fn audit(ctx: &Ctx<'_>, command: &AuditCommand) -> anyhow::Result<()> {
                         report.size,
                         report.root
                     );
-                    println!(
+                    outln!(
                         "check it anywhere with: cleanroom audit verify --bundle {} --key {}",
                         args.out.display(),
                         report.public_key
@@ -456,7 +468,7 @@ pub fn audit(ctx: &Ctx<'_>, command: &AuditCommand) -> anyhow::Result<()> {
                             outcome,
                         ]);
                     }
-                    println!("{t}");
+                    outln!("{t}");
                 }
             }
             Ok(())
@@ -472,12 +484,12 @@ pub fn audit(ctx: &Ctx<'_>, command: &AuditCommand) -> anyhow::Result<()> {
                     "intact": true,
                 }))?,
                 Mode::Human => {
-                    println!(
+                    outln!(
                         "audit log intact: {} entries, {} signed checkpoints, root {}",
                         report.entries, report.checkpoints, report.root
                     );
                     if report.unsigned_tail > 0 {
-                        println!(
+                        outln!(
                             "{} entries after the last checkpoint (a crash before signing); the next action signs them",
                             report.unsigned_tail
                         );
@@ -506,16 +518,16 @@ fn verify_bundle(path: &std::path::Path, key: Option<&str>, mode: Mode) -> anyho
         Mode::Json => output::json(&json!({"bundle": path, "intact": true, "report": report})),
         Mode::Human => {
             match report.kind {
-                "receipt" => println!(
+                "receipt" => outln!(
                     "receipt intact: entry {} is in the signed log of {} entries (root {})",
                     bundle.first_index, report.size, report.root
                 ),
-                _ => println!(
+                _ => outln!(
                     "bundle intact: {} entries, {} signed checkpoints, {} consistency proofs, root {}",
                     report.entries, report.checkpoints, report.consistency_proofs, report.root
                 ),
             }
-            println!(
+            outln!(
                 "signed by {}{}",
                 report.public_key,
                 if trusted.is_some() {

@@ -9,10 +9,12 @@ use crate::args::Cli;
 use crate::output::Mode;
 
 /// The resolved global arguments.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Ctx<'a> {
     pub cli: &'a Cli,
     pub mode: Mode,
+    /// Set by the server: how the principal reached the zone (its client certificate), stamped on audit entries.
+    pub via: Option<String>,
 }
 
 impl Ctx<'_> {
@@ -21,7 +23,9 @@ impl Ctx<'_> {
     }
 
     pub fn open(&self) -> anyhow::Result<Zone> {
-        Ok(Zone::open(&self.root()?)?)
+        let mut zone = Zone::open(&self.root()?)?;
+        zone.set_via(self.via.clone());
+        Ok(zone)
     }
 
     /// The zone and the principal acting in it (an unknown name is refused and recorded by the zone).

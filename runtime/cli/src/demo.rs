@@ -49,7 +49,7 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
     zone.add_principal(&authority, &Principal { name: INSPECTOR.into(), role: Role::Inspector, org: None })?;
     if mode == Mode::Human {
         for p in zone.list_principals(&authority)? {
-            println!("   {:<26} {:<10} {}", p.name, p.role.name(), p.org.unwrap_or_default());
+            outln!("   {:<26} {:<10} {}", p.name, p.role.name(), p.org.unwrap_or_default());
         }
     }
 
@@ -76,7 +76,7 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
         let outcome = zone.publish(&agency, &request, &mut Bars::default())?;
         let v = outcome.version();
         if mode == Mode::Human {
-            println!("   {} published {}@{} ({} rows)", agency.name, v.dataset, v.version, v.rows);
+            outln!("   {} published {}@{} ({} rows)", agency.name, v.dataset, v.version, v.rows);
         }
     }
     let operator = zone.actor(OPERATOR)?;
@@ -100,7 +100,7 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
         },
     )?;
     if mode == Mode::Human {
-        println!("   grant {} for {}: {} to {}", grant.id, grant.operator, grant.valid_from, grant.valid_to);
+        outln!("   grant {} for {}: {} to {}", grant.id, grant.operator, grant.valid_from, grant.valid_to);
     }
     drop(zone);
 
@@ -111,6 +111,11 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
             as_: Some(who.to_owned()),
             json: mode == Mode::Json,
             verbose: 0,
+            server: None,
+            cert: None,
+            key: None,
+            ca: None,
+            profile: None,
             command: crate::args::Command::Demo(DemoArgs { rows: 0, seed: 0 }),
         }
     };
@@ -120,7 +125,7 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
     );
     let as_operator = cli(OPERATOR);
     crate::governance::app(
-        &Ctx { cli: &as_operator, mode },
+        &Ctx { cli: &as_operator, mode, via: None },
         &AppCommand::Submit(AppSubmitArgs {
             module: PathBuf::from(example_guests::FINANCE_CAPITAL.path),
             datasets: vec!["enterprise_registry".into()],
@@ -136,7 +141,7 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
     for who in [AUTHORITY, &clerk("market-regulation")] {
         let as_who = cli(who);
         crate::governance::app(
-            &Ctx { cli: &as_who, mode },
+            &Ctx { cli: &as_who, mode, via: None },
             &AppCommand::Approve(AppDecideArgs {
                 id: 1,
                 reason: "purpose, output and security measures reviewed".into(),
@@ -149,8 +154,8 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
         "9. the operator runs the job: one plan — scan, desensitize, guest map in the sandbox, contribution bound, \
          aggregate, threshold k, output guard — and the product is released",
     );
-    let ctx = Ctx { cli: &as_operator, mode };
-    crate::jobs::job(&ctx, &JobCommand::Run(JobRunArgs { app: 1, explain: false, batch_rows: 16_384 }))?;
+    let ctx = Ctx { cli: &as_operator, mode, via: None };
+    crate::jobs::job(&ctx, &JobCommand::Run(JobRunArgs { app: 1, explain: false, batch_rows: 16_384, detach: false }))?;
 
     step(mode, "10. the operator takes the product out of the zone and verifies it against the zone's public key");
     let product = temp.path().join("product");
@@ -160,7 +165,7 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
 
     step(mode, "11. the inspector reads and verifies the audit log");
     let as_inspector = cli(INSPECTOR);
-    let ctx = Ctx { cli: &as_inspector, mode };
+    let ctx = Ctx { cli: &as_inspector, mode, via: None };
     commands::audit(
         &ctx,
         &AuditCommand::Log(AuditLogArgs { action: None, dataset: None, operator: None, app: None, since: None }),
@@ -187,7 +192,7 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
 fn step(mode: Mode, text: &str) {
     // In JSON mode stdout carries only JSON documents; narration goes to stderr.
     match mode {
-        Mode::Human => println!("\n== {text}"),
-        Mode::Json => eprintln!("== {text}"),
+        Mode::Human => outln!("\n== {text}"),
+        Mode::Json => errln!("== {text}"),
     }
 }

@@ -21,11 +21,34 @@ pub fn principal(ctx: &Ctx<'_>, command: &PrincipalCommand) -> anyhow::Result<()
                 format!("--role `{}` is not one of authority, agency, operator, inspector", args.role)
             })?;
             let new = Principal { name: args.name.clone(), role, org: args.org.clone() };
+            if args.issue_cert {
+                // Before adding: a zone without a development CA refuses here, with nothing changed.
+                crate::certs::DevCa::at(&ctx.root()?).require()?;
+            }
             zone.add_principal(&who, &new)?;
+            let issued = match args.issue_cert {
+                true => {
+                    let root = ctx.root()?;
+                    let out = args.cert_out.clone().unwrap_or_else(|| crate::certs::DevCa::at(&root).clients);
+                    Some(crate::certs::issue_client(&root, &out, &new.name, role.name(), new.org.as_deref())?)
+                }
+                false => None,
+            };
             match ctx.mode {
-                Mode::Json => output::json(&new),
+                Mode::Json => output::json(&json!({
+                    "name": new.name, "role": new.role, "org": new.org,
+                    "certificate": issued.as_ref().map(|(c, k)| json!({ "cert": c, "key": k })),
+                })),
                 Mode::Human => {
-                    println!("added {} `{}`{}", role, new.name, org_text(&new));
+                    outln!("added {} `{}`{}", role, new.name, org_text(&new));
+                    if let Some((cert, key)) = &issued {
+                        let name = |p: &std::path::Path| match &args.cert_out {
+                            // Through a server the files come back into the folder asked for, under their names.
+                            Some(_) if ctx.via.is_some() => p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                            _ => p.display().to_string(),
+                        };
+                        outln!("client certificate {} and key {} (development CA)", name(cert), name(key));
+                    }
                     Ok(())
                 }
             }
@@ -39,7 +62,7 @@ pub fn principal(ctx: &Ctx<'_>, command: &PrincipalCommand) -> anyhow::Result<()
                     for p in &all {
                         t.add_row(vec![p.name.clone(), p.role.to_string(), p.org.clone().unwrap_or_default()]);
                     }
-                    println!("{t}");
+                    outln!("{t}");
                     Ok(())
                 }
             }
@@ -63,7 +86,7 @@ pub fn grant(ctx: &Ctx<'_>, command: &GrantCommand) -> anyhow::Result<()> {
             match ctx.mode {
                 Mode::Json => output::json(&grant_value(&grant)),
                 Mode::Human => {
-                    println!(
+                    outln!(
                         "grant {} for `{}`: {} ({} to {})",
                         grant.id,
                         grant.operator,
@@ -84,7 +107,7 @@ pub fn grant(ctx: &Ctx<'_>, command: &GrantCommand) -> anyhow::Result<()> {
                 }
                 Mode::Human => {
                     if grants.is_empty() {
-                        println!("no grants you may see");
+                        outln!("no grants you may see");
                         return Ok(());
                     }
                     let mut t = output::table(["id", "operator", "status", "covers", "from", "to", "note"]);
@@ -99,7 +122,7 @@ pub fn grant(ctx: &Ctx<'_>, command: &GrantCommand) -> anyhow::Result<()> {
                             state_note(g),
                         ]);
                     }
-                    println!("{t}");
+                    outln!("{t}");
                     Ok(())
                 }
             }
@@ -109,17 +132,17 @@ pub fn grant(ctx: &Ctx<'_>, command: &GrantCommand) -> anyhow::Result<()> {
             match ctx.mode {
                 Mode::Json => output::json(&grant_value(&g)),
                 Mode::Human => {
-                    println!("grant {}  ({})", g.id, g.status(today()).name());
-                    println!("  operator   {}", g.operator);
-                    println!("  covers     {}", scope_text(&g));
-                    println!("  valid      {} to {}", g.valid_from, g.valid_to);
+                    outln!("grant {}  ({})", g.id, g.status(today()).name());
+                    outln!("  operator   {}", g.operator);
+                    outln!("  covers     {}", scope_text(&g));
+                    outln!("  valid      {} to {}", g.valid_from, g.valid_to);
                     if !state_note(&g).is_empty() {
-                        println!("  note       {}", state_note(&g));
+                        outln!("  note       {}", state_note(&g));
                     }
                     if let Some(t) = &g.terms_sha256 {
-                        println!("  terms      sha256:{t}");
+                        outln!("  terms      sha256:{t}");
                     }
-                    println!("  created    {} by {}", g.created_at, g.created_by);
+                    outln!("  created    {} by {}", g.created_at, g.created_by);
                     Ok(())
                 }
             }
@@ -193,7 +216,7 @@ fn change_grants(
         Mode::Json => output::json(&changed.iter().map(grant_value).collect::<Vec<_>>()),
         Mode::Human => {
             for g in &changed {
-                println!("grant {} of `{}` is now {}{}", g.id, g.operator, g.status(today()).name(), {
+                outln!("grant {} of `{}` is now {}{}", g.id, g.operator, g.status(today()).name(), {
                     let n = state_note(g);
                     if n.is_empty() { n } else { format!(": {n}") }
                 });
@@ -239,7 +262,7 @@ pub fn app(ctx: &Ctx<'_>, command: &AppCommand) -> anyhow::Result<()> {
             match ctx.mode {
                 Mode::Json => output::json(&view),
                 Mode::Human => {
-                    println!("submitted application {} under grant {}", view.app.id, view.app.grant_id);
+                    outln!("submitted application {} under grant {}", view.app.id, view.app.grant_id);
                     print_app(&view);
                     Ok(())
                 }
@@ -251,7 +274,7 @@ pub fn app(ctx: &Ctx<'_>, command: &AppCommand) -> anyhow::Result<()> {
             match ctx.mode {
                 Mode::Json => output::json(&view),
                 Mode::Human => {
-                    println!(
+                    outln!(
                         "{} application {} as {}; it is now {}",
                         if approve { "approved" } else { "rejected" },
                         view.app.id,
@@ -259,7 +282,7 @@ pub fn app(ctx: &Ctx<'_>, command: &AppCommand) -> anyhow::Result<()> {
                         view.status.name()
                     );
                     if !view.missing.is_empty() && approve {
-                        println!("  still needed: {}", view.missing.join(", "));
+                        outln!("  still needed: {}", view.missing.join(", "));
                     }
                     Ok(())
                 }
@@ -271,7 +294,7 @@ pub fn app(ctx: &Ctx<'_>, command: &AppCommand) -> anyhow::Result<()> {
                 Mode::Json => output::json(&apps),
                 Mode::Human => {
                     if apps.is_empty() {
-                        println!("no applications you may see");
+                        outln!("no applications you may see");
                         return Ok(());
                     }
                     let mut t = output::table([
@@ -301,7 +324,7 @@ pub fn app(ctx: &Ctx<'_>, command: &AppCommand) -> anyhow::Result<()> {
                             v.missing.join(", "),
                         ]);
                     }
-                    println!("{t}");
+                    outln!("{t}");
                     Ok(())
                 }
             }
@@ -320,21 +343,21 @@ pub fn app(ctx: &Ctx<'_>, command: &AppCommand) -> anyhow::Result<()> {
 }
 
 fn print_app(v: &AppView) {
-    println!("application {}  ({})", v.app.id, v.status.name());
-    println!("  operator   {}  (grant {})", v.app.operator, v.app.grant_id);
-    println!("  module     sha256:{}  ({})", v.app.module_sha256, bytes(v.app.module_bytes));
+    outln!("application {}  ({})", v.app.id, v.status.name());
+    outln!("  operator   {}  (grant {})", v.app.operator, v.app.grant_id);
+    outln!("  module     sha256:{}  ({})", v.app.module_sha256, bytes(v.app.module_bytes));
     for d in &v.binding.datasets {
-        println!("  dataset    {}@{}  policy {}", d.dataset, d.version, short(&d.policy_sha256));
+        outln!("  dataset    {}@{}  policy {}", d.dataset, d.version, short(&d.policy_sha256));
     }
-    println!("  domain     {}   mode {}", v.app.domain, v.app.mode);
-    println!("  purpose    {}", v.app.purpose);
+    outln!("  domain     {}   mode {}", v.app.domain, v.app.mode);
+    outln!("  purpose    {}", v.app.purpose);
     if !v.app.params.is_empty() {
         let p: Vec<String> = v.app.params.iter().map(|(k, val)| format!("{k}={val}")).collect();
-        println!("  params     {}", p.join(" "));
+        outln!("  params     {}", p.join(" "));
     }
     match &v.app.output.reads {
-        Some(r) => println!("  reads      {}", r.join(", ")),
-        None => println!("  reads      every column the policies show"),
+        Some(r) => outln!("  reads      {}", r.join(", ")),
+        None => outln!("  reads      every column the policies show"),
     }
     let cols: Vec<String> = v
         .app
@@ -346,19 +369,19 @@ fn print_app(v: &AppView) {
             _ => format!("{} {}", c.role, c.name),
         })
         .collect();
-    println!("  output     {}", cols.join(", "));
-    println!("  binding    sha256:{}", v.binding_sha256);
+    outln!("  output     {}", cols.join(", "));
+    outln!("  binding    sha256:{}", v.binding_sha256);
     for party in &v.required {
         match v.approved_by.iter().find(|d| &d.party == party) {
-            Some(d) => println!("  {party:<30} approved by {} at {}: {}", d.principal, d.time, d.reason),
-            None => println!("  {party:<30} awaiting approval"),
+            Some(d) => outln!("  {party:<30} approved by {} at {}: {}", d.principal, d.time, d.reason),
+            None => outln!("  {party:<30} awaiting approval"),
         }
     }
     if let Some(r) = v.decisions.iter().find(|d| d.decision == "reject") {
-        println!("  rejected by {} ({}) at {}: {}", r.principal, r.party, r.time, r.reason);
+        outln!("  rejected by {} ({}) at {}: {}", r.principal, r.party, r.time, r.reason);
     }
     for d in &v.drift {
-        println!("  changed    {d} (approval needed again)");
+        outln!("  changed    {d} (approval needed again)");
     }
 }
 

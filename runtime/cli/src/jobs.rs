@@ -13,7 +13,8 @@ use zone_jobs::{DatasetSource, JobError, JobMap, JobOutcome, JobPlan, JobSource,
 
 use zone_sandbox::{Diagnostics, FailureClass, Sandbox, StopSignal};
 use zone_store::{
-    GrantWatch, JobRecord, JobTicket, Principal, ReleasedTable, RunCounts, RunFailure, SignedManifest, Zone,
+    CANCELLED, GrantWatch, JobRecord, JobTicket, Principal, ReleasedTable, RunCounts, RunFailure, SignedManifest,
+    WatchStop, Zone,
 };
 
 use crate::args::{JobCommand, JobDevArgs, JobRunArgs, ProductVerifyArgs};
@@ -51,33 +52,7 @@ pub fn job(ctx: &Ctx<'_>, command: &JobCommand) -> anyhow::Result<()> {
             match ctx.mode {
                 Mode::Json => output::json(&jobs),
                 Mode::Human => {
-                    let mut t = output::table([
-                        "job",
-                        "app",
-                        "operator",
-                        "state",
-                        "rows read",
-                        "released",
-                        "suppressed",
-                        "started",
-                    ]);
-                    for j in &jobs {
-                        let c = j.counts.clone().unwrap_or_default();
-                        t.add_row(vec![
-                            j.id.to_string(),
-                            j.app.to_string(),
-                            j.operator.clone(),
-                            match &j.error_class {
-                                Some(class) => format!("{} ({class})", j.state),
-                                None => j.state.clone(),
-                            },
-                            c.rows_read.to_string(),
-                            c.rows_released.to_string(),
-                            c.groups_suppressed.to_string(),
-                            j.started_at.clone(),
-                        ]);
-                    }
-                    println!("{t}");
+                    print_jobs(&jobs);
                     Ok(())
                 }
             }
@@ -87,11 +62,11 @@ pub fn job(ctx: &Ctx<'_>, command: &JobCommand) -> anyhow::Result<()> {
             match ctx.mode {
                 Mode::Json => output::json(&serde_json::json!({ "job": args.id, "files": files })),
                 Mode::Human => {
-                    println!("job {}: product written to {}", args.id, args.out.display());
+                    outln!("job {}: product written to {}", args.id, args.out.display());
                     for f in &files {
-                        println!("  {}", f.display());
+                        outln!("  {}", f.display());
                     }
-                    println!("check it anywhere with: cleanroom product verify {}", args.out.display());
+                    outln!("check it anywhere with: cleanroom product verify {}", args.out.display());
                     Ok(())
                 }
             }
@@ -106,33 +81,91 @@ pub fn job(ctx: &Ctx<'_>, command: &JobCommand) -> anyhow::Result<()> {
                 }
             }
         }
+        JobCommand::Cancel { id } => {
+            let record = match zone.cancel_job(&who, *id)? {
+                zone_store::Cancelled::BeforeRun(r) => r,
+                zone_store::Cancelled::WhileRunning(r) => r,
+            };
+            print_cancel(&record, ctx.mode)
+        }
         JobCommand::Dev(_) => unreachable!("handled above"),
     }
 }
 
-fn print_job(job: &JobRecord) {
-    println!("job {} (application {}, operator {}): {}", job.id, job.app, job.operator, job.state);
+/// What `job cancel` prints, locally and through a server.
+pub fn print_cancel(record: &JobRecord, mode: Mode) -> anyhow::Result<()> {
+    match mode {
+        Mode::Json => output::json(record),
+        Mode::Human => {
+            if record.state == "running" {
+                outln!("job {}: stop requested; the run ends within moments and releases nothing", record.id);
+            } else {
+                outln!("job {}: {}", record.id, record.state);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The table of `job list`.
+pub fn print_jobs(jobs: &[JobRecord]) {
+    let mut t = output::table([
+        "job",
+        "app",
+        "operator",
+        "state",
+        "rows read",
+        "released",
+        "suppressed",
+        "started",
+    ]);
+    for j in jobs {
+        let c = j.counts.clone().unwrap_or_default();
+        t.add_row(vec![
+            j.id.to_string(),
+            j.app.to_string(),
+            j.operator.clone(),
+            match &j.error_class {
+                Some(class) => format!("{} ({class})", j.state),
+                None => j.state.clone(),
+            },
+            c.rows_read.to_string(),
+            c.rows_released.to_string(),
+            c.groups_suppressed.to_string(),
+            j.started_at.clone(),
+        ]);
+    }
+    outln!("{t}");
+}
+
+pub fn print_job(job: &JobRecord) {
+    outln!("job {} (application {}, operator {}): {}", job.id, job.app, job.operator, job.state);
     let datasets: Vec<String> = job.binding.datasets.iter().map(|d| format!("{}@{}", d.dataset, d.version)).collect();
-    println!("  datasets   {}", datasets.join(", "));
-    println!("  module     {}", short(&job.binding.module_sha256));
-    println!("  started    {}", job.started_at);
+    outln!("  datasets   {}", datasets.join(", "));
+    outln!("  module     {}", short(&job.binding.module_sha256));
+    if let Some(q) = &job.queued_at {
+        outln!("  queued     {q}");
+    }
+    if job.state != "queued" {
+        outln!("  started    {}{}", job.started_at, if job.attempts > 1 { format!(" (run {})", job.attempts) } else { String::new() });
+    }
     if let Some(f) = &job.finished_at {
-        println!("  finished   {f}");
+        outln!("  finished   {f}");
     }
     if let Some(c) = &job.counts {
-        println!(
+        outln!(
             "  counts     {} rows read, {} groups, {} suppressed (under k), {} released, {} contributions over the bound",
             c.rows_read, c.groups, c.groups_suppressed, c.rows_released, c.contributions_dropped
         );
     }
     if let (Some(class), Some(detail)) = (&job.error_class, &job.error_detail) {
-        println!("  error      [{class}] {detail}");
+        outln!("  error      [{class}] {detail}");
     }
     if let Some(m) = &job.manifest_sha256 {
-        println!("  manifest   {}", short(m));
+        outln!("  manifest   {}", short(m));
     }
     if job.guest_messages > 0 {
-        println!("  guest      {} message(s) kept in the zone (agency and inspector)", job.guest_messages);
+        outln!("  guest      {} message(s) kept in the zone (agency and inspector)", job.guest_messages);
     }
 }
 
@@ -140,15 +173,15 @@ fn print_job(job: &JobRecord) {
 fn print_guest_text(job: u64, text: &serde_json::Value) {
     let parts = text.as_array().map(Vec::as_slice).unwrap_or_default();
     if parts.is_empty() {
-        println!("job {job}: the guest wrote nothing");
+        outln!("job {job}: the guest wrote nothing");
     }
     for (i, part) in parts.iter().enumerate() {
         if let Some(host) = part["host_error"].as_str() {
-            println!("host: {}", host.escape_debug());
+            outln!("host: {}", host.escape_debug());
             continue;
         }
         let messages = part["messages"].as_array().map(Vec::as_slice).unwrap_or_default();
-        println!(
+        outln!(
             "instance {i}: {} message(s){}{}",
             messages.len(),
             if part["panicked"].as_bool() == Some(true) { ", panicked" } else { "" },
@@ -166,7 +199,7 @@ fn print_guest_text(job: u64, text: &serde_json::Value) {
                 Some(4) => "error",
                 _ => "panic",
             };
-            println!("  {level:<5} {}", m["text"].as_str().unwrap_or_default().escape_debug());
+            outln!("  {level:<5} {}", m["text"].as_str().unwrap_or_default().escape_debug());
         }
     }
 }
@@ -205,7 +238,7 @@ fn counts(outcome: &JobOutcome) -> RunCounts {
 /// is suspended, terminated or past its end date.
 struct GrantWatcher {
     done: Arc<AtomicBool>,
-    reason: Arc<Mutex<Option<String>>>,
+    reason: Arc<Mutex<Option<WatchStop>>>,
     handle: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -234,7 +267,7 @@ impl GrantWatcher {
     }
 
     /// Ends the watch; why the run was stopped, if it was.
-    fn finish(mut self) -> Option<String> {
+    fn finish(mut self) -> Option<WatchStop> {
         self.done.store(true, Ordering::SeqCst);
         if let Some(h) = self.handle.take() {
             let _ = h.join();
@@ -264,10 +297,15 @@ fn execute(
     let watcher = GrantWatcher::start(watch, sandbox.stop_signal()).map_err(|e| fail("zone.thread", &e))?;
     let result = execute_watched(ticket, sandbox, batch_rows, explain);
     match (watcher.finish(), result) {
-        // Stopped from outside: the grant's state is the reason, not the guest.
-        (Some(why), Err((class, _, guest))) if class == FailureClass::Stopped.name() => Err((
+        // Stopped from outside: the grant's state or the operator is the reason, not the guest.
+        (Some(WatchStop::Grant(why)), Err((class, _, guest))) if class == FailureClass::Stopped.name() => Err((
             "access.grant".to_owned(),
             format!("{why}: the run was stopped while it ran; nothing is released"),
+            guest,
+        )),
+        (Some(WatchStop::Cancelled), Err((class, _, guest))) if class == FailureClass::Stopped.name() => Err((
+            CANCELLED.to_owned(),
+            "the operator cancelled the job while it ran; nothing is released".to_owned(),
             guest,
         )),
         (_, result) => result,
@@ -328,7 +366,7 @@ fn execute_watched(
         ));
     }
     if explain {
-        eprintln!("{}", plan.explain());
+        errln!("{}", plan.explain());
     }
     let run = plan.execute();
     let mut guest = diagnostics_json(&run.guest.diagnostics);
@@ -357,20 +395,9 @@ fn run(zone: &Zone, who: &Principal, args: &JobRunArgs, mode: Mode) -> anyhow::R
     if mode == Mode::Human {
         let datasets: Vec<String> =
             ticket.datasets.iter().map(|d| format!("{}@{}", d.version.dataset, d.version.version)).collect();
-        eprintln!("job {}: running application {} on {}", ticket.job, args.app, datasets.join(", "));
+        errln!("job {}: running application {} on {}", ticket.job, args.app, datasets.join(", "));
     }
-    let result = match execute(zone, &ticket, args.batch_rows, args.explain) {
-        Ok(Executed { outcome, guest_text, artifacts }) => Ok(ReleasedTable {
-            schema: outcome.schema.clone(),
-            counts: counts(&outcome),
-            diagnostics: guest_text,
-            batches: outcome.batches,
-            artifacts,
-        }),
-        Err((class, detail, diagnostics)) => Err(RunFailure { class, detail, counts: None, diagnostics }),
-    };
-    let batches = result.as_ref().map(|t| t.batches.clone()).unwrap_or_default();
-    let (record, manifest) = zone.finish_job(who, &ticket, result)?;
+    let (record, manifest, batches) = run_ticket(zone, who, &ticket, args.batch_rows, args.explain)?;
     let Some(manifest) = manifest else {
         return Err(RunEnded {
             job: record.id,
@@ -383,25 +410,49 @@ fn run(zone: &Zone, who: &Principal, args: &JobRunArgs, mode: Mode) -> anyhow::R
         Mode::Json => output::json(&serde_json::json!({ "job": record, "manifest": manifest.manifest })),
         Mode::Human => {
             print_product(&record, &manifest, &batches)?;
-            println!("take it out with: cleanroom job output {} --out DIR", record.id);
+            outln!("take it out with: cleanroom job output {} --out DIR", record.id);
             Ok(())
         }
     }
 }
 
-fn print_product(record: &JobRecord, manifest: &SignedManifest, batches: &[RecordBatch]) -> anyhow::Result<()> {
+/// Runs a job that passed the gate and records its end: the record, the signed manifest when it released, and
+/// the released rows. Used by `job run` and by the server's workers.
+pub fn run_ticket(
+    zone: &Zone,
+    who: &Principal,
+    ticket: &JobTicket,
+    batch_rows: usize,
+    explain: bool,
+) -> anyhow::Result<(JobRecord, Option<SignedManifest>, Vec<RecordBatch>)> {
+    let result = match execute(zone, ticket, batch_rows, explain) {
+        Ok(Executed { outcome, guest_text, artifacts }) => Ok(ReleasedTable {
+            schema: outcome.schema.clone(),
+            counts: counts(&outcome),
+            diagnostics: guest_text,
+            batches: outcome.batches,
+            artifacts,
+        }),
+        Err((class, detail, diagnostics)) => Err(RunFailure { class, detail, counts: None, diagnostics }),
+    };
+    let batches = result.as_ref().map(|t| t.batches.clone()).unwrap_or_default();
+    let (record, manifest) = zone.finish_job(who, ticket, result)?;
+    Ok((record, manifest, batches))
+}
+
+pub fn print_product(record: &JobRecord, manifest: &SignedManifest, batches: &[RecordBatch]) -> anyhow::Result<()> {
     let m = &manifest.manifest;
-    println!(
+    outln!(
         "job {}: released {} rows; {} groups under k = {} suppressed; {} rows read",
         record.id, m.rows_released, m.groups_suppressed, m.release.min_group_size, m.rows_read
     );
-    println!("{}", arrow_cast::pretty::pretty_format_batches(batches)?);
-    println!("manifest: signed by {} (ed25519)", short(&manifest.signature.public_key));
+    outln!("{}", arrow_cast::pretty::pretty_format_batches(batches)?);
+    outln!("manifest: signed by {} (ed25519)", short(&manifest.signature.public_key));
     for f in &m.outputs {
-        println!("  {:<16} {:>10}  sha256 {}", f.name, output::bytes(f.bytes), f.sha256);
+        outln!("  {:<16} {:>10}  sha256 {}", f.name, output::bytes(f.bytes), f.sha256);
     }
     if m.artifacts_held > 0 {
-        println!(
+        outln!(
             "{} artifact(s) held for the providing agencies' review (`cleanroom artifact list --job {}`)",
             m.artifacts_held, record.id
         );
@@ -429,13 +480,13 @@ fn dev(args: &JobDevArgs, mode: Mode) -> anyhow::Result<()> {
     };
     let plan = JobPlan::build(&spec).map_err(dev_error)?;
     if args.explain {
-        eprintln!("{}", plan.explain());
+        errln!("{}", plan.explain());
     }
     let run = plan.execute();
     // Unlike a real run, a dev run shows the operator everything the guest said.
     for (i, part) in run.guest.diagnostics.iter().enumerate() {
         for (level, text) in &part.messages {
-            eprintln!("guest[{i}] level {level}: {text}");
+            errln!("guest[{i}] level {level}: {text}");
         }
     }
     let outcome = run.result.map_err(dev_error)?;
@@ -456,7 +507,7 @@ fn dev(args: &JobDevArgs, mode: Mode) -> anyhow::Result<()> {
             "artifacts": written,
         })),
         Mode::Human => {
-            println!(
+            outln!(
                 "dev run on {}: {} rows read, {} groups, {} suppressed under k = {}, {} released (not a product: \
                  mock data, nothing recorded)",
                 args.mock.display(),
@@ -466,9 +517,9 @@ fn dev(args: &JobDevArgs, mode: Mode) -> anyhow::Result<()> {
                 args.min_group_size,
                 outcome.stats.rows_released
             );
-            println!("{}", arrow_cast::pretty::pretty_format_batches(&outcome.batches)?);
+            outln!("{}", arrow_cast::pretty::pretty_format_batches(&outcome.batches)?);
             for w in &written {
-                println!("artifact {} ({} bytes) written to {}", w["name"], w["bytes"], w["path"]);
+                outln!("artifact {} ({} bytes) written to {}", w["name"], w["bytes"], w["path"]);
             }
             Ok(())
         }
@@ -486,18 +537,18 @@ pub fn verify(ctx: &Ctx<'_>, args: &ProductVerifyArgs) -> anyhow::Result<()> {
         Mode::Json => output::json(&report),
         Mode::Human => {
             let m = &signed.manifest;
-            println!("product of job {} (application {}, operator {}): verified", m.job, m.application, m.operator);
-            println!(
+            outln!("product of job {} (application {}, operator {}): verified", m.job, m.application, m.operator);
+            outln!(
                 "  signed by  {} (ed25519){}",
                 report.public_key,
                 if args.key.is_some() { "" } else { " — compare with the zone's published key" }
             );
             for f in &report.files {
-                println!("  {:<16} {:>10}  sha256 {} ok", f.name, output::bytes(f.bytes), short(&f.sha256));
+                outln!("  {:<16} {:>10}  sha256 {} ok", f.name, output::bytes(f.bytes), short(&f.sha256));
             }
             let datasets: Vec<String> = m.datasets.iter().map(|d| format!("{}@{}", d.dataset, d.version)).collect();
-            println!("  from       {} with module {}", datasets.join(", "), short(&m.module_sha256));
-            println!(
+            outln!("  from       {} with module {}", datasets.join(", "), short(&m.module_sha256));
+            outln!(
                 "  released   {} rows; {} groups suppressed (k = {}); {} rows read",
                 m.rows_released, m.groups_suppressed, m.release.min_group_size, m.rows_read
             );

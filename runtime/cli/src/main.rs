@@ -1,8 +1,12 @@
 //! `cleanroom`: the zone runtime's command line. Parses arguments, resolves the zone, runs one command, and
 //! turns errors into a message on stderr (and JSON on stdout with `--json`) and a non-zero exit code.
 
+#[macro_use]
+mod output;
 mod args;
 mod artifacts;
+mod certs;
+mod client;
 mod commands;
 mod context;
 mod demo;
@@ -10,9 +14,10 @@ mod governance;
 mod jobs;
 mod limits;
 mod module;
-mod output;
 mod oversight;
 mod progress;
+mod remote;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -46,7 +51,17 @@ fn init_tracing(verbose: u8) {
 }
 
 fn run(cli: &Cli, mode: Mode) -> anyhow::Result<()> {
-    let ctx = context::Ctx { cli, mode };
+    if let Some(remote) = client::Remote::from_cli(cli)? {
+        if !remote::runs_locally(&cli.command) {
+            return remote::run(cli, mode, &remote);
+        }
+    }
+    dispatch(&context::Ctx { cli, mode, via: None })
+}
+
+/// Runs one command on a local zone (or, in the server, on the zone it serves, as the certificate's principal).
+pub(crate) fn dispatch(ctx: &context::Ctx<'_>) -> anyhow::Result<()> {
+    let (cli, mode) = (ctx.cli, ctx.mode);
     match &cli.command {
         Command::Zone(c) => commands::zone(&ctx, c),
         Command::Dataset(c) => commands::dataset(&ctx, c),
@@ -62,16 +77,22 @@ fn run(cli: &Cli, mode: Mode) -> anyhow::Result<()> {
         Command::Report(c) => oversight::report(&ctx, c),
         Command::Product(args::ProductCommand::Verify(args)) => jobs::verify(&ctx, args),
         Command::Demo(args) => demo::run(cli.zone.as_deref(), args, mode),
+        Command::Serve(args) => serve::serve(ctx, args),
     }
 }
 
 /// Prints the error and its causes; with `--json`, also a JSON object with the error class on stdout.
 fn report(error: &anyhow::Error, mode: Mode) {
-    eprintln!("error: {error}");
+    errln!("error: {error}");
     for cause in error.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
+        errln!("  caused by: {cause}");
     }
     if mode == Mode::Json {
+        if let Some(e) = error.downcast_ref::<client::RemoteError>() {
+            let value = serde_json::json!({ "error": { "class": e.class, "message": e.message, "rules": e.rules, "status": e.status } });
+            outln!("{value}");
+            return;
+        }
         let class = match (
             error.downcast_ref::<zone_store::StoreError>(),
             error.downcast_ref::<zone_sandbox::SandboxError>(),
@@ -94,6 +115,6 @@ fn report(error: &anyhow::Error, mode: Mode) {
             _ => Vec::new(),
         };
         let value = serde_json::json!({ "error": { "class": class, "message": error.to_string(), "rules": rules } });
-        println!("{value}");
+        outln!("{value}");
     }
 }

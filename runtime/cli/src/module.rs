@@ -72,16 +72,16 @@ pub fn check(ctx: &Ctx<'_>, args: &ModuleCheckArgs) -> anyhow::Result<()> {
             "reads": declared.as_ref().map(|d| d.inputs.clone().unwrap_or_else(|| vec!["*".to_owned()])),
         }));
     }
-    println!("{}: accepted", args.module.display());
-    println!("  sha256   {}", checked.sha256);
-    println!(
+    outln!("{}: accepted", args.module.display());
+    outln!("  sha256   {}", checked.sha256);
+    outln!(
         "  imports  {}",
         if checked.imports.is_empty() { "(none)".to_owned() } else { checked.imports.join(", ") }
     );
     if let Some(d) = &declared {
         match &d.inputs {
-            Some(inputs) => println!("  reads    {}", inputs.join(", ")),
-            None => println!("  reads    every column the policy shows (the job declares no `reads`)"),
+            Some(inputs) => outln!("  reads    {}", inputs.join(", ")),
+            None => outln!("  reads    every column the policy shows (the job declares no `reads`)"),
         }
         let mut t = output::table(["column", "role", "type", "aggregate", "bounds"]);
         for c in &columns {
@@ -89,9 +89,9 @@ pub fn check(ctx: &Ctx<'_>, args: &ModuleCheckArgs) -> anyhow::Result<()> {
             let bounds = c["bounds"].as_array().map(|b| format!("[{}, {}]", b[0], b[1])).unwrap_or_default();
             t.add_row(vec![text("name"), text("role"), text("type"), text("aggregate"), bounds]);
         }
-        println!("{t}");
+        outln!("{t}");
     } else {
-        println!("  (pass --dataset NAME to see the output it declares for that dataset)");
+        outln!("  (pass --dataset NAME to see the output it declares for that dataset)");
     }
     Ok(())
 }

@@ -1,7 +1,99 @@
 //! Output for people (tables) and scripts (`--json`), in one place so every command looks alike.
 
+use std::cell::RefCell;
+use std::fmt;
+use std::io::Write as _;
+
 use comfy_table::{ContentArrangement, Table, presets};
 use serde::Serialize;
+
+/// What a command printed while its output was captured (the server runs commands for remote clients).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Captured {
+    pub stdout: String,
+    pub stderr: String,
+}
+
+thread_local! {
+    static CAPTURE: RefCell<Option<Captured>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with everything it prints through `outln!`/`errln!` on this thread kept instead of printed.
+pub fn capture<T>(f: impl FnOnce() -> T) -> (T, Captured) {
+    CAPTURE.with(|c| *c.borrow_mut() = Some(Captured::default()));
+    let value = f();
+    let captured = CAPTURE.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    (value, captured)
+}
+
+/// Whether this thread's output is being captured (progress bars stay hidden then).
+pub fn capturing() -> bool {
+    CAPTURE.with(|c| c.borrow().is_some())
+}
+
+/// Writes to stdout, or to the capture.
+pub fn write_out(args: fmt::Arguments<'_>, newline: bool) {
+    let done = CAPTURE.with(|c| match c.borrow_mut().as_mut() {
+        Some(cap) => {
+            fmt::Write::write_fmt(&mut cap.stdout, args).ok();
+            if newline {
+                cap.stdout.push('\n');
+            }
+            true
+        }
+        None => false,
+    });
+    if !done {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_fmt(args);
+        if newline {
+            let _ = out.write_all(b"\n");
+        }
+    }
+}
+
+/// Writes to stderr, or to the capture.
+pub fn write_err(args: fmt::Arguments<'_>, newline: bool) {
+    let done = CAPTURE.with(|c| match c.borrow_mut().as_mut() {
+        Some(cap) => {
+            fmt::Write::write_fmt(&mut cap.stderr, args).ok();
+            if newline {
+                cap.stderr.push('\n');
+            }
+            true
+        }
+        None => false,
+    });
+    if !done {
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_fmt(args);
+        if newline {
+            let _ = err.write_all(b"\n");
+        }
+    }
+}
+
+/// `println!` for command output: stdout, or the capture of a command run for a remote client.
+macro_rules! outln {
+    () => { $crate::output::write_out(format_args!(""), true) };
+    ($($t:tt)*) => { $crate::output::write_out(format_args!($($t)*), true) };
+}
+
+/// `print!` for command output.
+macro_rules! out {
+    ($($t:tt)*) => { $crate::output::write_out(format_args!($($t)*), false) };
+}
+
+/// `eprint!` for command notes.
+macro_rules! err {
+    ($($t:tt)*) => { $crate::output::write_err(format_args!($($t)*), false) };
+}
+
+/// `eprintln!` for command notes.
+macro_rules! errln {
+    () => { $crate::output::write_err(format_args!(""), true) };
+    ($($t:tt)*) => { $crate::output::write_err(format_args!($($t)*), true) };
+}
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +115,7 @@ where
 
 /// Prints a value as pretty JSON on stdout.
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 

@@ -41,7 +41,7 @@ pub fn complaint(ctx: &Ctx<'_>, command: &ComplaintCommand) -> anyhow::Result<()
                             answer(c),
                         ]);
                     }
-                    println!("{t}");
+                    outln!("{t}");
                     Ok(())
                 }
             };
@@ -50,7 +50,7 @@ pub fn complaint(ctx: &Ctx<'_>, command: &ComplaintCommand) -> anyhow::Result<()
     match ctx.mode {
         Mode::Json => output::json(&complaint),
         Mode::Human => {
-            println!(
+            outln!(
                 "complaint {} on {} (subject token {}): {}",
                 complaint.id,
                 complaint.dataset,
@@ -111,7 +111,7 @@ pub fn incident(ctx: &Ctx<'_>, command: &IncidentCommand) -> anyhow::Result<()> 
                             i.evidence.clone(),
                         ]);
                     }
-                    println!("{t}");
+                    outln!("{t}");
                     Ok(())
                 }
             };
@@ -127,15 +127,15 @@ pub fn incident(ctx: &Ctx<'_>, command: &IncidentCommand) -> anyhow::Result<()> 
 }
 
 fn print_incident(zone: &zone_store::Zone, i: &Incident) {
-    println!("incident {} against {}: {}", i.id, i.operator, i.state);
+    outln!("incident {} against {}: {}", i.id, i.operator, i.state);
     let grants: Vec<String> = i.grants_suspended.iter().map(u64::to_string).collect();
-    println!("  grants suspended  {}", if grants.is_empty() { "none active".to_owned() } else { grants.join(", ") });
-    println!(
+    outln!("  grants suspended  {}", if grants.is_empty() { "none active".to_owned() } else { grants.join(", ") });
+    outln!(
         "  evidence          {} (summary.json sha256 {})",
         zone.incident_dir(i.id).display(),
         short(&i.evidence_sha256)
     );
-    println!(
+    outln!(
         "  check the log     cleanroom audit verify --bundle {}/audit-bundle.json",
         zone.incident_dir(i.id).display()
     );
@@ -202,21 +202,21 @@ pub fn report(ctx: &Ctx<'_>, command: &ReportCommand) -> anyhow::Result<()> {
                 report.from.as_deref().unwrap_or("the start"),
                 report.to.as_deref().unwrap_or("today")
             );
-            println!("usage from {period} ({} audit entries read)", report.entries_read);
+            outln!("usage from {period} ({} audit entries read)", report.entries_read);
             if !report.operators.is_empty() {
                 let mut t = output::table(OPERATOR_COLUMNS);
                 for row in operators {
                     t.add_row(row);
                 }
-                println!("{t}");
+                outln!("{t}");
             }
             let mut t = output::table(DATASET_COLUMNS);
             for row in datasets {
                 t.add_row(row);
             }
-            println!("{t}");
+            outln!("{t}");
             if !report.log_and_records_agree {
-                println!("warning: the run records and the audit log's job.start entries do not agree in this period");
+                outln!("warning: the run records and the audit log's job.start entries do not agree in this period");
             }
             Ok(())
         }

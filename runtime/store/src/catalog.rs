@@ -172,6 +172,37 @@ CREATE TABLE incidents (
     close_reason     TEXT
 ) STRICT;
 "#,
+    // 7: the HTTPS API's durable job queue. SQLite cannot change a CHECK constraint in place, so the table is
+    // rebuilt (foreign keys are off during migrations and checked before the commit).
+    r#"
+CREATE TABLE jobs_v7 (
+    id               INTEGER PRIMARY KEY,
+    app              INTEGER NOT NULL REFERENCES applications(id),
+    operator         TEXT NOT NULL REFERENCES principals(name),
+    state            TEXT NOT NULL
+                     CHECK (state IN ('queued', 'running', 'released', 'failed', 'refused', 'cancelled')),
+    binding_json     TEXT NOT NULL,
+    started_at       TEXT NOT NULL,
+    finished_at      TEXT,
+    error_class      TEXT,
+    error_detail     TEXT,
+    stats_json       TEXT,
+    manifest_sha256  TEXT,
+    diagnostics_json TEXT,
+    queued_at        TEXT,
+    attempts         INTEGER NOT NULL DEFAULT 1,
+    batch_rows       INTEGER,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    via              TEXT
+) STRICT;
+INSERT INTO jobs_v7 (id, app, operator, state, binding_json, started_at, finished_at, error_class, error_detail,
+                     stats_json, manifest_sha256, diagnostics_json)
+    SELECT id, app, operator, state, binding_json, started_at, finished_at, error_class, error_detail, stats_json,
+           manifest_sha256, diagnostics_json FROM jobs;
+DROP TABLE jobs;
+ALTER TABLE jobs_v7 RENAME TO jobs;
+CREATE INDEX jobs_by_state ON jobs(state, id);
+"#,
 ];
 
 /// Quality figures of one column, computed at publish time without keeping any value (Art. 16).
@@ -252,10 +283,12 @@ impl Catalog {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(StoreError::catalog("enable WAL"))?;
         // FULL: a committed publish survives power loss, not only a process crash.
         conn.pragma_update(None, "synchronous", "FULL").map_err(StoreError::catalog("set synchronous"))?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(StoreError::catalog("enable foreign keys"))?;
         conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(StoreError::catalog("set busy timeout"))?;
+        // Foreign keys are off while migrations rebuild tables (SQLite's own procedure), checked before commit.
+        conn.pragma_update(None, "foreign_keys", "OFF").map_err(StoreError::catalog("disable foreign keys"))?;
         let mut catalog = Catalog { conn };
         catalog.migrate()?;
+        catalog.conn.pragma_update(None, "foreign_keys", "ON").map_err(StoreError::catalog("enable foreign keys"))?;
         Ok(catalog)
     }
 
@@ -277,6 +310,15 @@ impl Catalog {
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
             tx.execute_batch(sql).map_err(StoreError::catalog(format!("migration {}", i + 1)))?;
             tx.pragma_update(None, "user_version", i + 1).map_err(StoreError::catalog("record schema version"))?;
+        }
+        let dangling: i64 = tx
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0))
+            .map_err(StoreError::catalog("check foreign keys after migration"))?;
+        if dangling > 0 {
+            return Err(StoreError::Catalog {
+                context: format!("migration left {dangling} rows whose references do not resolve; nothing was changed"),
+                source: rusqlite::Error::InvalidQuery,
+            });
         }
         tx.commit().map_err(StoreError::catalog("commit migration"))
     }

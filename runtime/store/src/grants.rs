@@ -279,15 +279,37 @@ impl Zone {
 #[derive(Debug)]
 pub struct GrantWatch {
     conn: rusqlite::Connection,
+    job: u64,
     grant: u64,
     /// (dataset, provider) of every dataset the job reads.
     datasets: Vec<(String, String)>,
     domain: String,
 }
 
+/// Why a watched run must stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchStop {
+    /// The grant no longer covers the job (why).
+    Grant(String),
+    /// The operator cancelled the job (`job cancel`).
+    Cancelled,
+}
+
 impl GrantWatch {
-    /// `Err` names why the grant no longer covers the job.
-    pub fn check(&self) -> Result<(), String> {
+    /// `Err` says why the run must stop: the operator cancelled it, or the grant no longer covers it.
+    pub fn check(&self) -> Result<(), WatchStop> {
+        let cancelled: Option<i64> = self
+            .conn
+            .query_row("SELECT cancel_requested FROM jobs WHERE id = ?1", [self.job], |r| r.get(0))
+            .optional()
+            .map_err(|e| WatchStop::Grant(format!("job {} cannot be read: {e}", self.job)))?;
+        if cancelled.unwrap_or(0) != 0 {
+            return Err(WatchStop::Cancelled);
+        }
+        self.check_grant().map_err(WatchStop::Grant)
+    }
+
+    fn check_grant(&self) -> Result<(), String> {
         let row = self
             .conn
             .query_row(&format!("{GRANT_COLUMNS} WHERE id = ?1"), [self.grant], grant_row)
@@ -312,6 +334,7 @@ impl Zone {
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(StoreError::catalog("set busy timeout"))?;
         Ok(GrantWatch {
             conn,
+            job: ticket.job,
             grant: ticket.app.app.grant_id,
             datasets: ticket.datasets.iter().map(|d| (d.version.dataset.clone(), d.version.provider.clone())).collect(),
             domain: ticket.app.app.domain.clone(),

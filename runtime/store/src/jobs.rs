@@ -24,6 +24,9 @@ use crate::products::{
 };
 use crate::zone::{Zone, now};
 
+/// The class (and, for a job, the final state) of a run stopped at its operator's request.
+pub const CANCELLED: &str = "job.cancelled";
+
 /// One dataset of a run: the pinned version, its policy and its files.
 #[derive(Debug)]
 pub struct JobDataset {
@@ -81,12 +84,13 @@ pub struct RunFailure {
 }
 
 /// A job as recorded.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
     pub id: u64,
     pub app: u64,
     pub operator: String,
-    /// `running`, `released` or `failed`.
+    /// `running`, `released` or `failed`; through the HTTPS API's queue also `queued`, `refused` (the gate said no
+    /// when its turn came) and `cancelled`.
     pub state: String,
     pub binding: Binding,
     pub started_at: String,
@@ -97,6 +101,19 @@ pub struct JobRecord {
     pub manifest_sha256: Option<String>,
     /// Guest messages kept in the zone (their number; the text is for the agency and the inspector).
     pub guest_messages: usize,
+    /// Through the queue: when it was queued, and how many times a run started (a run interrupted by a restart of
+    /// the server is run again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_at: Option<String>,
+    #[serde(default)]
+    pub attempts: u64,
+}
+
+impl JobRecord {
+    /// Whether the job will not change any more.
+    pub fn is_final(&self) -> bool {
+        matches!(self.state.as_str(), "released" | "failed" | "refused" | "cancelled")
+    }
 }
 
 impl Zone {
@@ -108,14 +125,7 @@ impl Zone {
         let result = self.start_job_unrecorded(who, app_id);
         match result {
             Ok(ticket) => {
-                let mut e = entry(who, "job.start", Outcome::Ok)
-                    .object(format!("job:{}", ticket.job))
-                    .object(format!("app:{app_id}"))
-                    .hash(ticket.app.app.module_sha256.clone());
-                for d in &ticket.datasets {
-                    e = e.object(format!("dataset:{}@{}", d.version.dataset, d.version.version));
-                    e = e.hash(d.version.policy_sha256.clone());
-                }
+                let e = self.start_entry(who, &ticket);
                 if let Err(err) = self.record(&mut [e]) {
                     self.mark_failed(ticket.job, "zone.audit", &err.to_string(), None, &serde_json::Value::Null)?;
                     return Err(err);
@@ -129,7 +139,35 @@ impl Zone {
         }
     }
 
+    /// The `job.start` entry of a run: the job, its application, module and datasets with their policies.
+    pub(crate) fn start_entry(&self, who: &Principal, ticket: &JobTicket) -> zone_audit::Entry {
+        let mut e = entry(who, "job.start", Outcome::Ok)
+            .object(format!("job:{}", ticket.job))
+            .object(format!("app:{}", ticket.app.app.id))
+            .hash(ticket.app.app.module_sha256.clone());
+        for d in &ticket.datasets {
+            e = e.object(format!("dataset:{}@{}", d.version.dataset, d.version.version));
+            e = e.hash(d.version.policy_sha256.clone());
+        }
+        e
+    }
+
     fn start_job_unrecorded(&self, who: &Principal, app_id: u64) -> Result<JobTicket, StoreError> {
+        let mut ticket = self.gate(who, app_id)?;
+        let binding_json = json(&ticket.app.binding)?;
+        self.catalog()
+            .conn
+            .execute(
+                "INSERT INTO jobs (app, operator, state, binding_json, started_at) VALUES (?1, ?2, 'running', ?3, ?4)",
+                params![app_id, ticket.app.app.operator, binding_json, now()],
+            )
+            .map_err(StoreError::catalog("record job"))?;
+        ticket.job = u64::try_from(self.catalog().conn.last_insert_rowid()).unwrap_or(0);
+        Ok(ticket)
+    }
+
+    /// Every check of the gate, without recording anything; the ticket's `job` is 0 until the caller records it.
+    pub(crate) fn gate(&self, who: &Principal, app_id: u64) -> Result<JobTicket, StoreError> {
         let view = self.app_view(app_id)?.ok_or(StoreError::UnknownApp { id: app_id })?;
         self.permit(who, &Action::JobRun { operator: &view.app.operator })?;
         let refuse = |class: &'static str, detail: String| Err(StoreError::JobRefused { class, detail });
@@ -199,16 +237,7 @@ impl Zone {
             detail: format!("the compiled module differs from the one stored at approval: {e}"),
         })?;
         let token_secret = self.keys()?.token_secret().clone();
-        let binding_json = json(&view.binding)?;
-        self.catalog()
-            .conn
-            .execute(
-                "INSERT INTO jobs (app, operator, state, binding_json, started_at) VALUES (?1, ?2, 'running', ?3, ?4)",
-                params![app_id, view.app.operator, binding_json, now()],
-            )
-            .map_err(StoreError::catalog("record job"))?;
-        let job = u64::try_from(self.catalog().conn.last_insert_rowid()).unwrap_or(0);
-        Ok(JobTicket { job, app: view, datasets, wasm, artifact, release, mode, token_secret })
+        Ok(JobTicket { job: 0, app: view, datasets, wasm, artifact, release, mode, token_secret })
     }
 
     /// Whether the job's grant still covers every dataset of the run and its domain today.
@@ -248,12 +277,13 @@ impl Zone {
         diagnostics: &serde_json::Value,
     ) -> Result<(), StoreError> {
         let counts = counts.map(json).transpose()?;
+        let state = if class == CANCELLED { "cancelled" } else { "failed" };
         self.catalog()
             .conn
             .execute(
-                "UPDATE jobs SET state = 'failed', finished_at = ?2, error_class = ?3, error_detail = ?4,
+                "UPDATE jobs SET state = ?7, finished_at = ?2, error_class = ?3, error_detail = ?4,
                         stats_json = ?5, diagnostics_json = ?6 WHERE id = ?1",
-                params![job, now(), class, detail, counts, diagnostics.to_string()],
+                params![job, now(), class, detail, counts, diagnostics.to_string(), state],
             )
             .map_err(StoreError::catalog("record job failure"))?;
         Ok(())
@@ -317,6 +347,10 @@ impl Zone {
                 Err(e) => return self.finish_job(who, ticket, Err(failure("product.write", e.to_string()))),
             }
         }
+        if self.cancel_requested(job)? {
+            let detail = "the operator cancelled the job while it ran; nothing is released".to_owned();
+            return self.finish_job(who, ticket, Err(failure(CANCELLED, detail)));
+        }
         let mut manifest = self.manifest(ticket, &table)?;
         manifest.artifacts_held = held.len() as u64;
         let written = write_product(&self.products_dir(), job, &encoded, manifest, &self.keys()?);
@@ -325,16 +359,33 @@ impl Zone {
             Err(e) => return self.finish_job(who, ticket, Err(failure("product.write", e.to_string()))),
         };
         let artifact_ids = self.in_transaction(|| {
-            self.catalog()
+            let changed = self
+                .catalog()
                 .conn
                 .execute(
                     "UPDATE jobs SET state = 'released', finished_at = ?2, stats_json = ?3, manifest_sha256 = ?4,
-                            diagnostics_json = ?5 WHERE id = ?1",
+                            diagnostics_json = ?5 WHERE id = ?1 AND state = 'running'",
                     params![job, now(), json(&table.counts)?, manifest_sha, table.diagnostics.to_string()],
                 )
                 .map_err(StoreError::catalog("record job"))?;
+            // A job is released once: a run that is no longer the job's current one (cancelled, or recovered after
+            // a restart) does not release.
+            if changed != 1 {
+                return Err(StoreError::JobRefused {
+                    class: "job.state",
+                    detail: format!("job {job} is no longer running; this run releases nothing"),
+                });
+            }
             held.iter().map(|a| self.insert_held_artifact(job, a)).collect::<Result<Vec<u64>, StoreError>>()
-        })?;
+        });
+        let artifact_ids = match artifact_ids {
+            Ok(ids) => ids,
+            Err(e) => {
+                // Not recorded as released: the folder must not stay where `job output` would find it.
+                let _ = std::fs::remove_dir_all(self.products_dir().join(job.to_string()));
+                return Err(e);
+            }
+        };
         let mut entries = vec![
             entry(who, "job.release", Outcome::Ok)
                 .object(object)
@@ -414,7 +465,7 @@ impl Zone {
             .conn
             .query_row(
                 "SELECT app, operator, state, binding_json, started_at, finished_at, error_class, error_detail,
-                        stats_json, manifest_sha256, diagnostics_json FROM jobs WHERE id = ?1",
+                        stats_json, manifest_sha256, diagnostics_json, queued_at, attempts FROM jobs WHERE id = ?1",
                 [id],
                 |r| {
                     Ok((
@@ -422,6 +473,7 @@ impl Zone {
                         (r.get::<_, String>(4)?, r.get::<_, Option<String>>(5)?, r.get::<_, Option<String>>(6)?),
                         (r.get::<_, Option<String>>(7)?, r.get::<_, Option<String>>(8)?),
                         (r.get::<_, Option<String>>(9)?, r.get::<_, Option<String>>(10)?),
+                        (r.get::<_, Option<String>>(11)?, r.get::<_, u64>(12)?),
                     ))
                 },
             )
@@ -432,6 +484,7 @@ impl Zone {
             (started_at, finished_at, error_class),
             (error_detail, stats),
             (manifest_sha256, diagnostics),
+            (queued_at, attempts),
         )) = row
         else {
             return Ok(None);
@@ -460,6 +513,8 @@ impl Zone {
             counts: stats.map(|s| serde_json::from_str(&s)).transpose().map_err(|e| damaged("counts", e))?,
             manifest_sha256,
             guest_messages,
+            queued_at,
+            attempts,
         }))
     }
 

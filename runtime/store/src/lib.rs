@@ -38,6 +38,7 @@ mod keys;
 mod objects;
 mod products;
 mod publish;
+mod queue;
 mod reports;
 mod settings;
 mod zone;
@@ -50,14 +51,15 @@ pub use artifacts::{ARTIFACTS_DIR, ArtifactDecision, ArtifactReview, HeldArtifac
 pub use catalog::{ColumnStats, DatasetSummary, DatasetVersion, FormatCheck, StoredFile};
 pub use complaints::{Complaint, Resolution};
 pub use error::StoreError;
-pub use grants::{GrantChange, GrantWatch, NewGrant, today};
+pub use grants::{GrantChange, GrantWatch, NewGrant, WatchStop, today};
 pub use incidents::{INCIDENTS_DIR, Incident};
-pub use jobs::{JobDataset, JobRecord, JobTicket, ReleasedTable, RunCounts, RunFailure};
+pub use jobs::{CANCELLED, JobDataset, JobRecord, JobTicket, ReleasedTable, RunCounts, RunFailure};
 pub use keys::ZoneKeys;
 pub use products::{
     MANIFEST, Manifest, ManifestDataset, ManifestFile, ManifestRelease, PRODUCT_CSV, PRODUCT_PARQUET, ProductError,
     ProductReport, SignedManifest, encode_product, verify_product,
 };
+pub use queue::{Cancelled, Claim};
 pub use reports::{DatasetUsage, OperatorUsage, UsageReport};
 pub use settings::{AuditSection, SandboxSection, SandboxSettings};
 pub use zone::{NoProgress, Progress, PublishOutcome, PublishRequest, ZONE_FORMAT, Zone, ZoneCheck, ZoneInfo};

@@ -122,6 +122,8 @@ pub struct Zone {
     info: ZoneInfo,
     catalog: Catalog,
     objects: ObjectStore,
+    /// How the acting principal reached the zone (the HTTPS API's client certificate); stamped on every entry.
+    via: Option<String>,
 }
 
 /// Aborts the process at a named point when `CLEANROOM_FAILPOINT` names it. Only in debug builds: the
@@ -215,7 +217,7 @@ impl Zone {
                 .detail(format!("first authority `{authority}`"))];
         audit.append(&mut first, keys.signing(), &info.created_at)?;
         drop(audit);
-        let zone = Zone { root: root.to_path_buf(), info, catalog, objects };
+        let zone = Zone { root: root.to_path_buf(), info, catalog, objects, via: None };
         let principal = Principal { name: authority.to_owned(), role: Role::Authority, org: org.map(str::to_owned) };
         zone.insert_principal(&principal, "zone.init")?;
         let (root, info) = (&zone.root, &zone.info);
@@ -243,13 +245,29 @@ impl Zone {
             });
         }
         let catalog = Catalog::open(&root.join("catalog.db"))?;
-        Ok(Zone { root: root.to_path_buf(), info, catalog, objects: ObjectStore::new(root) })
+        Ok(Zone { root: root.to_path_buf(), info, catalog, objects: ObjectStore::new(root), via: None })
     }
 
     /// Appends entries to the zone's audit log (one group commit, one signed checkpoint).
+    /// Marks every entry this handle records from now on with how its actor reached the zone (`None`: the local
+    /// CLI). The HTTPS API sets the client certificate's identity here.
+    pub fn set_via(&mut self, via: Option<String>) {
+        self.via = via;
+    }
+
+    /// How the acting principal reached the zone, as set by `set_via`.
+    pub fn via(&self) -> Option<&str> {
+        self.via.as_deref()
+    }
+
     pub fn record(&self, entries: &mut [Entry]) -> Result<(), StoreError> {
         let keys = self.keys()?;
         let time = now();
+        if let Some(via) = &self.via {
+            for e in entries.iter_mut().filter(|e| e.via.is_none()) {
+                e.via = Some(via.clone());
+            }
+        }
         let (mut log, _) = AuditLog::open(&self.root.join("audit"), &self.info.zone_id, keys.signing(), &time)?;
         log.append(entries, keys.signing(), &time)?;
         Ok(())
