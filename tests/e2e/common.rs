@@ -95,12 +95,29 @@ pub const PRINCIPALS: [(&str, &str, Option<&str>); 6] = [
 impl TestZone {
     /// A zone with [`AUTHORITY`] and [`PRINCIPALS`].
     pub fn new() -> TestZone {
+        TestZone::init(false)
+    }
+
+    /// A zone with a development CA (`zone init --dev-ca`) and a client certificate for every principal in
+    /// `<zone>/dev-ca/clients/`.
+    pub fn with_dev_ca() -> TestZone {
+        TestZone::init(true)
+    }
+
+    fn init(dev_ca: bool) -> TestZone {
         let dir = tempfile::tempdir().expect("tempdir");
         let zone = dir.path().join("zone");
-        cleanroom(&zone, &["zone", "init", "--authority", AUTHORITY, "--org", "data-bureau"]).ok();
+        let mut init = vec!["zone", "init", "--authority", AUTHORITY, "--org", "data-bureau"];
+        if dev_ca {
+            init.push("--dev-ca");
+        }
+        cleanroom(&zone, &init).ok();
         let test = TestZone { dir, zone };
         for (name, role, org) in PRINCIPALS {
             let mut args = vec!["principal", "add", name, "--role", role];
+            if dev_ca {
+                args.push("--issue-cert");
+            }
             if let Some(org) = org {
                 args.extend(["--org", org]);
             }

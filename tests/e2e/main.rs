@@ -11,3 +11,4 @@ mod mock;
 mod module;
 mod oversight;
 mod publish;
+mod server;

@@ -22,20 +22,21 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
     /// Work against a zone server (`cleanroom serve`) at this URL instead of a local zone: the same commands, with
-    /// your client certificate as who you are (or set CLEANROOM_SERVER, or use --profile).
-    #[arg(long, global = true, env = "CLEANROOM_SERVER", value_name = "URL")]
+    /// your client certificate as who you are (or set CLEANROOM_SERVER, or use --profile). This flag and the four
+    /// below go before the command: `cleanroom --server URL --cert C --key K --ca CA job list`.
+    #[arg(long, env = "CLEANROOM_SERVER", value_name = "URL")]
     pub server: Option<String>,
     /// Your client certificate (PEM) for --server.
-    #[arg(long, global = true, env = "CLEANROOM_CERT", value_name = "FILE")]
+    #[arg(long, env = "CLEANROOM_CERT", value_name = "FILE")]
     pub cert: Option<PathBuf>,
     /// The private key (PEM) of --cert.
-    #[arg(long, global = true, env = "CLEANROOM_KEY", value_name = "FILE")]
+    #[arg(long, env = "CLEANROOM_KEY", value_name = "FILE")]
     pub key: Option<PathBuf>,
     /// The CA certificate (PEM) the server's certificate must chain to.
-    #[arg(long, global = true, env = "CLEANROOM_CA", value_name = "FILE")]
+    #[arg(long, env = "CLEANROOM_CA", value_name = "FILE")]
     pub ca: Option<PathBuf>,
     /// A profile file (TOML: server, cert, key, ca; paths relative to the file) instead of the four flags above.
-    #[arg(long, global = true, env = "CLEANROOM_PROFILE", value_name = "FILE")]
+    #[arg(long, env = "CLEANROOM_PROFILE", value_name = "FILE")]
     pub profile: Option<PathBuf>,
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]

@@ -201,8 +201,8 @@ impl CertIdentity {
     /// Reads the subject of a certificate rustls has already verified against the client CA. The certificate is
     /// still the client's bytes: anything missing or odd is an error, never a guess.
     pub fn from_der(der: &[u8]) -> Result<CertIdentity, String> {
-        let (_, cert) =
-            x509_parser::parse_x509_certificate(der).map_err(|e| format!("the client certificate does not parse: {e}"))?;
+        let (_, cert) = x509_parser::parse_x509_certificate(der)
+            .map_err(|e| format!("the client certificate does not parse: {e}"))?;
         let subject = cert.subject();
         let mut names = subject.iter_common_name();
         let cn = names.next().ok_or("the client certificate's subject has no CN (it must name the principal)")?;

@@ -70,8 +70,7 @@ impl Remote {
         let profile = match &cli.profile {
             Some(path) => {
                 let text = fs::read_to_string(path).with_context(|| format!("read profile {}", path.display()))?;
-                let mut p: Profile =
-                    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                let mut p: Profile = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
                 let dir = path.parent().unwrap_or(Path::new("."));
                 for f in [&mut p.cert, &mut p.key, &mut p.ca].into_iter().flatten() {
                     if f.is_relative() {

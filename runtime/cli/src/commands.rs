@@ -19,7 +19,9 @@ pub fn zone(ctx: &Ctx<'_>, command: &ZoneCommand) -> anyhow::Result<()> {
             let zone = Zone::init(root, &args.authority, args.org.as_deref())?;
             let keys = zone.keys()?;
             let dev_ca = match args.dev_ca {
-                true => Some(crate::certs::create_dev_ca(root, &zone.info().zone_id, &args.authority, args.org.as_deref())?),
+                true => {
+                    Some(crate::certs::create_dev_ca(root, &zone.info().zone_id, &args.authority, args.org.as_deref())?)
+                }
                 false => None,
             };
             match mode {
@@ -38,7 +40,10 @@ pub fn zone(ctx: &Ctx<'_>, command: &ZoneCommand) -> anyhow::Result<()> {
                     outln!("signing public key (Ed25519): {}", keys.public_key_hex());
                     outln!("first authority: {} (act as it with --as {0})", args.authority);
                     if let Some(ca) = &dev_ca {
-                        outln!("development CA: {} (for trying `serve`; use your own PKI in production)", ca.ca_cert.display());
+                        outln!(
+                            "development CA: {} (for trying `serve`; use your own PKI in production)",
+                            ca.ca_cert.display()
+                        );
                         outln!("  server certificate {} (localhost, 127.0.0.1, ::1)", ca.server_cert.display());
                         outln!("  {}'s client certificate in {}", args.authority, ca.clients.display());
                     }
@@ -101,7 +106,9 @@ pub fn zone(ctx: &Ctx<'_>, command: &ZoneCommand) -> anyhow::Result<()> {
                     }
                     outln!(
                         "audit log intact: {} entries, {} signed checkpoints, root {}",
-                        audit.entries, audit.checkpoints, audit.root
+                        audit.entries,
+                        audit.checkpoints,
+                        audit.root
                     );
                     if check.is_healthy() {
                         outln!("zone is intact");
@@ -195,7 +202,8 @@ pub fn publish(zone: &mut Zone, who: &Principal, args: &PublishArgs, mode: Mode)
                 ),
                 PublishOutcome::Unchanged(_) => outln!(
                     "unchanged: {}@{} already has these files and this policy; nothing was published",
-                    v.dataset, v.version
+                    v.dataset,
+                    v.version
                 ),
             }
             Ok(())
@@ -286,7 +294,9 @@ pub fn rows(zone: &Zone, who: &Principal, args: &RowsArgs, mode: Mode) -> anyhow
         Mode::Human => {
             outln!(
                 "{}@{}: first {} rows (raw; shown to the providing agency only)",
-                version.dataset, version.version, args.limit
+                version.dataset,
+                version.version,
+                args.limit
             );
             outln!("{}", arrow_cast::pretty::pretty_format_batches(&batches)?);
             Ok(())
@@ -486,7 +496,9 @@ pub fn audit(ctx: &Ctx<'_>, command: &AuditCommand) -> anyhow::Result<()> {
                 Mode::Human => {
                     outln!(
                         "audit log intact: {} entries, {} signed checkpoints, root {}",
-                        report.entries, report.checkpoints, report.root
+                        report.entries,
+                        report.checkpoints,
+                        report.root
                     );
                     if report.unsigned_tail > 0 {
                         outln!(
@@ -520,11 +532,16 @@ fn verify_bundle(path: &std::path::Path, key: Option<&str>, mode: Mode) -> anyho
             match report.kind {
                 "receipt" => outln!(
                     "receipt intact: entry {} is in the signed log of {} entries (root {})",
-                    bundle.first_index, report.size, report.root
+                    bundle.first_index,
+                    report.size,
+                    report.root
                 ),
                 _ => outln!(
                     "bundle intact: {} entries, {} signed checkpoints, {} consistency proofs, root {}",
-                    report.entries, report.checkpoints, report.consistency_proofs, report.root
+                    report.entries,
+                    report.checkpoints,
+                    report.consistency_proofs,
+                    report.root
                 ),
             }
             outln!(

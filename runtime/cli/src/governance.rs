@@ -44,7 +44,9 @@ pub fn principal(ctx: &Ctx<'_>, command: &PrincipalCommand) -> anyhow::Result<()
                     if let Some((cert, key)) = &issued {
                         let name = |p: &std::path::Path| match &args.cert_out {
                             // Through a server the files come back into the folder asked for, under their names.
-                            Some(_) if ctx.via.is_some() => p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                            Some(_) if ctx.via.is_some() => {
+                                p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+                            }
                             _ => p.display().to_string(),
                         };
                         outln!("client certificate {} and key {} (development CA)", name(cert), name(key));

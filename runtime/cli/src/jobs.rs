@@ -109,16 +109,7 @@ pub fn print_cancel(record: &JobRecord, mode: Mode) -> anyhow::Result<()> {
 
 /// The table of `job list`.
 pub fn print_jobs(jobs: &[JobRecord]) {
-    let mut t = output::table([
-        "job",
-        "app",
-        "operator",
-        "state",
-        "rows read",
-        "released",
-        "suppressed",
-        "started",
-    ]);
+    let mut t = output::table(["job", "app", "operator", "state", "rows read", "released", "suppressed", "started"]);
     for j in jobs {
         let c = j.counts.clone().unwrap_or_default();
         t.add_row(vec![
@@ -147,7 +138,11 @@ pub fn print_job(job: &JobRecord) {
         outln!("  queued     {q}");
     }
     if job.state != "queued" {
-        outln!("  started    {}{}", job.started_at, if job.attempts > 1 { format!(" (run {})", job.attempts) } else { String::new() });
+        outln!(
+            "  started    {}{}",
+            job.started_at,
+            if job.attempts > 1 { format!(" (run {})", job.attempts) } else { String::new() }
+        );
     }
     if let Some(f) = &job.finished_at {
         outln!("  finished   {f}");
@@ -155,7 +150,11 @@ pub fn print_job(job: &JobRecord) {
     if let Some(c) = &job.counts {
         outln!(
             "  counts     {} rows read, {} groups, {} suppressed (under k), {} released, {} contributions over the bound",
-            c.rows_read, c.groups, c.groups_suppressed, c.rows_released, c.contributions_dropped
+            c.rows_read,
+            c.groups,
+            c.groups_suppressed,
+            c.rows_released,
+            c.contributions_dropped
         );
     }
     if let (Some(class), Some(detail)) = (&job.error_class, &job.error_detail) {
@@ -444,7 +443,11 @@ pub fn print_product(record: &JobRecord, manifest: &SignedManifest, batches: &[R
     let m = &manifest.manifest;
     outln!(
         "job {}: released {} rows; {} groups under k = {} suppressed; {} rows read",
-        record.id, m.rows_released, m.groups_suppressed, m.release.min_group_size, m.rows_read
+        record.id,
+        m.rows_released,
+        m.groups_suppressed,
+        m.release.min_group_size,
+        m.rows_read
     );
     outln!("{}", arrow_cast::pretty::pretty_format_batches(batches)?);
     outln!("manifest: signed by {} (ed25519)", short(&manifest.signature.public_key));
@@ -454,7 +457,8 @@ pub fn print_product(record: &JobRecord, manifest: &SignedManifest, batches: &[R
     if m.artifacts_held > 0 {
         outln!(
             "{} artifact(s) held for the providing agencies' review (`cleanroom artifact list --job {}`)",
-            m.artifacts_held, record.id
+            m.artifacts_held,
+            record.id
         );
     }
     Ok(())
@@ -550,7 +554,10 @@ pub fn verify(ctx: &Ctx<'_>, args: &ProductVerifyArgs) -> anyhow::Result<()> {
             outln!("  from       {} with module {}", datasets.join(", "), short(&m.module_sha256));
             outln!(
                 "  released   {} rows; {} groups suppressed (k = {}); {} rows read",
-                m.rows_released, m.groups_suppressed, m.release.min_group_size, m.rows_read
+                m.rows_released,
+                m.groups_suppressed,
+                m.release.min_group_size,
+                m.rows_read
             );
             Ok(())
         }

@@ -74,10 +74,7 @@ pub fn check(ctx: &Ctx<'_>, args: &ModuleCheckArgs) -> anyhow::Result<()> {
     }
     outln!("{}: accepted", args.module.display());
     outln!("  sha256   {}", checked.sha256);
-    outln!(
-        "  imports  {}",
-        if checked.imports.is_empty() { "(none)".to_owned() } else { checked.imports.join(", ") }
-    );
+    outln!("  imports  {}", if checked.imports.is_empty() { "(none)".to_owned() } else { checked.imports.join(", ") });
     if let Some(d) = &declared {
         match &d.inputs {
             Some(inputs) => outln!("  reads    {}", inputs.join(", ")),

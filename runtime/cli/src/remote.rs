@@ -133,9 +133,7 @@ pub struct ProductAnswer {
 
 /// Whether a relative name from the server is a plain path below the destination.
 fn safe_relative(name: &str) -> bool {
-    !name.is_empty()
-        && Path::new(name).components().all(|c| matches!(c, Component::Normal(_)))
-        && !name.contains('\\')
+    !name.is_empty() && Path::new(name).components().all(|c| matches!(c, Component::Normal(_))) && !name.contains('\\')
 }
 
 /// Runs `cli`'s command through the server.
@@ -202,7 +200,8 @@ pub fn run(cli: &Cli, mode: Mode, remote: &Remote) -> anyhow::Result<()> {
             print_cancel(&record, mode)
         }
         Command::Job(JobCommand::Output(args)) => {
-            let answer: ProductAnswer = remote.post(&format!("/v1/jobs/{}/product", args.id), &serde_json::json!({}))?;
+            let answer: ProductAnswer =
+                remote.post(&format!("/v1/jobs/{}/product", args.id), &serde_json::json!({}))?;
             take_out(remote, &answer, &args.out, mode, "product")
         }
         Command::Artifact(ArtifactCommand::Output(args)) => {
@@ -266,8 +265,9 @@ fn take_out(remote: &Remote, answer: &ProductAnswer, out: &Path, mode: Mode, wha
 /// Any other command: inputs uploaded, the parsed command sent, outputs streamed back to where they were asked for.
 fn command(cli: &Cli, mode: Mode, remote: &Remote) -> anyhow::Result<()> {
     // The command as parsed, sent as JSON; its paths replaced by upload tokens and output slots.
-    let mut command: Command = serde_json::from_value(serde_json::to_value(&cli.command).context("encode the command")?)
-        .context("copy the command")?;
+    let mut command: Command =
+        serde_json::from_value(serde_json::to_value(&cli.command).context("encode the command")?)
+            .context("copy the command")?;
     if let Command::Principal(PrincipalCommand::Add(a)) = &mut command {
         if a.issue_cert && a.cert_out.is_none() {
             a.cert_out = Some(PathBuf::from("."));
@@ -302,7 +302,10 @@ fn command(cli: &Cli, mode: Mode, remote: &Remote) -> anyhow::Result<()> {
                 PathRole::OutputFile => dest.clone(),
                 _ => {
                     if !safe_relative(&f.name) {
-                        anyhow::bail!("the server named an output `{}`, which is not a relative path", f.name.escape_debug());
+                        anyhow::bail!(
+                            "the server named an output `{}`, which is not a relative path",
+                            f.name.escape_debug()
+                        );
                     }
                     dest.join(&f.name)
                 }

@@ -224,7 +224,13 @@ fn open_as(root: &Path, caller: &CertIdentity) -> ApiResult<(Zone, Principal)> {
                 cert_org.escape_debug(),
                 who.name
             );
-            zone.record_refusal(&who, "zone.access", &[format!("principal:{}", who.name)], "access.certificate", &detail)?;
+            zone.record_refusal(
+                &who,
+                "zone.access",
+                &[format!("principal:{}", who.name)],
+                "access.certificate",
+                &detail,
+            )?;
             return Err(ApiError::new(StatusCode::FORBIDDEN, "access.certificate", detail));
         }
     }
@@ -337,7 +343,8 @@ async fn submit_job(
         }
         let waiting = zone.queued_job_ids()?.len();
         if waiting >= s.max_queued {
-            let detail = format!("{waiting} jobs are waiting (the server takes at most {}); try again later", s.max_queued);
+            let detail =
+                format!("{waiting} jobs are waiting (the server takes at most {}); try again later", s.max_queued);
             zone.record_refusal(&who, "job.run", &[format!("app:{}", req.app)], "queue.full", &detail)?;
             return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "queue.full", detail));
         }
@@ -393,8 +400,7 @@ async fn artifact_output(
     Caller(c): Caller,
     UrlPath(id): UrlPath<u64>,
 ) -> ApiResult<Json<ProductAnswer>> {
-    blocking(move || prepare_product(&s, &c, id, |zone, who, out| zone.artifact_output(who, id, out)).map(Json))
-        .await
+    blocking(move || prepare_product(&s, &c, id, |zone, who, out| zone.artifact_output(who, id, out)).map(Json)).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -544,7 +550,10 @@ async fn download(
     let len = file.metadata().await.map_err(|e| io_error("stat", &path, e))?.len();
     let stream = tokio_util::io::ReaderStream::new(file);
     Ok((
-        [(axum::http::header::CONTENT_TYPE, "application/octet-stream".to_owned()), (axum::http::header::CONTENT_LENGTH, len.to_string())],
+        [
+            (axum::http::header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (axum::http::header::CONTENT_LENGTH, len.to_string()),
+        ],
         Body::from_stream(stream),
     )
         .into_response())
@@ -591,10 +600,9 @@ fn command(s: &ServerState, c: &CertIdentity, req: CommandRequest) -> ApiResult<
         let text = path.to_string_lossy().into_owned();
         match role {
             PathRole::Input => {
-                let (sha, name) = text
-                    .strip_prefix("upload:")
-                    .and_then(|r| r.split_once('/'))
-                    .ok_or_else(|| bad(format!("path `{}` is not an upload (upload:SHA256/NAME)", text.escape_debug())))?;
+                let (sha, name) = text.strip_prefix("upload:").and_then(|r| r.split_once('/')).ok_or_else(|| {
+                    bad(format!("path `{}` is not an upload (upload:SHA256/NAME)", text.escape_debug()))
+                })?;
                 let plain = !name.is_empty()
                     && name.len() <= 255
                     && !name.starts_with('.')
@@ -701,7 +709,8 @@ pub fn tls_config(cert: &Path, key: &Path, client_ca: &Path, tls12: bool) -> any
     let versions: &[&rustls::SupportedProtocolVersion] =
         if tls12 { &[&rustls::version::TLS13, &rustls::version::TLS12] } else { &[&rustls::version::TLS13] };
     let chain = read_certs(cert)?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| anyhow::anyhow!("{}: not a PEM private key: {e:?}", key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| anyhow::anyhow!("{}: not a PEM private key: {e:?}", key.display()))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
         .context("TLS versions")?

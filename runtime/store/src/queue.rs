@@ -48,7 +48,12 @@ struct QueuedRow {
 impl Zone {
     /// Queues a run of `app_id` for `who`: the gate of `job run` now (a refusal is recorded and returned, nothing is
     /// queued), then a `queued` job that a worker runs in turn.
-    pub fn enqueue_job(&self, who: &Principal, app_id: u64, batch_rows: Option<usize>) -> Result<JobRecord, StoreError> {
+    pub fn enqueue_job(
+        &self,
+        who: &Principal,
+        app_id: u64,
+        batch_rows: Option<usize>,
+    ) -> Result<JobRecord, StoreError> {
         let objects = vec![format!("app:{app_id}")];
         let ticket = match self.gate(who, app_id) {
             Ok(t) => t,
@@ -109,10 +114,9 @@ impl Zone {
         if row.state != "queued" {
             return Ok(Claim::NotQueued);
         }
-        let operator = self.principal(&row.operator)?.ok_or_else(|| StoreError::UnknownPrincipal {
-            name: row.operator.clone(),
-            known: Vec::new(),
-        })?;
+        let operator = self
+            .principal(&row.operator)?
+            .ok_or_else(|| StoreError::UnknownPrincipal { name: row.operator.clone(), known: Vec::new() })?;
         let objects = vec![format!("job:{id}"), format!("app:{}", row.app)];
         match self.gate(&operator, row.app) {
             Err(err) => {
@@ -252,8 +256,9 @@ impl Zone {
                     params![id, state, now(), class, detail],
                 )
                 .map_err(StoreError::catalog("recover job"))?;
-            let mut e =
-                Entry::new(now(), "zone", "zone", "job.interrupted", Outcome::Ok).object(format!("job:{id}")).detail(outcome_detail);
+            let mut e = Entry::new(now(), "zone", "zone", "job.interrupted", Outcome::Ok)
+                .object(format!("job:{id}"))
+                .detail(outcome_detail);
             e.via = via;
             self.record(&mut [e])?;
             if state == "queued" {
