@@ -51,10 +51,10 @@ fn init_tracing(verbose: u8) {
 }
 
 fn run(cli: &Cli, mode: Mode) -> anyhow::Result<()> {
-    if let Some(remote) = client::Remote::from_cli(cli)? {
-        if !remote::runs_locally(&cli.command) {
-            return remote::run(cli, mode, &remote);
-        }
+    if let Some(remote) = client::Remote::from_cli(cli)?
+        && !remote::runs_locally(&cli.command)
+    {
+        return remote::run(cli, mode, &remote);
     }
     dispatch(&context::Ctx { cli, mode, via: None })
 }
@@ -63,19 +63,19 @@ fn run(cli: &Cli, mode: Mode) -> anyhow::Result<()> {
 pub(crate) fn dispatch(ctx: &context::Ctx<'_>) -> anyhow::Result<()> {
     let (cli, mode) = (ctx.cli, ctx.mode);
     match &cli.command {
-        Command::Zone(c) => commands::zone(&ctx, c),
-        Command::Dataset(c) => commands::dataset(&ctx, c),
-        Command::Principal(c) => governance::principal(&ctx, c),
-        Command::Grant(c) => governance::grant(&ctx, c),
-        Command::App(c) => governance::app(&ctx, c),
-        Command::Module(args::ModuleCommand::Check(args)) => module::check(&ctx, args),
-        Command::Audit(c) => commands::audit(&ctx, c),
-        Command::Job(c) => jobs::job(&ctx, c),
-        Command::Artifact(c) => artifacts::artifact(&ctx, c),
-        Command::Complaint(c) => oversight::complaint(&ctx, c),
-        Command::Incident(c) => oversight::incident(&ctx, c),
-        Command::Report(c) => oversight::report(&ctx, c),
-        Command::Product(args::ProductCommand::Verify(args)) => jobs::verify(&ctx, args),
+        Command::Zone(c) => commands::zone(ctx, c),
+        Command::Dataset(c) => commands::dataset(ctx, c),
+        Command::Principal(c) => governance::principal(ctx, c),
+        Command::Grant(c) => governance::grant(ctx, c),
+        Command::App(c) => governance::app(ctx, c),
+        Command::Module(args::ModuleCommand::Check(args)) => module::check(ctx, args),
+        Command::Audit(c) => commands::audit(ctx, c),
+        Command::Job(c) => jobs::job(ctx, c),
+        Command::Artifact(c) => artifacts::artifact(ctx, c),
+        Command::Complaint(c) => oversight::complaint(ctx, c),
+        Command::Incident(c) => oversight::incident(ctx, c),
+        Command::Report(c) => oversight::report(ctx, c),
+        Command::Product(args::ProductCommand::Verify(args)) => jobs::verify(ctx, args),
         Command::Demo(args) => demo::run(cli.zone.as_deref(), args, mode),
         Command::Serve(args) => serve::serve(ctx, args),
     }

@@ -268,10 +268,11 @@ fn command(cli: &Cli, mode: Mode, remote: &Remote) -> anyhow::Result<()> {
     let mut command: Command =
         serde_json::from_value(serde_json::to_value(&cli.command).context("encode the command")?)
             .context("copy the command")?;
-    if let Command::Principal(PrincipalCommand::Add(a)) = &mut command {
-        if a.issue_cert && a.cert_out.is_none() {
-            a.cert_out = Some(PathBuf::from("."));
-        }
+    if let Command::Principal(PrincipalCommand::Add(a)) = &mut command
+        && a.issue_cert
+        && a.cert_out.is_none()
+    {
+        a.cert_out = Some(PathBuf::from("."));
     }
     let mut destinations = Vec::new();
     for (slot, (role, path)) in paths_mut(&mut command).into_iter().enumerate() {

@@ -217,22 +217,16 @@ fn open_as(root: &Path, caller: &CertIdentity) -> ApiResult<(Zone, Principal)> {
     let mut zone = Zone::open(root)?;
     zone.set_via(Some(caller.via()));
     let who = zone.actor(&caller.common_name)?;
-    if let (Some(cert_org), Some(org)) = (&caller.organisation, &who.org) {
-        if cert_org != org {
-            let detail = format!(
-                "the certificate's organisation `{}` is not principal `{}`'s (`{org}`)",
-                cert_org.escape_debug(),
-                who.name
-            );
-            zone.record_refusal(
-                &who,
-                "zone.access",
-                &[format!("principal:{}", who.name)],
-                "access.certificate",
-                &detail,
-            )?;
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "access.certificate", detail));
-        }
+    if let (Some(cert_org), Some(org)) = (&caller.organisation, &who.org)
+        && cert_org != org
+    {
+        let detail = format!(
+            "the certificate's organisation `{}` is not principal `{}`'s (`{org}`)",
+            cert_org.escape_debug(),
+            who.name
+        );
+        zone.record_refusal(&who, "zone.access", &[format!("principal:{}", who.name)], "access.certificate", &detail)?;
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "access.certificate", detail));
     }
     Ok((zone, who))
 }

@@ -22,7 +22,7 @@ pub enum Claim {
     /// Run it: the ticket, the operator the run acts as, its batch size, and how the operator reached the zone.
     Run { ticket: Box<JobTicket>, operator: Principal, batch_rows: Option<usize>, via: Option<String> },
     /// The gate refused it when its turn came (a grant suspended meanwhile, a new dataset version…).
-    Refused(JobRecord),
+    Refused(Box<JobRecord>),
     /// Another worker has it, or it was cancelled.
     NotQueued,
 }
@@ -133,7 +133,7 @@ impl Zone {
                     return Ok(Claim::NotQueued);
                 }
                 self.record_refusal(&operator, "job.run", &objects, err.class(), &err.to_string())?;
-                Ok(Claim::Refused(self.job_record_unchecked(id)?))
+                Ok(Claim::Refused(Box::new(self.job_record_unchecked(id)?)))
             }
             Ok(mut ticket) => {
                 let changed = self
