@@ -471,7 +471,17 @@ pub fn audit(ctx: &Ctx<'_>, command: &AuditCommand) -> anyhow::Result<()> {
                         t.add_row(vec![
                             e.seq.to_string(),
                             e.time.clone(),
-                            e.actor.clone(),
+                            match &e.via {
+                                // The certificate's fingerprint, short: the JSON has it whole.
+                                Some(via) => format!(
+                                    "{} ({})",
+                                    e.actor,
+                                    via.split(' ')
+                                        .next_back()
+                                        .map_or(via.as_str(), |f| short(f.trim_start_matches("sha256:")))
+                                ),
+                                None => e.actor.clone(),
+                            },
                             e.role.clone(),
                             e.action.clone(),
                             e.objects.join(" "),

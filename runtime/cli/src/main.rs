@@ -87,6 +87,11 @@ fn report(error: &anyhow::Error, mode: Mode) {
     for cause in error.chain().skip(1) {
         errln!("  caused by: {cause}");
     }
+    if let Some(e) = error.downcast_ref::<client::RemoteError>() {
+        for cause in &e.causes {
+            errln!("  caused by: {cause}");
+        }
+    }
     if mode == Mode::Json {
         if let Some(e) = error.downcast_ref::<client::RemoteError>() {
             let value = serde_json::json!({ "error": { "class": e.class, "message": e.message, "rules": e.rules, "status": e.status } });

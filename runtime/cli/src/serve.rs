@@ -542,6 +542,9 @@ async fn download(
     };
     let file = tokio::fs::File::open(&path).await.map_err(|_| not_found())?;
     let len = file.metadata().await.map_err(|e| io_error("stat", &path, e))?.len();
+    // One download per file: the name goes now, the bytes stream from the open file (a private key issued through
+    // the server, or a product copy, does not stay behind).
+    let _ = tokio::fs::remove_file(&path).await;
     let stream = tokio_util::io::ReaderStream::new(file);
     Ok((
         [

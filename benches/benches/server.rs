@@ -1,0 +1,330 @@
+//! The zone server against the local CLI, in the same run, on the same zone: N concurrent clients (`BENCH_CLIENTS`,
+//! 8 by default) each
+//! (a) poll a job's status (`BENCH_POLLS` times each): `cleanroom --server … job status` (a process, a TLS 1.3
+//!     handshake with client certificates, one request) against `cleanroom --zone … job status` (a process opening the
+//!     zone), and the API alone over one kept-alive mutual-TLS connection per client (no process per request);
+//! (b) submit and wait for a small job (`BENCH_JOBS` each; `finance-capital` over the 20,000-firm registry):
+//!     `cleanroom --server … job run` (queued, run by the server's 2 workers) against `cleanroom --zone … job run`.
+//! Requests per second and p50/p99 latency; ratios server / local. Needs the release binary:
+//! `cargo build --release -p cleanroom && cargo bench -p cleanroom-benches --bench server`.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// `target/release/cleanroom`, next to this bench's own folder (or `CLEANROOM_BIN`).
+fn binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("CLEANROOM_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let release = exe.parent().and_then(Path::parent).expect("target/release");
+    let bin = release.join("cleanroom");
+    assert!(bin.is_file(), "{} is missing: run `cargo build --release -p cleanroom` first", bin.display());
+    bin
+}
+
+fn run(bin: &Path, args: &[&str]) -> std::process::Output {
+    let out = Command::new(bin)
+        .args(args)
+        .env_remove("CLEANROOM_AS")
+        .env_remove("CLEANROOM_ZONE")
+        .output()
+        .expect("run cleanroom");
+    assert!(
+        out.status.success(),
+        "cleanroom {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+struct Zone {
+    bin: PathBuf,
+    root: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Zone {
+    fn local(&self, who: &str, args: &[&str]) -> std::process::Output {
+        let mut all = vec!["--zone", self.root.to_str().expect("utf-8"), "--as", who];
+        all.extend_from_slice(args);
+        run(&self.bin, &all)
+    }
+}
+
+/// A zone with a dev CA, the registry, a grant and an approved `finance-capital` application (id 1).
+fn zone() -> Zone {
+    let bin = binary();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("zone");
+    let r = root.to_str().expect("utf-8").to_owned();
+    run(&bin, &["--zone", &r, "zone", "init", "--authority", "dsb", "--dev-ca"]);
+    let z = Zone { bin, root, _dir: dir };
+    for (name, role, org) in [("market-regulation", "agency", "market-regulation"), ("acme", "operator", "acme-credit")]
+    {
+        z.local("dsb", &["principal", "add", name, "--role", role, "--org", org, "--issue-cert"]);
+    }
+    let policy = datasets_fixtures::committed_policy("enterprise_registry");
+    let data = datasets_fixtures::committed_parquet("enterprise_registry");
+    let (policy, data) = (policy.to_str().expect("utf-8"), data.to_str().expect("utf-8"));
+    z.local("market-regulation", &["dataset", "publish", "--policy", policy, data]);
+    let today = chrono_free_today();
+    z.local(
+        "dsb",
+        &[
+            "grant",
+            "create",
+            "--operator",
+            "acme",
+            "--providers=market-regulation",
+            "--domains",
+            "finance",
+            "--from",
+            &today,
+            "--to",
+            "2099-12-31",
+        ],
+    );
+    let module = example_guests::FINANCE_CAPITAL.path;
+    z.local(
+        "acme",
+        &[
+            "app",
+            "submit",
+            "--module",
+            module,
+            "--dataset",
+            "enterprise_registry",
+            "--domain",
+            "finance",
+            "--purpose",
+            "bench",
+            "--mode",
+            "aggregate",
+        ],
+    );
+    z.local("dsb", &["app", "approve", "1", "--reason", "bench"]);
+    z.local("market-regulation", &["app", "approve", "1", "--reason", "bench"]);
+    z
+}
+
+/// Today (UTC) as YYYY-MM-DD, from the system clock.
+fn chrono_free_today() -> String {
+    let days = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() / 86_400;
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(z: &Zone) -> Server {
+    let mut child = Command::new(&z.bin)
+        .args(["--zone", z.root.to_str().expect("utf-8"), "serve", "--listen", "127.0.0.1:0", "--workers", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("listening line");
+    let url = line.split_whitespace().find(|w| w.starts_with("https://")).expect("address").to_owned();
+    Server { child, url }
+}
+
+/// Latencies of `ops` operations spread over `clients` threads, and the wall time.
+fn measure(clients: usize, per_client: usize, op: Arc<dyn Fn(usize) + Send + Sync>) -> (Vec<Duration>, Duration) {
+    let start = Instant::now();
+    let threads: Vec<_> = (0..clients)
+        .map(|c| {
+            let op = op.clone();
+            std::thread::spawn(move || {
+                (0..per_client)
+                    .map(|i| {
+                        let t = Instant::now();
+                        op(c * per_client + i);
+                        t.elapsed()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut all: Vec<Duration> = threads.into_iter().flat_map(|t| t.join().expect("client")).collect();
+    let wall = start.elapsed();
+    all.sort();
+    (all, wall)
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+struct Line {
+    name: &'static str,
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn line(name: &'static str, (lat, wall): (Vec<Duration>, Duration)) -> Line {
+    let l = Line { name, rps: lat.len() as f64 / wall.as_secs_f64(), p50: pct(&lat, 0.5), p99: pct(&lat, 0.99) };
+    println!("  {:<34} {:>9.1} req/s   p50 {:>9.2?}   p99 {:>9.2?}", l.name, l.rps, l.p50, l.p99);
+    l
+}
+
+fn ratio(a: &Line, b: &Line) {
+    println!(
+        "  {} / {}: throughput {:.2}×, p50 {:.2}×, p99 {:.2}×",
+        a.name,
+        b.name,
+        a.rps / b.rps,
+        a.p50.as_secs_f64() / b.p50.as_secs_f64(),
+        a.p99.as_secs_f64() / b.p99.as_secs_f64()
+    );
+}
+
+/// One kept-alive mutual-TLS connection per client thread to the API, as a script or another service would use it.
+fn api_agent(z: &Zone, who: &str) -> ureq::Agent {
+    use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
+    let ca = z.root.join("dev-ca");
+    let read = |p: PathBuf| std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let cert = Certificate::from_pem(&read(ca.join("clients").join(format!("{who}.pem")))).expect("cert");
+    let key = PrivateKey::from_pem(&read(ca.join("clients").join(format!("{who}.key")))).expect("key");
+    let root = Certificate::from_pem(&read(ca.join("ca.pem"))).expect("ca");
+    let tls = TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .client_cert(Some(ClientCert::new_with_certs(&[cert], key)))
+        .root_certs(RootCerts::new_with_certs(&[root]))
+        .build();
+    ureq::Agent::config_builder().tls_config(tls).build().new_agent()
+}
+
+fn main() {
+    let clients = env_usize("BENCH_CLIENTS", 8);
+    let polls = env_usize("BENCH_POLLS", 25);
+    let jobs = env_usize("BENCH_JOBS", 2);
+    let z = Arc::new(zone());
+    // A released job to poll.
+    z.local("acme", &["job", "run", "1"]);
+    let server = serve(&z);
+    let url = server.url.clone();
+    let ca = z.root.join("dev-ca");
+    let remote_args = Arc::new(vec![
+        "--server".to_owned(),
+        url.clone(),
+        "--cert".to_owned(),
+        ca.join("clients/acme.pem").display().to_string(),
+        "--key".to_owned(),
+        ca.join("clients/acme.key").display().to_string(),
+        "--ca".to_owned(),
+        ca.join("ca.pem").display().to_string(),
+    ]);
+    println!("zone server vs local CLI: {clients} concurrent clients, loopback, release binary");
+
+    println!("status polling ({polls} per client):");
+    let remote = {
+        let (z, a) = (z.clone(), remote_args.clone());
+        line(
+            "server (CLI process per request)",
+            measure(
+                clients,
+                polls,
+                Arc::new(move |_| {
+                    let mut args: Vec<&str> = a.iter().map(String::as_str).collect();
+                    args.extend(["--json", "job", "status", "1"]);
+                    run(&z.bin, &args);
+                }),
+            ),
+        )
+    };
+    let local = {
+        let z = z.clone();
+        line(
+            "local CLI",
+            measure(
+                clients,
+                polls,
+                Arc::new(move |_| {
+                    z.local("acme", &["--json", "job", "status", "1"]);
+                }),
+            ),
+        )
+    };
+    let api = {
+        let agents: Arc<Vec<ureq::Agent>> = Arc::new((0..clients).map(|_| api_agent(&z, "acme")).collect());
+        let url = url.clone();
+        line(
+            "API (kept-alive connection)",
+            measure(
+                clients,
+                polls * 4,
+                Arc::new(move |i| {
+                    let agent = &agents[i / (polls * 4)];
+                    let mut r = agent.get(format!("{url}/v1/jobs/1")).call().expect("status");
+                    r.body_mut().read_to_string().expect("body");
+                }),
+            ),
+        )
+    };
+    ratio(&remote, &local);
+    ratio(&api, &local);
+
+    println!("submit + run a small job to its end ({jobs} per client):");
+    let remote_jobs = {
+        let (z, a) = (z.clone(), remote_args.clone());
+        line(
+            "server (queue, 2 workers)",
+            measure(
+                clients,
+                jobs,
+                Arc::new(move |_| {
+                    let mut args: Vec<&str> = a.iter().map(String::as_str).collect();
+                    args.extend(["--json", "job", "run", "1"]);
+                    run(&z.bin, &args);
+                }),
+            ),
+        )
+    };
+    let local_jobs = {
+        let z = z.clone();
+        line(
+            "local CLI (a process per run)",
+            measure(
+                clients,
+                jobs,
+                Arc::new(move |_| {
+                    z.local("acme", &["--json", "job", "run", "1"]);
+                }),
+            ),
+        )
+    };
+    ratio(&remote_jobs, &local_jobs);
+    drop(server);
+}
