@@ -409,3 +409,76 @@ fn a_kill_9_of_the_server_mid_run_keeps_the_queue_and_releases_each_job_once() {
     // The log still verifies after the crash.
     zone.run_as("inspector", &["audit", "verify"]).ok();
 }
+
+/// The API alone, as a client other than the CLI would call it, with `who`'s certificate.
+fn api_agent(zone: &TestZone, who: &str) -> ureq::Agent {
+    use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
+    let ca = zone.zone.join("dev-ca");
+    let read = |p: PathBuf| std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let cert = Certificate::from_pem(&read(ca.join("clients").join(format!("{who}.pem")))).expect("cert");
+    let key = PrivateKey::from_pem(&read(ca.join("clients").join(format!("{who}.key")))).expect("key");
+    let root = Certificate::from_pem(&read(ca.join("ca.pem"))).expect("ca");
+    let tls = TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .client_cert(Some(ClientCert::new_with_certs(&[cert], key)))
+        .root_certs(RootCerts::new_with_certs(&[root]))
+        .build();
+    ureq::Agent::config_builder().tls_config(tls).http_status_as_error(false).build().new_agent()
+}
+
+#[test]
+fn the_server_opens_no_path_a_client_names_and_answers_hostile_requests_with_errors() {
+    let zone = TestZone::with_dev_ca();
+    let server = Server::start(&zone.zone, 1);
+    let agent = api_agent(&zone, "inspector");
+    let post = |path: &str, body: serde_json::Value| {
+        let mut r = agent.post(format!("{}{path}", server.url)).send_json(&body).expect("request");
+        let status = r.status().as_u16();
+        (status, r.body_mut().read_json::<serde_json::Value>().unwrap_or_default())
+    };
+    // An output path of the client's choosing is refused before anything runs: no file appears.
+    let target = zone.path("escaped.json");
+    let (status, body) =
+        post("/v1/commands", serde_json::json!({ "command": { "Audit": { "Export": { "out": s(&target) } } } }));
+    assert_eq!(status, 400, "{body}");
+    assert!(!target.exists());
+    // So is an input path that is not an upload (the server would read its own file).
+    let (status, body) = post(
+        "/v1/commands",
+        serde_json::json!({ "command": { "Module": { "Check": { "module": "/etc/passwd", "params": [] } } } }),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("not an upload")), "{body}");
+    // An upload token that climbs out of the upload area is refused too.
+    let climbing = format!("upload:{}/../../keys", "0".repeat(64));
+    let (status, _) = post(
+        "/v1/commands",
+        serde_json::json!({ "command": { "Module": { "Check": { "module": climbing, "params": [] } } } }),
+    );
+    assert_eq!(status, 400);
+    // Commands that make zones or run servers are not run for a client; neither is garbage.
+    let (status, _) = post(
+        "/v1/commands",
+        serde_json::json!({ "command": { "Zone": { "Init": { "authority": "x", "dev_ca": true } } } }),
+    );
+    assert_eq!(status, 400);
+    let (status, _) = post("/v1/commands", serde_json::json!({ "command": "rm -rf /" }));
+    assert_eq!(status, 400);
+    // A download token of someone else's, or a made-up one, is not found.
+    let mut r = agent.get(format!("{}/v1/downloads/{}/0/-", server.url, "ab".repeat(16))).call().expect("request");
+    assert_eq!(r.status().as_u16(), 404);
+    let _ = r.body_mut().read_to_string();
+    // The description is served and is the checked-in file.
+    let mut r = agent.get(format!("{}/v1/openapi.json", server.url)).call().expect("request");
+    let served = r.body_mut().read_to_string().expect("body");
+    let checked_in = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json")).expect("file");
+    assert_eq!(served, checked_in);
+    // Whoami names the principal and the certificate.
+    let mut r = agent.get(format!("{}/v1/whoami", server.url)).call().expect("request");
+    let me: serde_json::Value = r.body_mut().read_json().expect("json");
+    assert_eq!(me["name"], "inspector");
+    assert_eq!(me["certificate"]["sha256"].as_str().map(str::len), Some(64));
+    // The zone still verifies.
+    zone.run_as("inspector", &["audit", "verify"]).ok();
+}

@@ -118,6 +118,9 @@ pub struct ServeArgs {
     /// Jobs waiting at most; submissions beyond are refused with 429 (`queue.full`).
     #[arg(long, default_value_t = 1000)]
     pub max_queued: usize,
+    /// Connections served at once; more wait until one closes.
+    #[arg(long, default_value_t = 256)]
+    pub max_connections: usize,
     /// The largest upload (module, dataset file, policy…), in MiB.
     #[arg(long, default_value_t = 4096)]
     pub max_upload_mib: u64,

@@ -320,3 +320,95 @@ fn command(cli: &Cli, mode: Mode, remote: &Remote) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    fn roles(argv: &[&str]) -> Vec<PathRole> {
+        let mut cli = Cli::try_parse_from(std::iter::once("cleanroom").chain(argv.iter().copied())).expect("parses");
+        paths_mut(&mut cli.command).into_iter().map(|(r, _)| r).collect()
+    }
+
+    #[test]
+    fn every_file_argument_is_listed_with_its_role() {
+        use PathRole::{Input, OutputDir, OutputFile};
+        let cases: &[(&[&str], &[PathRole])] = &[
+            (&["dataset", "publish", "--policy", "p.toml", "a.parquet", "b.parquet"], &[Input, Input, Input]),
+            (&["dataset", "mock", "registry", "--out", "m.parquet"], &[OutputFile]),
+            (&["principal", "add", "a", "--role", "agency", "--issue-cert", "--cert-out", "d"], &[OutputDir]),
+            (
+                &[
+                    "grant",
+                    "create",
+                    "--operator",
+                    "o",
+                    "--datasets",
+                    "d",
+                    "--domains",
+                    "finance",
+                    "--from",
+                    "2026-01-01",
+                    "--to",
+                    "2027-01-01",
+                    "--terms",
+                    "t.pdf",
+                ],
+                &[Input],
+            ),
+            (
+                &[
+                    "app",
+                    "submit",
+                    "--module",
+                    "m.wasm",
+                    "--dataset",
+                    "d",
+                    "--domain",
+                    "finance",
+                    "--purpose",
+                    "p",
+                    "--mode",
+                    "aggregate",
+                    "--security-notes",
+                    "n.txt",
+                ],
+                &[Input, Input],
+            ),
+            (&["module", "check", "m.wasm"], &[Input]),
+            (&["audit", "export", "--out", "b.json"], &[OutputFile]),
+            (&["job", "output", "1", "--out", "d"], &[OutputDir]),
+            (&["artifact", "output", "1", "--out", "d"], &[OutputDir]),
+            (&["artifact", "review", "1", "--out", "a.bin"], &[OutputFile]),
+            (&["complaint", "file", "--dataset", "d", "--subject", "x", "--evidence", "e.pdf"], &[Input]),
+            (&["report", "usage", "--csv", "d"], &[OutputDir]),
+            (&["grant", "list"], &[]),
+        ];
+        for (argv, expected) in cases {
+            assert_eq!(roles(argv), expected.to_vec(), "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn only_plain_relative_names_come_back_from_a_server() {
+        assert!(safe_relative("product.parquet"));
+        assert!(safe_relative("operators.csv"));
+        for bad in ["", "/etc/passwd", "../x", "a/../../b", "./x", "a\\b"] {
+            assert!(!safe_relative(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn commands_without_a_zone_stay_on_the_client() {
+        let cli = |argv: &[&str]| {
+            Cli::try_parse_from(std::iter::once("cleanroom").chain(argv.iter().copied())).expect("parses")
+        };
+        assert!(runs_locally(&cli(&["product", "verify", "d"]).command));
+        assert!(runs_locally(&cli(&["zone", "init"]).command));
+        assert!(runs_locally(&cli(&["audit", "verify", "--bundle", "b.json"]).command));
+        assert!(!runs_locally(&cli(&["audit", "verify"]).command));
+        assert!(!runs_locally(&cli(&["job", "list"]).command));
+    }
+}

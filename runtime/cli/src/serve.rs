@@ -68,6 +68,8 @@ const DOWNLOAD_TTL: Duration = Duration::from_secs(3600);
 const UPLOAD_TTL: Duration = Duration::from_secs(24 * 3600);
 /// The handshake must be over within this long.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request's headers must arrive within this long (also between requests on a kept-alive connection).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What every handler shares.
 #[derive(Debug)]
@@ -737,6 +739,9 @@ pub fn serve(ctx: &Ctx<'_>, args: &ServeArgs) -> anyhow::Result<()> {
     if args.workers == 0 || args.workers > 64 {
         anyhow::bail!("--workers must be 1 to 64");
     }
+    if args.max_connections == 0 {
+        anyhow::bail!("--max-connections must be at least 1");
+    }
     // One server per zone: its queue and recovery assume no other.
     fs::create_dir_all(root.join(SPOOL)).with_context(|| format!("create {}", root.join(SPOOL).display()))?;
     let lock_path = root.join(SPOOL).join("lock");
@@ -768,7 +773,7 @@ pub fn serve(ctx: &Ctx<'_>, args: &ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    let result = runtime.block_on(accept_loop(&args.listen, tls, router(state), ctx.mode));
+    let result = runtime.block_on(accept_loop(&args.listen, tls, router(state), ctx.mode, args.max_connections));
     queue.stop.store(true, Ordering::SeqCst);
     queue.notify();
     for w in workers {
@@ -778,7 +783,14 @@ pub fn serve(ctx: &Ctx<'_>, args: &ServeArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn accept_loop(listen: &str, tls: rustls::ServerConfig, app: axum::Router, mode: Mode) -> anyhow::Result<()> {
+async fn accept_loop(
+    listen: &str,
+    tls: rustls::ServerConfig,
+    app: axum::Router,
+    mode: Mode,
+    max_connections: usize,
+) -> anyhow::Result<()> {
+    let connections = Arc::new(tokio::sync::Semaphore::new(max_connections));
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
     let addr: SocketAddr = listener.local_addr().context("local address")?;
     match mode {
@@ -802,8 +814,11 @@ async fn accept_loop(listen: &str, tls: rustls::ServerConfig, app: axum::Router,
                 return Ok(());
             }
         };
+        // At most `max_connections` at once: the next one waits in the kernel's backlog.
+        let Ok(permit) = connections.clone().acquire_owned().await else { return Ok(()) };
         let (acceptor, app) = (acceptor.clone(), app.clone());
         tokio::spawn(async move {
+            let _permit = permit;
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -824,9 +839,10 @@ async fn accept_loop(listen: &str, tls: rustls::ServerConfig, app: axum::Router,
                 req.extensions_mut().insert(identity.clone());
                 app.clone().oneshot(req.map(Body::new))
             });
-            if let Err(e) =
-                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await
-            {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            // A client that stalls between requests or in its headers does not hold a connection for ever.
+            http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+            if let Err(e) = http.serve_connection(TokioIo::new(stream), service).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });

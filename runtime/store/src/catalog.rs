@@ -508,3 +508,62 @@ impl Catalog {
         Ok(version)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Migration 7 rebuilds `jobs` (a new CHECK and the queue's columns): a zone made before it keeps every job, and
+    /// the artifacts that reference them, and afterwards the table takes queued jobs.
+    #[test]
+    fn the_queue_migration_keeps_jobs_and_the_rows_that_reference_them() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("catalog.db");
+        {
+            let conn = Connection::open(&path)?;
+            conn.pragma_update(None, "foreign_keys", "ON")?;
+            for (i, sql) in MIGRATIONS.iter().enumerate().take(6) {
+                conn.execute_batch(sql)?;
+                conn.pragma_update(None, "user_version", i + 1)?;
+            }
+            conn.execute_batch(
+                "INSERT INTO principals VALUES ('acme', 'operator', NULL, 'dsb', 't');
+                 INSERT INTO grants VALUES (1, 'acme', '{}', '2026-01-01', '2027-01-01', '{}', NULL, 'dsb', 't');
+                 INSERT INTO applications (id, operator, grant_id, module_sha256, module_bytes, artifact_sha256,
+                     datasets_json, params_json, output_json, domain, purpose, mode, submitted_at)
+                     VALUES (1, 'acme', 1, 'm', 1, 'a', '[]', '[]', '{}', 'finance', 'p', 'reviewed', 't');
+                 INSERT INTO jobs (id, app, operator, state, binding_json, started_at, finished_at)
+                     VALUES (7, 1, 'acme', 'released', '{}', 't0', 't1');
+                 INSERT INTO artifacts (id, job, name, sha256, bytes, state, held_at)
+                     VALUES (1, 7, 'model.json', 's', 3, 'held', 't1');",
+            )?;
+        }
+        let catalog = Catalog::open(&path)?;
+        let version: i64 = catalog.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        assert_eq!(version as usize, MIGRATIONS.len());
+        let (state, started, attempts, queued): (String, String, i64, Option<String>) = catalog.conn.query_row(
+            "SELECT state, started_at, attempts, queued_at FROM jobs WHERE id = 7",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
+        assert_eq!((state.as_str(), started.as_str(), attempts, queued), ("released", "t0", 1, None));
+        let dangling: i64 =
+            catalog.conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0))?;
+        assert_eq!(dangling, 0);
+        let fk: i64 = catalog.conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+        assert_eq!(fk, 1, "foreign keys are enforced again after the migration");
+        catalog.conn.execute(
+            "INSERT INTO jobs (app, operator, state, binding_json, started_at, queued_at, attempts)
+             VALUES (1, 'acme', 'queued', '{}', 't2', 't2', 0)",
+            [],
+        )?;
+        assert!(catalog.conn.execute("UPDATE jobs SET state = 'lost' WHERE id = 7", []).is_err());
+        // An artifact of a job that does not exist is still refused.
+        let orphan = catalog.conn.execute(
+            "INSERT INTO artifacts (job, name, sha256, bytes, state, held_at) VALUES (99, 'x', 's', 1, 'held', 't')",
+            [],
+        );
+        assert!(orphan.is_err());
+        Ok(())
+    }
+}
