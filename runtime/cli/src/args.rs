@@ -45,6 +45,24 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// `command` on the local zone at `zone`, as principal `who` (for commands run from code: the demo, the server).
+    pub fn acting(zone: PathBuf, who: &str, json: bool, command: Command) -> Cli {
+        Cli {
+            zone: Some(zone),
+            as_: Some(who.to_owned()),
+            json,
+            verbose: 0,
+            server: None,
+            cert: None,
+            key: None,
+            ca: None,
+            profile: None,
+            command,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand, Serialize, Deserialize)]
 pub enum Command {
     /// Create or inspect a zone.

@@ -106,18 +106,7 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
 
     // The remaining steps go through the same command code as the CLI, as each principal.
     let cli = |who: &str| -> Cli {
-        Cli {
-            zone: Some(root.clone()),
-            as_: Some(who.to_owned()),
-            json: mode == Mode::Json,
-            verbose: 0,
-            server: None,
-            cert: None,
-            key: None,
-            ca: None,
-            profile: None,
-            command: crate::args::Command::Demo(DemoArgs { rows: 0, seed: 0 }),
-        }
+        Cli::acting(root.clone(), who, mode == Mode::Json, crate::args::Command::Demo(DemoArgs { rows: 0, seed: 0 }))
     };
     step(
         mode,

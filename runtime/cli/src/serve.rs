@@ -636,18 +636,7 @@ fn command(s: &ServerState, c: &CertIdentity, req: CommandRequest) -> ApiResult<
             }
         }
     }
-    let cli = Cli {
-        zone: Some(s.root.clone()),
-        as_: Some(who.name.clone()),
-        json: req.json,
-        verbose: 0,
-        server: None,
-        cert: None,
-        key: None,
-        ca: None,
-        profile: None,
-        command,
-    };
+    let cli = Cli::acting(s.root.clone(), &who.name, req.json, command);
     let mode = if req.json { Mode::Json } else { Mode::Human };
     let ctx = Ctx { cli: &cli, mode, via: Some(c.via()) };
     let (result, captured) = output::capture(|| crate::dispatch(&ctx));

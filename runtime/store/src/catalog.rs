@@ -293,6 +293,14 @@ impl Catalog {
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {
+        // Up to date: no write transaction (every request of the server opens the catalog).
+        let current: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(StoreError::catalog("read schema version"))?;
+        if usize::try_from(current).is_ok_and(|v| v == MIGRATIONS.len()) {
+            return Ok(());
+        }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
