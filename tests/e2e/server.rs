@@ -169,6 +169,9 @@ fn the_handshake_refuses_missing_foreign_and_expired_certificates() {
     let (cert, key) = write_cert(&dir, "acme", None, -1, 30);
     let err = server.cli_with(&cert, &key, &ca, &dir, &["job", "list"]).fails();
     assert!(err.contains("cannot reach the zone server"), "{err}");
+    // Refused handshakes are in the server's access log, with the peer.
+    let access = std::fs::read_to_string(zone.zone.join("server/access.jsonl")).expect("access log");
+    assert!(access.lines().any(|l| l.contains("\"handshake\"") && l.contains("127.0.0.1")), "{access}");
 
     // An expired certificate from the zone's own CA.
     let ca_pem = std::fs::read_to_string(&ca).expect("ca");
@@ -286,6 +289,12 @@ fn three_principals_work_through_the_server_from_their_own_certificates() {
     server.cli_in("dsb", &work, &["principal", "add", "auditor", "--role", "inspector", "--issue-cert"]).ok();
     assert!(work.join("auditor.pem").is_file() && work.join("auditor.key").is_file());
     server.cli_in("auditor", &work, &["job", "list"]).fails(); // no job for an inspector to… see
+    // Every request is in the access log with its certificate: the operator's polls too.
+    let access = std::fs::read_to_string(zone.zone.join("server/access.jsonl")).expect("access log");
+    let lines: Vec<serde_json::Value> = access.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
+    assert!(lines.iter().any(|l| l["cn"] == "acme" && l["path"] == "/v1/jobs/1" && l["status"] == 200));
+    assert!(lines.iter().any(|l| l["cn"] == "zenith" && l["path"] == "/v1/jobs/1/product" && l["status"] == 403));
+    assert!(lines.iter().all(|l| l["sha256"].as_str().is_some_and(|f| f.len() == 64) || l.get("handshake").is_some()));
     // Every state change made through the server names the certificate it came with.
     for e in zone.audit().iter().filter(|e| e["outcome"] == "ok") {
         if ["dataset.publish", "grant.create", "app.submit", "app.approve", "job.queue", "job.release"]

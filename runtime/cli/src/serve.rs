@@ -78,6 +78,59 @@ pub struct ServerState {
     queue: Arc<Queue>,
     max_queued: usize,
     max_upload: u64,
+    access: Arc<AccessLog>,
+}
+
+/// Every request (with the certificate it came with, the route and the status) and every refused handshake, one JSON
+/// line each, in `<zone>/server/access.jsonl`. The audit log records what changed, was refused or read data; this
+/// records every request, polls included, without an fsync each.
+#[derive(Debug, Default)]
+pub struct AccessLog {
+    file: Option<Mutex<fs::File>>,
+}
+
+impl AccessLog {
+    fn open(path: &Path) -> anyhow::Result<AccessLog> {
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("open the access log {}", path.display()))?;
+        Ok(AccessLog { file: Some(Mutex::new(file)) })
+    }
+
+    fn write(&self, mut line: serde_json::Value) {
+        let Some(file) = &self.file else { return };
+        line["time"] = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true).into();
+        let mut text = line.to_string();
+        text.push('\n');
+        // One write per line on an O_APPEND file: lines never interleave.
+        if let Ok(mut f) = file.lock()
+            && let Err(e) = std::io::Write::write_all(&mut *f, text.as_bytes())
+        {
+            tracing::error!(error = %e, "the access log cannot be written");
+        }
+    }
+}
+
+/// Writes each request to the access log once it is answered.
+async fn log_request(
+    State(s): State<Arc<ServerState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    let (method, path) = (req.method().to_string(), req.uri().path().to_owned());
+    let (cn, sha256) = match req.extensions().get::<PeerIdentity>().map(|p| p.0.as_ref()) {
+        Some(Ok(id)) => (Some(id.common_name.clone()), Some(id.fingerprint.clone())),
+        _ => (None, None),
+    };
+    let response = next.run(req).await;
+    s.access.write(serde_json::json!({
+        "cn": cn, "sha256": sha256, "method": method, "path": path,
+        "status": response.status().as_u16(), "ms": started.elapsed().as_millis() as u64,
+    }));
+    response
 }
 
 impl ServerState {
@@ -268,6 +321,7 @@ pub fn router(state: Arc<ServerState>) -> axum::Router {
         .route("/v1/uploads", put(upload))
         .route("/v1/downloads/{token}/{slot}/{name}", get(download))
         .route("/v1/commands", post(run_command))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), log_request))
         .with_state(state)
 }
 
@@ -744,11 +798,13 @@ pub fn serve(ctx: &Ctx<'_>, args: &ServeArgs) -> anyhow::Result<()> {
         tracing::warn!(jobs = ?requeued, "runs interrupted by the last stop are queued again");
     }
     let queue = Arc::new(Queue::default());
+    let access = Arc::new(AccessLog::open(&root.join(SPOOL).join("access.jsonl"))?);
     let state = Arc::new(ServerState {
         root: root.clone(),
         queue: queue.clone(),
         max_queued: args.max_queued,
         max_upload: args.max_upload_mib.saturating_mul(1024 * 1024),
+        access: access.clone(),
     });
     let workers: Vec<_> = (0..args.workers)
         .map(|i| {
@@ -762,7 +818,8 @@ pub fn serve(ctx: &Ctx<'_>, args: &ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    let result = runtime.block_on(accept_loop(&args.listen, tls, router(state), ctx.mode, args.max_connections));
+    let result =
+        runtime.block_on(accept_loop(&args.listen, tls, router(state), ctx.mode, args.max_connections, access));
     queue.stop.store(true, Ordering::SeqCst);
     queue.notify();
     for w in workers {
@@ -778,6 +835,7 @@ async fn accept_loop(
     app: axum::Router,
     mode: Mode,
     max_connections: usize,
+    access: Arc<AccessLog>,
 ) -> anyhow::Result<()> {
     let connections = Arc::new(tokio::sync::Semaphore::new(max_connections));
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
@@ -805,17 +863,19 @@ async fn accept_loop(
         };
         // At most `max_connections` at once: the next one waits in the kernel's backlog.
         let Ok(permit) = connections.clone().acquire_owned().await else { return Ok(()) };
-        let (acceptor, app) = (acceptor.clone(), app.clone());
+        let (acceptor, app, access) = (acceptor.clone(), app.clone(), access.clone());
         tokio::spawn(async move {
             let _permit = permit;
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::info!(%peer, error = %e, "TLS handshake refused");
+                    access.write(serde_json::json!({ "peer": peer.to_string(), "handshake": e.to_string() }));
                     return;
                 }
                 Err(_) => {
                     tracing::info!(%peer, "TLS handshake timed out");
+                    access.write(serde_json::json!({ "peer": peer.to_string(), "handshake": "timed out" }));
                     return;
                 }
             };
@@ -939,6 +999,7 @@ mod tests {
             queue: Arc::new(Queue::default()),
             max_queued: 1,
             max_upload: 1,
+            access: Arc::new(AccessLog::default()),
         });
         let app = router(state);
         for (method, path) in ROUTES {
