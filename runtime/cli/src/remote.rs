@@ -166,10 +166,22 @@ pub fn run(cli: &Cli, mode: Mode, remote: &Remote) -> anyhow::Result<()> {
                 }
                 .into());
             }
+            // As locally: the released table and its signed manifest, fetched and checked against the zone's key.
+            let answer: ProductAnswer =
+                remote.post(&format!("/v1/jobs/{}/product", record.id), &serde_json::json!({}))?;
+            let dir = tempfile::tempdir().context("a temporary folder for the product")?;
+            let (_, signed) = fetch(remote, &answer, dir.path(), "product")?;
+            let parquet = dir.path().join(zone_store::PRODUCT_PARQUET);
+            let file = fs::File::open(&parquet).with_context(|| format!("open {}", parquet.display()))?;
+            let batches = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                .and_then(|b| b.build())
+                .context("read the released table")?
+                .collect::<Result<Vec<_>, _>>()
+                .context("read the released table")?;
             match mode {
-                Mode::Json => output::json(&serde_json::json!({ "job": record })),
+                Mode::Json => output::json(&serde_json::json!({ "job": record, "manifest": signed.manifest })),
                 Mode::Human => {
-                    print_job(&record);
+                    crate::jobs::print_product(&record, &signed, &batches)?;
                     outln!("take it out with: cleanroom job output {} --out DIR", record.id);
                     Ok(())
                 }
@@ -231,8 +243,13 @@ fn wait(remote: &Remote, id: u64) -> anyhow::Result<JobRecord> {
     }
 }
 
-/// Streams a prepared product or artifact into `out` and checks it against its signed manifest and the zone's key.
-fn take_out(remote: &Remote, answer: &ProductAnswer, out: &Path, mode: Mode, what: &str) -> anyhow::Result<()> {
+/// Streams a prepared product or artifact into `out`; checked against its signed manifest and the zone's key.
+fn fetch(
+    remote: &Remote,
+    answer: &ProductAnswer,
+    out: &Path,
+    what: &str,
+) -> anyhow::Result<(Vec<PathBuf>, zone_store::SignedManifest)> {
     fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
     let mut written = Vec::new();
     for f in &answer.files {
@@ -245,6 +262,12 @@ fn take_out(remote: &Remote, answer: &ProductAnswer, out: &Path, mode: Mode, wha
     }
     let (checked, _) = zone_store::verify_product(out, Some(&answer.public_key))
         .with_context(|| format!("the downloaded {what} in {} does not verify", out.display()))?;
+    Ok((written, checked))
+}
+
+/// Streams a prepared product or artifact into `out` and checks it against its signed manifest and the zone's key.
+fn take_out(remote: &Remote, answer: &ProductAnswer, out: &Path, mode: Mode, what: &str) -> anyhow::Result<()> {
+    let (written, checked) = fetch(remote, answer, out, what)?;
     match mode {
         Mode::Json => output::json(&serde_json::json!({ "job": answer.job, "files": written, "verified": true })),
         Mode::Human => {
