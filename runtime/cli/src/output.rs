@@ -33,43 +33,34 @@ pub fn capturing() -> bool {
 
 /// Writes to stdout, or to the capture.
 pub fn write_out(args: fmt::Arguments<'_>, newline: bool) {
-    let done = CAPTURE.with(|c| match c.borrow_mut().as_mut() {
-        Some(cap) => {
-            fmt::Write::write_fmt(&mut cap.stdout, args).ok();
-            if newline {
-                cap.stdout.push('\n');
-            }
-            true
-        }
-        None => false,
-    });
-    if !done {
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_fmt(args);
-        if newline {
-            let _ = out.write_all(b"\n");
-        }
-    }
+    write(args, newline, false);
 }
 
 /// Writes to stderr, or to the capture.
 pub fn write_err(args: fmt::Arguments<'_>, newline: bool) {
-    let done = CAPTURE.with(|c| match c.borrow_mut().as_mut() {
+    write(args, newline, true);
+}
+
+fn write(args: fmt::Arguments<'_>, newline: bool, stderr: bool) {
+    let captured = CAPTURE.with(|c| match c.borrow_mut().as_mut() {
         Some(cap) => {
-            fmt::Write::write_fmt(&mut cap.stderr, args).ok();
+            let text = if stderr { &mut cap.stderr } else { &mut cap.stdout };
+            fmt::Write::write_fmt(text, args).ok();
             if newline {
-                cap.stderr.push('\n');
+                text.push('\n');
             }
             true
         }
         None => false,
     });
-    if !done {
-        let mut err = std::io::stderr().lock();
-        let _ = err.write_fmt(args);
-        if newline {
-            let _ = err.write_all(b"\n");
-        }
+    if captured {
+        return;
+    }
+    let mut out: Box<dyn std::io::Write> =
+        if stderr { Box::new(std::io::stderr().lock()) } else { Box::new(std::io::stdout().lock()) };
+    let _ = out.write_fmt(args);
+    if newline {
+        let _ = out.write_all(b"\n");
     }
 }
 

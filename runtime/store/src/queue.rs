@@ -120,16 +120,7 @@ impl Zone {
         let objects = vec![format!("job:{id}"), format!("app:{}", row.app)];
         match self.gate(&operator, row.app) {
             Err(err) => {
-                let changed = self
-                    .catalog()
-                    .conn
-                    .execute(
-                        "UPDATE jobs SET state = 'refused', finished_at = ?2, error_class = ?3, error_detail = ?4
-                         WHERE id = ?1 AND state = 'queued'",
-                        params![id, now(), err.class(), err.to_string()],
-                    )
-                    .map_err(StoreError::catalog("record job refusal"))?;
-                if changed == 0 {
+                if !self.end_queued(id, "refused", err.class(), &err.to_string())? {
                     return Ok(Claim::NotQueued);
                 }
                 self.record_refusal(&operator, "job.run", &objects, err.class(), &err.to_string())?;
@@ -174,16 +165,7 @@ impl Zone {
         self.permit(who, &Action::JobRun { operator: &record.operator })?;
         match record.state.as_str() {
             "queued" => {
-                let changed = self
-                    .catalog()
-                    .conn
-                    .execute(
-                        "UPDATE jobs SET state = 'cancelled', finished_at = ?2, error_class = ?3, error_detail = ?4
-                         WHERE id = ?1 AND state = 'queued'",
-                        params![id, now(), CANCELLED, format!("cancelled by `{}` before it ran", who.name)],
-                    )
-                    .map_err(StoreError::catalog("cancel job"))?;
-                if changed == 1 {
+                if self.end_queued(id, "cancelled", CANCELLED, &format!("cancelled by `{}` before it ran", who.name))? {
                     return Ok(Cancelled::BeforeRun(self.job_record_unchecked(id)?));
                 }
                 // A worker claimed it in between: stop the run instead.
@@ -201,6 +183,21 @@ impl Zone {
                 detail: format!("job {id} is already {state}; only a queued or running job can be cancelled"),
             }),
         }
+    }
+
+    /// Ends job `id` in `state` with `class` and `detail` if it is still queued; `false` when a worker (or another
+    /// request) got to it first.
+    fn end_queued(&self, id: u64, state: &str, class: &str, detail: &str) -> Result<bool, StoreError> {
+        let changed = self
+            .catalog()
+            .conn
+            .execute(
+                "UPDATE jobs SET state = ?2, finished_at = ?3, error_class = ?4, error_detail = ?5
+                 WHERE id = ?1 AND state = 'queued'",
+                params![id, state, now(), class, detail],
+            )
+            .map_err(StoreError::catalog("end a queued job"))?;
+        Ok(changed == 1)
     }
 
     /// Whether the operator asked to stop job `id`.
