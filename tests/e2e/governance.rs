@@ -562,3 +562,62 @@ fn audit_evidence_bundles_verify_offline() {
     let exports = zone.audit().iter().filter(|e| e["action"] == "audit.export").count();
     assert_eq!(exports, 2);
 }
+
+/// Write-ahead: a governance change whose audit entry cannot be appended never reaches the catalog.
+#[test]
+fn a_change_whose_audit_entry_cannot_be_appended_is_rolled_back() {
+    let zone = TestZone::new();
+    zone.publish_fixture("tax_credit");
+    let (from, to) = (today(), in_a_year());
+    let mut args = vec!["--json"];
+    args.extend(grant_create("acme", &["--datasets=tax_credit"], "finance", &from, &to));
+    let first = zone.run(&args).json();
+    assert_eq!(first["id"].as_u64(), Some(1));
+    let entries_before = zone.audit().len();
+
+    // The disk under the log fails: the checkpoint file cannot be opened for appending.
+    let checkpoints = zone.zone.join("audit").join("checkpoints.jsonl");
+    let saved = zone.path("checkpoints.saved");
+    std::fs::rename(&checkpoints, &saved).expect("move the checkpoints away");
+    std::fs::create_dir(&checkpoints).expect("a directory in their place");
+    let err = zone.run(&args).fails();
+    assert!(err.contains("checkpoints.jsonl"), "the error names the log file: {err}");
+    let err = zone.run(&["grant", "suspend", "1", "--reason", "audit", "--correct-by", &to]).fails();
+    assert!(err.contains("checkpoints.jsonl"), "{err}");
+    let err = zone.run(&["principal", "add", "newcomer", "--role", "inspector"]).fails();
+    assert!(err.contains("checkpoints.jsonl"), "{err}");
+    let submit = [
+        "app",
+        "submit",
+        "--module",
+        GRADES,
+        "--dataset",
+        "tax_credit",
+        "--domain",
+        "finance",
+        "--purpose",
+        "grades",
+        "--mode",
+        "aggregate",
+    ];
+    let err = zone.run_as("acme", &submit).fails();
+    assert!(err.contains("checkpoints.jsonl"), "{err}");
+
+    std::fs::remove_dir(&checkpoints).expect("remove the directory");
+    std::fs::rename(&saved, &checkpoints).expect("restore the checkpoints");
+    // None of the three changes happened: no second grant, grant 1 still active, no principal `newcomer`.
+    let grants = zone.run(&["--json", "grant", "list"]).json();
+    let grants = grants.as_array().expect("grants");
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    assert_eq!(grants[0]["status"].as_str(), Some("active"));
+    let principals = zone.run(&["principal", "list"]).ok();
+    assert!(!principals.contains("newcomer"), "{principals}");
+    let apps = zone.run_as("acme", &["--json", "app", "list"]).json();
+    assert_eq!(apps.as_array().map(Vec::len), Some(0), "{apps}");
+    // And the log is whole, with nothing claimed for them.
+    zone.run_as("inspector", &["audit", "verify"]).ok();
+    let entries = zone.audit();
+    let added: Vec<_> = entries[entries_before..].iter().map(|e| e["action"].as_str().unwrap_or("")).collect();
+    let claimed = ["grant.create", "grant.suspend", "principal.add", "app.submit"];
+    assert!(!added.iter().any(|a| claimed.contains(a)), "{added:?}");
+}

@@ -772,3 +772,79 @@ impl AuditLog {
         Some(merkle::root(&leaves[..size]))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! A failed write or fsync closes the log for good: nothing is retried, and what reached the disk still verifies.
+
+    use ring::rand::SystemRandom;
+
+    use super::*;
+    use crate::Outcome;
+
+    fn key() -> Ed25519KeyPair {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).expect("keygen");
+        Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("key")
+    }
+
+    fn entries(n: u64) -> Vec<Entry> {
+        (0..n)
+            .map(|i| {
+                Entry::new("2026-11-27T09:00:00Z", "dsb", "authority", "grant.create", Outcome::Ok)
+                    .object(format!("grant:{i}"))
+            })
+            .collect()
+    }
+
+    /// A handle on `path` that cannot be written: every write fails with an I/O error, as a dying disk would.
+    fn unwritable(path: &Path) -> File {
+        File::open(path).expect("read-only handle")
+    }
+
+    #[test]
+    fn a_failed_record_write_poisons_the_log_and_nothing_more_is_written() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let key = key();
+        let (mut log, _) = AuditLog::open(dir.path(), "zone-test", &key, "t0").expect("open");
+        log.append(&mut entries(3), &key, "t1").expect("append");
+        let before = log.raw().expect("raw");
+
+        log.log = unwritable(&dir.path().join(LOG_FILE));
+        let failed = log.append(&mut entries(2), &key, "t2");
+        assert!(matches!(failed, Err(AuditError::Io { op: "append", .. })), "{failed:?}");
+        // Never retried: even with a good handle again, this log object refuses to append.
+        log.log = OpenOptions::new().append(true).open(dir.path().join(LOG_FILE)).expect("reopen handle");
+        assert!(matches!(log.append(&mut entries(1), &key, "t3"), Err(AuditError::Poisoned)));
+        assert_eq!(log.raw().expect("raw"), before, "a poisoned log writes nothing");
+        drop(log);
+
+        let (log, report) = AuditLog::open(dir.path(), "zone-test", &key, "t4").expect("reopen");
+        assert_eq!(log.len(), 3);
+        assert_eq!(report.torn_bytes, 0);
+        drop(log); // verify takes the log's lock shared
+        verify(dir.path(), "zone-test", key.public_key().as_ref()).expect("verifies");
+    }
+
+    #[test]
+    fn a_failed_checkpoint_write_poisons_the_log_and_reopening_signs_what_reached_the_disk() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let key = key();
+        let (mut log, _) = AuditLog::open(dir.path(), "zone-test", &key, "t0").expect("open");
+        log.append(&mut entries(3), &key, "t1").expect("append");
+
+        log.checkpoints = unwritable(&dir.path().join(CHECKPOINT_FILE));
+        let failed = log.append(&mut entries(2), &key, "t2");
+        assert!(matches!(failed, Err(AuditError::Io { op: "append", .. })), "{failed:?}");
+        assert!(matches!(log.append(&mut entries(1), &key, "t3"), Err(AuditError::Poisoned)));
+        assert_eq!(log.last_checkpoint().map(|c| c.size), Some(3), "the failed group was never signed");
+        drop(log);
+
+        // The two records were written and fsynced before the checkpoint failed; reopening signs them.
+        let (log, report) = AuditLog::open(dir.path(), "zone-test", &key, "t4").expect("reopen");
+        assert_eq!(log.len(), 5);
+        assert!(report.resigned);
+        drop(log);
+        let verified = verify(dir.path(), "zone-test", key.public_key().as_ref()).expect("verifies");
+        assert_eq!(verified.entries, 5);
+    }
+}

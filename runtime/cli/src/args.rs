@@ -532,6 +532,7 @@ pub enum AuditCommand {
 
 #[derive(Debug, Args, Serialize, Deserialize)]
 pub struct AuditVerifyArgs {
+    /// An evidence bundle written by `audit export` (the whole log, or one entry's receipt), checked offline.
     #[arg(long, value_name = "FILE")]
     pub bundle: Option<PathBuf>,
     /// The zone's public key (hex), obtained separately: the bundle must be signed by it.
@@ -541,6 +542,7 @@ pub struct AuditVerifyArgs {
 
 #[derive(Debug, Args, Serialize, Deserialize)]
 pub struct AuditExportArgs {
+    /// The bundle file to write (JSON, written whole through a temporary file).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
     /// Only a receipt for this entry (its sequence number) with an inclusion proof.

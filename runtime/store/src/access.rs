@@ -102,6 +102,66 @@ impl Zone {
         result
     }
 
+    /// Runs a state change **write-ahead**: `change` inside one immediate catalog transaction, and its audit entry
+    /// appended (and fsynced, and signed) before that transaction commits. So no change is ever in the catalog
+    /// without its entry: when the entry cannot be appended the change is rolled back, and a refusal saying so is
+    /// attempted (it may fail too, on a failing disk; the append's error is what the caller gets). When the commit
+    /// fails after the entry was appended, a second entry records that the change logged as entry N did not take
+    /// effect. A refused change is rolled back first and then recorded with its class, as [`Zone::recorded`] does.
+    ///
+    /// For short catalog changes only: the catalog's write lock is held from the start of `change` to the commit.
+    pub(crate) fn logged_change<T>(
+        &self,
+        who: &Principal,
+        action: &str,
+        objects: &[String],
+        change: impl FnOnce() -> Result<T, StoreError>,
+        describe: impl FnOnce(&T, Entry) -> Entry,
+    ) -> Result<T, StoreError> {
+        let conn = &self.catalog().conn;
+        // IMMEDIATE: the write lock is taken (or waited for) now, so a read inside `change` cannot be overtaken
+        // by another writer before this transaction writes.
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(StoreError::catalog("begin transaction"))?;
+        let rollback = || conn.execute_batch("ROLLBACK").map_err(StoreError::catalog("roll back"));
+        let value = match change() {
+            Ok(value) => value,
+            Err(err) => {
+                rollback()?;
+                return self.recorded(who, action, objects, Err(err), |_, e| e);
+            }
+        };
+        let mut e = entry(who, action, Outcome::Ok);
+        e.objects = objects.to_vec();
+        let mut logged = [describe(&value, e)];
+        if let Err(err) = self.record(&mut logged) {
+            rollback()?;
+            // Best effort: the entry may have reached the disk before the failure, and would then be signed when
+            // the log is next opened. This says the change did not happen. Its own failure is not reported over
+            // the first one.
+            let _ = self.record_refusal(
+                who,
+                action,
+                objects,
+                "audit.append",
+                &format!("rolled back: its audit entry could not be appended ({err})"),
+            );
+            return Err(err);
+        }
+        if let Err(source) = conn.execute_batch("COMMIT") {
+            let _ = conn.execute_batch("ROLLBACK");
+            let err = StoreError::Catalog { context: "commit".into(), source };
+            self.record_refusal(
+                who,
+                action,
+                objects,
+                err.class(),
+                &format!("the change logged as entry {} did not take effect: {err}", logged[0].seq),
+            )?;
+            return Err(err);
+        }
+        Ok(value)
+    }
+
     /// Runs `f` in one catalog transaction: committed when it returns `Ok`, rolled back otherwise.
     pub(crate) fn in_transaction<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
         let tx = self.catalog().conn.unchecked_transaction().map_err(StoreError::catalog("begin transaction"))?;
@@ -147,10 +207,13 @@ impl Zone {
     /// Adds a principal (the authority's act). Agencies and operators need their organisation.
     pub fn add_principal(&self, who: &Principal, new: &Principal) -> Result<(), StoreError> {
         let objects = [format!("principal:{}", new.name)];
-        let result = self.add_principal_unrecorded(who, new);
-        self.recorded(who, "principal.add", &objects, result, |_, e| {
-            e.detail(format!("role {}, organisation {}", new.role, new.org.as_deref().unwrap_or("-")))
-        })
+        self.logged_change(
+            who,
+            "principal.add",
+            &objects,
+            || self.add_principal_unrecorded(who, new),
+            |_, e| e.detail(format!("role {}, organisation {}", new.role, new.org.as_deref().unwrap_or("-"))),
+        )
     }
 
     fn add_principal_unrecorded(&self, who: &Principal, new: &Principal) -> Result<(), StoreError> {

@@ -316,14 +316,12 @@ impl Zone {
         prepared: &PreparedApp,
         module: &CheckedModule,
     ) -> Result<AppView, StoreError> {
-        let result = self.submit_app_unrecorded(who, request, prepared, module);
         let mut objects: Vec<String> =
             prepared.versions.iter().map(|v| format!("dataset:{}@{}", v.dataset, v.version)).collect();
-        if let Ok(view) = &result {
-            objects.insert(0, format!("app:{}", view.app.id));
-        }
         objects.push(format!("grant:{}", prepared.grant_id));
-        self.recorded(who, "app.submit", &objects, result, |view, mut e| {
+        let submit = || self.submit_app_unrecorded(who, request, prepared, module);
+        self.logged_change(who, "app.submit", &objects, submit, |view, mut e| {
+            e.objects.insert(0, format!("app:{}", view.app.id));
             e = e.hash(format!("module:sha256:{}", view.app.module_sha256));
             e = e.hash(format!("binding:sha256:{}", view.binding_sha256));
             for d in &view.binding.datasets {
@@ -400,10 +398,10 @@ impl Zone {
     /// Approves or rejects an application, as the authority or as the agency of one of its datasets.
     pub fn decide_app(&self, who: &Principal, id: u64, approve: bool, reason: &str) -> Result<AppView, StoreError> {
         let action = if approve { "app.approve" } else { "app.reject" };
-        // One transaction: two parties deciding at once cannot both read the same state and both write (the
-        // second gets SQLITE_BUSY and is refused with it, never a lost or duplicated decision).
-        let result = self.in_transaction(|| self.decide_app_unrecorded(who, id, approve, reason));
-        self.recorded(who, action, &[format!("app:{id}")], result, |view, e| {
+        // One immediate transaction: two parties deciding at once are serialized (the second reads the state the
+        // first wrote), never a lost or duplicated decision; and the decision is logged before it commits.
+        let decide = || self.decide_app_unrecorded(who, id, approve, reason);
+        self.logged_change(who, action, &[format!("app:{id}")], decide, |view, e| {
             e.object(format!("principal:{}", view.app.operator))
                 .hash(format!("module:sha256:{}", view.app.module_sha256))
                 .hash(format!("binding:sha256:{}", view.binding_sha256))

@@ -48,23 +48,26 @@ pub fn today() -> NaiveDate {
 impl Zone {
     /// Records a new grant (the authority's act).
     pub fn create_grant(&self, who: &Principal, new: &NewGrant) -> Result<Grant, StoreError> {
-        let result = self.create_grant_unrecorded(who, new);
-        let objects = match &result {
-            Ok(g) => vec![format!("grant:{}", g.id), format!("principal:{}", new.operator)],
-            Err(_) => vec![format!("principal:{}", new.operator)],
-        };
-        self.recorded(who, "grant.create", &objects, result, |g, mut e| {
-            for d in &g.scope.datasets {
-                e = e.object(format!("dataset:{d}"));
-            }
-            for p in &g.scope.providers {
-                e = e.object(format!("provider:{p}"));
-            }
-            if let Some(t) = &g.terms_sha256 {
-                e = e.hash(format!("terms:sha256:{t}"));
-            }
-            e.detail(format!("domains {}; {} to {}", g.scope.domains.join(", "), g.valid_from, g.valid_to))
-        })
+        let objects = [format!("principal:{}", new.operator)];
+        self.logged_change(
+            who,
+            "grant.create",
+            &objects,
+            || self.create_grant_unrecorded(who, new),
+            |g, mut e| {
+                e.objects.insert(0, format!("grant:{}", g.id));
+                for d in &g.scope.datasets {
+                    e = e.object(format!("dataset:{d}"));
+                }
+                for p in &g.scope.providers {
+                    e = e.object(format!("provider:{p}"));
+                }
+                if let Some(t) = &g.terms_sha256 {
+                    e = e.hash(format!("terms:sha256:{t}"));
+                }
+                e.detail(format!("domains {}; {} to {}", g.scope.domains.join(", "), g.valid_from, g.valid_to))
+            },
+        )
     }
 
     fn create_grant_unrecorded(&self, who: &Principal, new: &NewGrant) -> Result<Grant, StoreError> {
@@ -149,17 +152,22 @@ impl Zone {
 
     /// Suspends, resumes or terminates a grant (the authority's act). A terminated grant never changes again.
     pub fn change_grant(&self, who: &Principal, id: u64, change: &GrantChange) -> Result<Grant, StoreError> {
-        let result = self.in_transaction(|| self.change_grant_unrecorded(who, id, change));
         let objects = [format!("grant:{id}")];
-        self.recorded(who, change.action(), &objects, result, |g, e| {
-            let e = e.object(format!("principal:{}", g.operator));
-            match change {
-                GrantChange::Suspend { reason, correct_by } => {
-                    e.detail(format!("{reason}; to be corrected by {correct_by}"))
+        self.logged_change(
+            who,
+            change.action(),
+            &objects,
+            || self.change_grant_unrecorded(who, id, change),
+            |g, e| {
+                let e = e.object(format!("principal:{}", g.operator));
+                match change {
+                    GrantChange::Suspend { reason, correct_by } => {
+                        e.detail(format!("{reason}; to be corrected by {correct_by}"))
+                    }
+                    GrantChange::Resume { reason } | GrantChange::Terminate { reason } => e.detail(reason.clone()),
                 }
-                GrantChange::Resume { reason } | GrantChange::Terminate { reason } => e.detail(reason.clone()),
-            }
-        })
+            },
+        )
     }
 
     fn change_grant_unrecorded(&self, who: &Principal, id: u64, change: &GrantChange) -> Result<Grant, StoreError> {

@@ -10,7 +10,6 @@ use rusqlite::{OptionalExtension, params};
 use zone_access::{Action, Principal};
 use zone_audit::{Entry, Outcome};
 
-use crate::access::entry;
 use crate::error::StoreError;
 use crate::grants::json;
 use crate::jobs::{CANCELLED, JobRecord, JobTicket};
@@ -64,19 +63,20 @@ impl Zone {
         };
         let time = now();
         let batch_rows = batch_rows.map(|b| b as u64);
-        self.catalog()
-            .conn
-            .execute(
+        let queue = || {
+            let conn = &self.catalog().conn;
+            conn.execute(
                 "INSERT INTO jobs (app, operator, state, binding_json, started_at, queued_at, attempts, batch_rows, via)
                  VALUES (?1, ?2, 'queued', ?3, ?4, ?4, 0, ?5, ?6)",
                 params![app_id, ticket.app.app.operator, json(&ticket.app.binding)?, time, batch_rows, self.via()],
             )
             .map_err(StoreError::catalog("queue job"))?;
-        let job = u64::try_from(self.catalog().conn.last_insert_rowid()).unwrap_or(0);
-        self.record(&mut [entry(who, "job.queue", Outcome::Ok)
-            .object(format!("job:{job}"))
-            .object(format!("app:{app_id}"))
-            .hash(ticket.app.app.module_sha256.clone())])?;
+            Ok(u64::try_from(conn.last_insert_rowid()).unwrap_or(0))
+        };
+        let job = self.logged_change(who, "job.queue", &objects, queue, |job, mut e| {
+            e.objects.insert(0, format!("job:{job}"));
+            e.hash(ticket.app.app.module_sha256.clone())
+        })?;
         self.job_record_unchecked(job)
     }
 
@@ -153,11 +153,16 @@ impl Zone {
     /// stops its sandbox (the run then ends `cancelled` and releases nothing). Recorded as `job.cancel`.
     pub fn cancel_job(&self, who: &Principal, id: u64) -> Result<Cancelled, StoreError> {
         let objects = vec![format!("job:{id}")];
-        let result = self.cancel_job_unrecorded(who, id);
-        self.recorded(who, "job.cancel", &objects, result, |c, e| match c {
-            Cancelled::BeforeRun(_) => e.detail("cancelled before it ran"),
-            Cancelled::WhileRunning(_) => e.detail("stop requested while it ran; nothing is released"),
-        })
+        self.logged_change(
+            who,
+            "job.cancel",
+            &objects,
+            || self.cancel_job_unrecorded(who, id),
+            |c, e| match c {
+                Cancelled::BeforeRun(_) => e.detail("cancelled before it ran"),
+                Cancelled::WhileRunning(_) => e.detail("stop requested while it ran; nothing is released"),
+            },
+        )
     }
 
     fn cancel_job_unrecorded(&self, who: &Principal, id: u64) -> Result<Cancelled, StoreError> {
