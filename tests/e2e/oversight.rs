@@ -17,7 +17,14 @@ fn approved_app(zone: &TestZone, module: &str, params: &[&str]) -> String {
 
 /// Approves a guest that burns about 20 s in 100-row batches and starts `job run` on it as `acme`, in the background.
 fn spawn_slow_job(zone: &TestZone) -> std::process::Child {
-    let slow = approved_app(zone, HOSTILE, &["attack=slow", "spin=1000000"]);
+    spawn_job_spinning(zone, 1_000_000)
+}
+
+/// Approves a guest that burns `spin` iterations per row (1,000,000: about 20 s) and starts `job run` on it as
+/// `acme`, in the background.
+fn spawn_job_spinning(zone: &TestZone, spin: u64) -> std::process::Child {
+    let spin = format!("spin={spin}");
+    let slow = approved_app(zone, HOSTILE, &["attack=slow", &spin]);
     Command::new(BIN)
         .args(["--zone", s(&zone.zone), "--json", "job", "run", &slow, "--batch-rows", "100"])
         .env("CLEANROOM_AS", "acme")
@@ -416,4 +423,43 @@ fn audit_entries_are_kept_for_the_retention_period() {
     std::fs::write(&toml, format!("{text}\n[audit]\nretention_days = 7\n")).expect("write");
     let err = zone.run(&["audit", "compact", "--before", "2000-01-01"]).fails();
     assert!(err.contains("retention_days = 7: must be between 30 and 36500"), "{err}");
+}
+
+/// Write-ahead release: a run whose `job.release` entry cannot be appended releases nothing — no product folder, the
+/// job ends `failed` with `audit.append` — and the log stays whole.
+#[test]
+fn a_release_that_cannot_be_logged_releases_nothing() {
+    let zone = registry_zone();
+    let child = spawn_job_spinning(&zone, 300_000);
+    let started = Instant::now();
+    // Wait for the run's `job.start` entry; then the disk under the log fails while the guest spins.
+    let job = loop {
+        let started_entry = zone.audit().into_iter().find(|e| e["action"] == "job.start" && e["outcome"] == "ok");
+        if let Some(e) = started_entry {
+            let object = e["objects"].as_array().and_then(|o| o.iter().find_map(|o| o.as_str()?.strip_prefix("job:")));
+            break object.and_then(|id| id.parse::<u64>().ok()).expect("job id");
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the job never started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let checkpoints = zone.zone.join("audit").join("checkpoints.jsonl");
+    let saved = zone.path("checkpoints.saved");
+    std::fs::rename(&checkpoints, &saved).expect("move the checkpoints away");
+    std::fs::create_dir(&checkpoints).expect("a directory in their place");
+    let out = child.wait_with_output().expect("job run");
+    std::fs::remove_dir(&checkpoints).expect("remove the directory");
+    std::fs::rename(&saved, &checkpoints).expect("restore the checkpoints");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the run must fail: {stderr}");
+    assert!(stderr.contains("checkpoints.jsonl"), "the error names the log: {stderr}");
+
+    let status = zone.run_as("acme", &["--json", "job", "status", &job.to_string()]).json();
+    assert_eq!(status["state"].as_str(), Some("failed"), "{status}");
+    assert_eq!(status["error_class"].as_str(), Some("audit.append"), "{status}");
+    assert!(!zone.zone.join("products").join(job.to_string()).exists(), "no product folder");
+    let out_dir = zone.path("out");
+    zone.run_as("acme", &["job", "output", &job.to_string(), "--out", s(&out_dir)]).fails();
+    zone.run_as("inspector", &["audit", "verify"]).ok();
+    let released = zone.audit().iter().filter(|e| e["action"] == "job.release" && e["outcome"] == "ok").count();
+    assert_eq!(released, 0, "no release in the log");
 }

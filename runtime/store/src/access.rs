@@ -26,6 +26,27 @@ pub(crate) fn check_name(what: &str, name: &str) -> Result<(), StoreError> {
     }
 }
 
+fn catalog_error(context: &str, source: rusqlite::Error) -> StoreError {
+    StoreError::Catalog { context: context.to_owned(), source }
+}
+
+/// Why a [`Zone::write_ahead`] change did not happen.
+#[derive(Debug)]
+pub(crate) enum WriteAhead {
+    /// The change itself refused (nothing recorded yet: the caller records the refusal).
+    Refused(StoreError),
+    /// The change could not be logged or committed (what could be recorded about it was).
+    NotLogged(StoreError),
+}
+
+impl From<WriteAhead> for StoreError {
+    fn from(w: WriteAhead) -> StoreError {
+        match w {
+            WriteAhead::Refused(e) | WriteAhead::NotLogged(e) => e,
+        }
+    }
+}
+
 /// An audit entry for `who` doing `action`.
 pub(crate) fn entry(who: &Principal, action: &str, outcome: Outcome) -> Entry {
     Entry::new(now(), &who.name, who.role.name(), action, outcome)
@@ -102,14 +123,8 @@ impl Zone {
         result
     }
 
-    /// Runs a state change **write-ahead**: `change` inside one immediate catalog transaction, and its audit entry
-    /// appended (and fsynced, and signed) before that transaction commits. So no change is ever in the catalog
-    /// without its entry: when the entry cannot be appended the change is rolled back, and a refusal saying so is
-    /// attempted (it may fail too, on a failing disk; the append's error is what the caller gets). When the commit
-    /// fails after the entry was appended, a second entry records that the change logged as entry N did not take
-    /// effect. A refused change is rolled back first and then recorded with its class, as [`Zone::recorded`] does.
-    ///
-    /// For short catalog changes only: the catalog's write lock is held from the start of `change` to the commit.
+    /// Runs a state change **write-ahead** and records its outcome: see [`Zone::write_ahead`]; a refused change is
+    /// rolled back and then recorded with its class, as [`Zone::recorded`] does.
     pub(crate) fn logged_change<T>(
         &self,
         who: &Principal,
@@ -118,26 +133,53 @@ impl Zone {
         change: impl FnOnce() -> Result<T, StoreError>,
         describe: impl FnOnce(&T, Entry) -> Entry,
     ) -> Result<T, StoreError> {
+        let logged = self.write_ahead(who, action, objects, change, |value| {
+            let mut e = entry(who, action, Outcome::Ok);
+            e.objects = objects.to_vec();
+            vec![describe(value, e)]
+        });
+        match logged {
+            Err(WriteAhead::Refused(err)) => self.recorded(who, action, objects, Err(err), |_, e| e),
+            Err(WriteAhead::NotLogged(err)) => Err(err),
+            Ok(value) => Ok(value),
+        }
+    }
+
+    /// Runs `change` inside one immediate catalog transaction and appends `entries` (fsynced and signed) *before*
+    /// that transaction commits. So no change is ever in the catalog without its entries: when they cannot be
+    /// appended the change is rolled back, and a refusal saying so is attempted (it may fail too, on a failing
+    /// disk; the append's error is what the caller gets). When the commit fails after the append, a second entry
+    /// records that the change logged as entry N did not take effect. `who`, `action` and `objects` name the change
+    /// in those two entries.
+    ///
+    /// For short changes only: the catalog's write lock is held from the start of `change` to the commit.
+    pub(crate) fn write_ahead<T>(
+        &self,
+        who: &Principal,
+        action: &str,
+        objects: &[String],
+        change: impl FnOnce() -> Result<T, StoreError>,
+        entries: impl FnOnce(&T) -> Vec<Entry>,
+    ) -> Result<T, WriteAhead> {
         let conn = &self.catalog().conn;
         // IMMEDIATE: the write lock is taken (or waited for) now, so a read inside `change` cannot be overtaken
         // by another writer before this transaction writes.
-        conn.execute_batch("BEGIN IMMEDIATE").map_err(StoreError::catalog("begin transaction"))?;
-        let rollback = || conn.execute_batch("ROLLBACK").map_err(StoreError::catalog("roll back"));
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| WriteAhead::NotLogged(catalog_error("begin", e)))?;
+        let rollback =
+            || conn.execute_batch("ROLLBACK").map_err(|e| WriteAhead::NotLogged(catalog_error("roll back", e)));
         let value = match change() {
             Ok(value) => value,
             Err(err) => {
                 rollback()?;
-                return self.recorded(who, action, objects, Err(err), |_, e| e);
+                return Err(WriteAhead::Refused(err));
             }
         };
-        let mut e = entry(who, action, Outcome::Ok);
-        e.objects = objects.to_vec();
-        let mut logged = [describe(&value, e)];
+        let mut logged = entries(&value);
         if let Err(err) = self.record(&mut logged) {
             rollback()?;
-            // Best effort: the entry may have reached the disk before the failure, and would then be signed when
-            // the log is next opened. This says the change did not happen. Its own failure is not reported over
-            // the first one.
+            // Best effort: the entries may have reached the disk before the failure, and would then be signed
+            // when the log is next opened. This says the change did not happen. Its own failure is not reported
+            // over the first one.
             let _ = self.record_refusal(
                 who,
                 action,
@@ -145,28 +187,16 @@ impl Zone {
                 "audit.append",
                 &format!("rolled back: its audit entry could not be appended ({err})"),
             );
-            return Err(err);
+            return Err(WriteAhead::NotLogged(err));
         }
         if let Err(source) = conn.execute_batch("COMMIT") {
             let _ = conn.execute_batch("ROLLBACK");
-            let err = StoreError::Catalog { context: "commit".into(), source };
-            self.record_refusal(
-                who,
-                action,
-                objects,
-                err.class(),
-                &format!("the change logged as entry {} did not take effect: {err}", logged[0].seq),
-            )?;
-            return Err(err);
+            let err = catalog_error("commit", source);
+            let first = logged.first().map_or(0, |e| e.seq);
+            let detail = format!("the change logged as entry {first} did not take effect: {err}");
+            self.record_refusal(who, action, objects, err.class(), &detail).map_err(WriteAhead::NotLogged)?;
+            return Err(WriteAhead::NotLogged(err));
         }
-        Ok(value)
-    }
-
-    /// Runs `f` in one catalog transaction: committed when it returns `Ok`, rolled back otherwise.
-    pub(crate) fn in_transaction<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let tx = self.catalog().conn.unchecked_transaction().map_err(StoreError::catalog("begin transaction"))?;
-        let value = f()?;
-        tx.commit().map_err(StoreError::catalog("commit"))?;
         Ok(value)
     }
 

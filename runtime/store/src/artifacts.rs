@@ -216,9 +216,10 @@ impl Zone {
     ) -> Result<HeldArtifact, StoreError> {
         let action = if release { "artifact.release" } else { "artifact.reject" };
         let objects = [format!("artifact:{id}")];
-        // One transaction: two agencies deciding at once cannot both see the artifact as still waiting for them.
-        let result = self.in_transaction(|| self.decide_artifact_unrecorded(who, id, release, reason));
-        self.recorded(who, action, &objects, result, |a, e| {
+        // One immediate transaction: two agencies deciding at once cannot both see the artifact as still waiting
+        // for them; and the decision is logged before it commits.
+        let decide = || self.decide_artifact_unrecorded(who, id, release, reason);
+        self.logged_change(who, action, &objects, decide, |a, e| {
             e.object(format!("job:{}", a.job)).hash(a.sha256.clone()).detail(format!(
                 "{}; state now {}",
                 reason.trim(),

@@ -89,8 +89,8 @@ impl Zone {
         evidence: &std::path::Path,
     ) -> Result<Complaint, StoreError> {
         let objects = vec![format!("dataset:{dataset}")];
-        let result = self.file_complaint_unrecorded(who, dataset, subject, evidence);
-        self.recorded(who, "complaint.file", &objects, result, |c, e| {
+        let file = || self.file_complaint_unrecorded(who, dataset, subject, evidence);
+        self.logged_change(who, "complaint.file", &objects, file, |c, e| {
             e.object(format!("complaint:{}", c.id))
                 .hash(format!("subject-token:{}", c.subject_token))
                 .hash(format!("evidence:sha256:{}", c.evidence_sha256))

@@ -229,8 +229,8 @@ impl Zone {
     /// `incident close`: the authority ends the incident (grants stay suspended until resumed). Recorded.
     pub fn close_incident(&self, who: &Principal, id: u64, reason: &str) -> Result<Incident, StoreError> {
         let objects = vec![format!("incident:{id}")];
-        let result = self.close_incident_unrecorded(who, id, reason);
-        self.recorded(who, "incident.close", &objects, result, |i, e| {
+        let close = || self.close_incident_unrecorded(who, id, reason);
+        self.logged_change(who, "incident.close", &objects, close, |i, e| {
             e.object(format!("principal:{}", i.operator)).detail(reason.trim().to_owned())
         })
     }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use zone_access::{Action, Principal};
 use zone_audit::Outcome;
 
-use crate::access::entry;
+use crate::access::{WriteAhead, entry};
 use crate::apps::{AppStatus, AppView, Binding};
 use crate::catalog::DatasetVersion;
 use crate::error::StoreError;
@@ -358,7 +358,7 @@ impl Zone {
             Ok(w) => w,
             Err(e) => return self.finish_job(who, ticket, Err(failure("product.write", e.to_string()))),
         };
-        let artifact_ids = self.in_transaction(|| {
+        let release = || {
             let changed = self
                 .catalog()
                 .conn
@@ -377,38 +377,47 @@ impl Zone {
                 });
             }
             held.iter().map(|a| self.insert_held_artifact(job, a)).collect::<Result<Vec<u64>, StoreError>>()
-        });
-        let artifact_ids = match artifact_ids {
-            Ok(ids) => ids,
-            Err(e) => {
-                // Not recorded as released: the folder must not stay where `job output` would find it.
-                let _ = std::fs::remove_dir_all(self.products_dir().join(job.to_string()));
-                return Err(e);
-            }
         };
-        let mut entries = vec![
-            entry(who, "job.release", Outcome::Ok)
-                .object(object)
-                .hash(signed.manifest.output_sha256.clone())
-                .hash(manifest_sha)
-                .detail(format!(
-                    "{} rows released, {} groups suppressed, {} rows read{}",
-                    table.counts.rows_released,
-                    table.counts.groups_suppressed,
-                    table.counts.rows_read,
-                    if held.is_empty() { String::new() } else { format!(", {} artifacts held for review", held.len()) }
-                )),
-        ];
-        for (id, a) in artifact_ids.iter().zip(&held) {
-            entries.push(
-                entry(who, "artifact.hold", Outcome::Ok)
-                    .object(format!("artifact:{id}"))
-                    .object(format!("job:{job}"))
-                    .hash(a.sha256.clone())
-                    .detail(format!("{} bytes held for the providing agencies' review", a.bytes)),
-            );
+        let entries = |artifact_ids: &Vec<u64>| {
+            let mut entries = vec![
+                entry(who, "job.release", Outcome::Ok)
+                    .object(object.clone())
+                    .hash(signed.manifest.output_sha256.clone())
+                    .hash(manifest_sha.clone())
+                    .detail(format!(
+                        "{} rows released, {} groups suppressed, {} rows read{}",
+                        table.counts.rows_released,
+                        table.counts.groups_suppressed,
+                        table.counts.rows_read,
+                        if held.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", {} artifacts held for review", held.len())
+                        }
+                    )),
+            ];
+            for (id, a) in artifact_ids.iter().zip(&held) {
+                entries.push(
+                    entry(who, "artifact.hold", Outcome::Ok)
+                        .object(format!("artifact:{id}"))
+                        .object(format!("job:{job}"))
+                        .hash(a.sha256.clone())
+                        .detail(format!("{} bytes held for the providing agencies' review", a.bytes)),
+                );
+            }
+            entries
+        };
+        // The release and its entries are logged write-ahead: no product is released without `job.release`.
+        if let Err(e) = self.write_ahead(who, "job.release", std::slice::from_ref(&object), release, entries) {
+            // Not recorded as released: the folder must not stay where `job output` would find it.
+            let _ = std::fs::remove_dir_all(self.products_dir().join(job.to_string()));
+            if let WriteAhead::NotLogged(err) = &e {
+                // Still this run's job: it ends failed (released nothing), rather than running for ever.
+                let detail = format!("the release could not be logged, so nothing is released: {err}");
+                self.mark_failed(job, "audit.append", &detail, Some(&table.counts), &table.diagnostics)?;
+            }
+            return Err(e.into());
         }
-        self.record(&mut entries)?;
         Ok((self.job_record_unchecked(job)?, Some(signed)))
     }
 
