@@ -25,8 +25,13 @@ struct Server {
 
 impl Server {
     fn start(zone: &Path, workers: usize) -> Server {
+        Server::start_with(zone, workers, &[])
+    }
+
+    fn start_with(zone: &Path, workers: usize, extra: &[&str]) -> Server {
         let mut child = Command::new(BIN)
             .args(["--zone", s(zone), "serve", "--listen", "127.0.0.1:0", "--workers", &workers.to_string()])
+            .args(extra)
             .env_remove("CLEANROOM_AS")
             .env_remove("CLEANROOM_ZONE")
             .stdout(Stdio::piped())
@@ -499,4 +504,50 @@ fn the_server_opens_no_path_a_client_names_and_answers_hostile_requests_with_err
     assert_eq!(me["certificate"]["sha256"].as_str().map(str::len), Some(64));
     // The zone still verifies.
     zone.run_as("inspector", &["audit", "verify"]).ok();
+}
+
+/// The access log is sealed into the audit log; `zone verify` finds a changed or truncated line before the last seal.
+#[test]
+fn the_access_log_is_sealed_into_the_audit_log_and_tampering_is_found() {
+    let zone = TestZone::with_dev_ca();
+    let server = Server::start_with(&zone.zone, 1, &["--seal-every", "1"]);
+    for _ in 0..3 {
+        server.cli("acme", &["job", "list"]).ok();
+    }
+    let path = zone.zone.join("server/access.jsonl");
+    let size = std::fs::metadata(&path).expect("access log").len();
+    // Wait for a seal that covers at least those three requests.
+    let sealed = || {
+        zone.audit().iter().filter(|e| e["action"] == "server.access_seal").any(|e| {
+            let objects = e["objects"].as_array().cloned().unwrap_or_default();
+            objects
+                .iter()
+                .filter_map(|o| o.as_str()?.strip_prefix("access-log@")?.parse::<u64>().ok())
+                .any(|b| b >= size)
+        })
+    };
+    let waited = Instant::now();
+    while !sealed() {
+        assert!(waited.elapsed() < Duration::from_secs(20), "no seal of the access log in the audit log");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let ok = zone.run(&["zone", "verify"]).ok();
+    assert!(ok.contains("access log intact"), "{ok}");
+
+    // One changed status on the first line.
+    let original = std::fs::read(&path).expect("read");
+    let text = String::from_utf8(original.clone()).expect("utf-8");
+    let first = text.lines().next().expect("a line");
+    assert!(first.contains("\"status\":200"), "{first}");
+    let forged = text.replacen("\"status\":200", "\"status\":403", 1);
+    std::fs::write(&path, &forged).expect("tamper");
+    let err = zone.run(&["zone", "verify"]).fails();
+    assert!(err.contains("no longer hash to what audit entry"), "{err}");
+    // Lines removed from the end of what was sealed.
+    std::fs::write(&path, &original[..first.len() + 1]).expect("truncate");
+    let err = zone.run(&["zone", "verify"]).fails();
+    assert!(err.contains("it was truncated"), "{err}");
+    // The original again: intact, and lines after the last seal are simply not covered yet.
+    std::fs::write(&path, &original).expect("restore");
+    zone.run(&["zone", "verify"]).ok();
 }

@@ -142,6 +142,10 @@ pub struct ServeArgs {
     /// The largest upload (module, dataset file, policy…), in MiB.
     #[arg(long, default_value_t = 4096)]
     pub max_upload_mib: u64,
+    /// Seconds between seals of the access log (`server/access.jsonl`): each seal records the SHA-256 of the whole
+    /// file in the audit log, which `zone verify` checks. Also sealed when the server stops.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub seal_every: u64,
 }
 
 #[derive(Debug, Subcommand, Serialize, Deserialize)]

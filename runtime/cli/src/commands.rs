@@ -110,10 +110,24 @@ pub fn zone(ctx: &Ctx<'_>, command: &ZoneCommand) -> anyhow::Result<()> {
                         audit.checkpoints,
                         audit.root
                     );
+                    let access = &check.access_log;
+                    match &access.broken {
+                        Some(why) => outln!("TAMPERED     {why}"),
+                        None if access.seals > 0 => outln!(
+                            "access log intact: {} seals, the last over its first {} of {}",
+                            access.seals,
+                            bytes(access.sealed_bytes),
+                            bytes(access.file_bytes)
+                        ),
+                        None => {}
+                    }
                     if check.is_healthy() {
                         outln!("zone is intact");
                     }
                 }
+            }
+            if let Some(why) = &check.access_log.broken {
+                anyhow::bail!("the server's access log does not match its seal: {why}");
             }
             if !check.is_healthy() {
                 anyhow::bail!("{} stored object(s) are missing or damaged", check.damaged.len());

@@ -29,7 +29,7 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt as _;
 use tower::ServiceExt as _;
-use zone_store::{Claim, Principal, RunFailure, StoreError, Zone};
+use zone_store::{ACCESS_LOG, AccessLogHash, Claim, Principal, RunFailure, StoreError, Zone};
 
 use crate::args::{ArtifactCommand, Cli, Command, JobCommand, ServeArgs};
 use crate::certs::{CertIdentity, DevCa};
@@ -83,10 +83,20 @@ pub struct ServerState {
 
 /// Every request (with the certificate it came with, the route and the status) and every refused handshake, one JSON
 /// line each, in `<zone>/server/access.jsonl`. The audit log records what changed, was refused or read data; this
-/// records every request, polls included, without an fsync each.
+/// records every request, polls included, without an fsync each. It is **sealed** into the audit log: every
+/// `--seal-every` seconds (and when the server stops) the file is fsynced and the SHA-256 of everything in it is
+/// recorded as a `server.access_seal` entry, which `zone verify` checks against the file.
 #[derive(Debug, Default)]
 pub struct AccessLog {
-    file: Option<Mutex<fs::File>>,
+    file: Option<Mutex<AccessFile>>,
+}
+
+#[derive(Debug)]
+struct AccessFile {
+    path: PathBuf,
+    file: fs::File,
+    hash: AccessLogHash,
+    sealed: u64,
 }
 
 impl AccessLog {
@@ -96,7 +106,10 @@ impl AccessLog {
             .append(true)
             .open(path)
             .with_context(|| format!("open the access log {}", path.display()))?;
-        Ok(AccessLog { file: Some(Mutex::new(file)) })
+        let hash = AccessLogHash::of_file(path)?;
+        let sealed = hash.bytes();
+        let access = AccessFile { path: path.to_path_buf(), file, hash, sealed };
+        Ok(AccessLog { file: Some(Mutex::new(access)) })
     }
 
     fn write(&self, mut line: serde_json::Value) {
@@ -104,12 +117,55 @@ impl AccessLog {
         line["time"] = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true).into();
         let mut text = line.to_string();
         text.push('\n');
-        // One write per line on an O_APPEND file: lines never interleave.
-        if let Ok(mut f) = file.lock()
-            && let Err(e) = std::io::Write::write_all(&mut *f, text.as_bytes())
-        {
-            tracing::error!(error = %e, "the access log cannot be written");
+        // One write per line on an O_APPEND file, under the lock: lines never interleave, and the running hash
+        // follows the file byte for byte.
+        let Ok(mut f) = file.lock() else { return };
+        match std::io::Write::write_all(&mut f.file, text.as_bytes()) {
+            Ok(()) => f.hash.update(text.as_bytes()),
+            Err(e) => {
+                tracing::error!(error = %e, "the access log cannot be written");
+                // Part of the line may be in the file: hash what is there, so the next seal is true to it.
+                match AccessLogHash::of_file(&f.path) {
+                    Ok(hash) => f.hash = hash,
+                    Err(e) => tracing::error!(error = %e, "the access log cannot be read back"),
+                }
+            }
         }
+    }
+
+    /// Seals what was written since the last seal: fsync, then a `server.access_seal` entry in the audit log.
+    fn seal(&self, root: &Path) -> anyhow::Result<()> {
+        let Some(file) = &self.file else { return Ok(()) };
+        let (bytes, lines, sha256) = {
+            let f = file.lock().map_err(|_| anyhow::anyhow!("the access log's lock is poisoned"))?;
+            if f.hash.bytes() == f.sealed {
+                return Ok(());
+            }
+            f.file.sync_data().with_context(|| format!("fsync {}", f.path.display()))?;
+            f.hash.snapshot()
+        };
+        Zone::open(root)?.seal_access_log(bytes, lines, &sha256)?;
+        if let Ok(mut f) = file.lock() {
+            f.sealed = f.sealed.max(bytes);
+        }
+        Ok(())
+    }
+}
+
+/// Seals the access log every `every` until the server stops, then once more.
+fn sealer(root: &Path, access: &AccessLog, queue: &Queue, every: Duration) {
+    let mut last = std::time::Instant::now();
+    while !queue.stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100).min(every));
+        if last.elapsed() >= every {
+            if let Err(e) = access.seal(root) {
+                tracing::error!(error = %format!("{e:#}"), "the access log could not be sealed");
+            }
+            last = std::time::Instant::now();
+        }
+    }
+    if let Err(e) = access.seal(root) {
+        tracing::error!(error = %format!("{e:#}"), "the access log could not be sealed at stop");
     }
 }
 
@@ -785,6 +841,9 @@ pub fn serve(ctx: &Ctx<'_>, args: &ServeArgs) -> anyhow::Result<()> {
     if args.max_connections == 0 {
         anyhow::bail!("--max-connections must be at least 1");
     }
+    if !(1..=86_400).contains(&args.seal_every) {
+        anyhow::bail!("--seal-every must be 1 to 86400 seconds");
+    }
     // One server per zone: its queue and recovery assume no other.
     fs::create_dir_all(root.join(SPOOL)).with_context(|| format!("create {}", root.join(SPOOL).display()))?;
     let lock_path = root.join(SPOOL).join("lock");
@@ -798,7 +857,7 @@ pub fn serve(ctx: &Ctx<'_>, args: &ServeArgs) -> anyhow::Result<()> {
         tracing::warn!(jobs = ?requeued, "runs interrupted by the last stop are queued again");
     }
     let queue = Arc::new(Queue::default());
-    let access = Arc::new(AccessLog::open(&root.join(SPOOL).join("access.jsonl"))?);
+    let access = Arc::new(AccessLog::open(&root.join(ACCESS_LOG))?);
     let state = Arc::new(ServerState {
         root: root.clone(),
         queue: queue.clone(),
@@ -813,6 +872,14 @@ pub fn serve(ctx: &Ctx<'_>, args: &ServeArgs) -> anyhow::Result<()> {
         })
         .collect::<Result<_, _>>()
         .context("start the job workers")?;
+    let seal_every = Duration::from_secs(args.seal_every);
+    let sealing = {
+        let (root, access, queue) = (root.clone(), access.clone(), queue.clone());
+        std::thread::Builder::new()
+            .name("zone-access-seal".into())
+            .spawn(move || sealer(&root, &access, &queue, seal_every))
+            .context("start the access log's sealer")?
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -825,6 +892,7 @@ pub fn serve(ctx: &Ctx<'_>, args: &ServeArgs) -> anyhow::Result<()> {
     for w in workers {
         let _ = w.join();
     }
+    let _ = sealing.join();
     drop(lock);
     result
 }

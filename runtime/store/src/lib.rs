@@ -40,6 +40,7 @@ mod products;
 mod publish;
 mod queue;
 mod reports;
+mod server_log;
 mod settings;
 mod zone;
 
@@ -61,6 +62,7 @@ pub use products::{
 };
 pub use queue::{Cancelled, Claim};
 pub use reports::{DatasetUsage, OperatorUsage, UsageReport};
+pub use server_log::{ACCESS_LOG, ACCESS_SEAL, AccessLogCheck, AccessLogHash};
 pub use settings::{AuditSection, SandboxSection, SandboxSettings};
 pub use zone::{NoProgress, Progress, PublishOutcome, PublishRequest, ZONE_FORMAT, Zone, ZoneCheck, ZoneInfo};
 pub use zone_access::{Action, Grant, GrantScope, GrantState, GrantStatus, Principal, Role};

@@ -107,11 +107,13 @@ pub struct ZoneCheck {
     pub unreferenced: Vec<String>,
     /// Staging files left by a killed process.
     pub leftover_staging: Vec<PathBuf>,
+    /// The zone server's access log against its seals in the audit log.
+    pub access_log: crate::AccessLogCheck,
 }
 
 impl ZoneCheck {
     pub fn is_healthy(&self) -> bool {
-        self.damaged.is_empty()
+        self.damaged.is_empty() && self.access_log.broken.is_none()
     }
 }
 
@@ -647,6 +649,7 @@ impl Zone {
         check.unreferenced =
             self.objects.list()?.into_iter().filter(|o| referenced.binary_search(o).is_err()).collect();
         check.leftover_staging = self.objects.leftover_staging();
+        check.access_log = self.check_access_log()?;
         Ok(check)
     }
 }
