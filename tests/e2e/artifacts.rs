@@ -265,3 +265,39 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A complaint that withdraws a subject from the version a held artifact's run read flags the artifact: it can
+/// only be rejected, never released.
+#[test]
+fn a_held_artifact_of_a_withdrawn_version_can_only_be_rejected() {
+    let zone = registry_zone();
+    let app = reviewed_app(&zone, MODEL, &[]);
+    let out = zone.run_as("acme", &["--json", "job", "run", &app]).json();
+    let job = out["job"]["id"].as_u64().expect("job");
+    let listed = artifacts(&zone, "market-regulation", job);
+    let model_id = listed["model.json"]["id"].as_u64().expect("id").to_string();
+    assert!(listed["model.json"].get("withdrawn").is_none(), "{:?}", listed["model.json"]);
+
+    let subject = crate::common::read_strings(&fixture("enterprise_registry"), "uscc").swap_remove(0);
+    let evidence = zone.path("evidence.txt");
+    std::fs::write(&evidence, "the firm's letter").expect("evidence");
+    let file = ["--json", "complaint", "file", "--dataset", "enterprise_registry", "--subject", &subject];
+    let mut args = file.to_vec();
+    args.extend(["--evidence", s(&evidence)]);
+    let complaint = zone.run_as("market-regulation", &args).json()["id"].as_u64().expect("complaint").to_string();
+    zone.run_as("market-regulation", &["complaint", "resolve", &complaint, "--withdraw", "--reason", "verified"]).ok();
+
+    let listed = artifacts(&zone, "market-regulation", job);
+    let flagged = format!("enterprise_registry@1 (complaint {complaint})");
+    assert_eq!(listed["model.json"]["withdrawn"][0].as_str(), Some(flagged.as_str()), "{:?}", listed["model.json"]);
+    let human = zone.run_as("market-regulation", &["artifact", "list", "--job", &job.to_string()]).ok();
+    assert!(human.contains("reject only"), "{human}");
+    let release = zone.run_as("market-regulation", &["--json", "artifact", "release", &model_id, "--reason", "ok"]);
+    assert_eq!(class_of(release), "dataset.withdrawn");
+    let refused = zone.audit().into_iter().rev().find(|e| e["action"] == "artifact.release").expect("entry");
+    assert_eq!((refused["outcome"].as_str(), refused["reason"].as_str()), (Some("refused"), Some("dataset.withdrawn")));
+    let rejected = zone
+        .run_as("market-regulation", &["--json", "artifact", "reject", &model_id, "--reason", "withdrawn subject"])
+        .json();
+    assert_eq!(rejected["state"], "rejected", "{rejected}");
+}

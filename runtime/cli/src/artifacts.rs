@@ -82,11 +82,15 @@ pub fn artifact(ctx: &Ctx<'_>, command: &ArtifactCommand) -> anyhow::Result<()> 
 }
 
 fn state_text(a: &HeldArtifact) -> String {
-    if a.state == "held" && !a.waiting_for.is_empty() {
+    let mut text = if a.state == "held" && !a.waiting_for.is_empty() {
         format!("held (waiting for {})", a.waiting_for.join(", "))
     } else {
         a.state.clone()
+    };
+    if a.state == "held" && !a.withdrawn.is_empty() {
+        text.push_str(&format!("; read withdrawn {}: reject only", a.withdrawn.join(", ")));
     }
+    text
 }
 
 fn review(

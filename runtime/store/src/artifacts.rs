@@ -47,6 +47,10 @@ pub struct HeldArtifact {
     /// Providers that have not decided yet (while held).
     pub waiting_for: Vec<String>,
     pub manifest_sha256: Option<String>,
+    /// Dataset versions the run read that a complaint has withdrawn since (`name@version (complaint N)`): the
+    /// artifact may hold a withdrawn subject's data, so it cannot be released (only rejected).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub withdrawn: Vec<String>,
     /// Name, size and hash withheld (the operator's view of an unreleased artifact).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub redacted: bool,
@@ -127,6 +131,12 @@ impl Zone {
                 .map_err(StoreError::catalog("read artifact decisions"))?;
             rows.collect::<Result<Vec<_>, _>>().map_err(StoreError::catalog("read artifact decisions"))?
         };
+        let mut withdrawn = Vec::new();
+        for d in &job.binding.datasets {
+            if let Some(complaint) = self.withdrawn_by(&d.dataset, d.version)? {
+                withdrawn.push(format!("{}@{} (complaint {complaint})", d.dataset, d.version));
+            }
+        }
         let waiting_for = if state == "held" {
             providers.iter().filter(|p| !decisions.iter().any(|d| &d.provider == *p)).cloned().collect()
         } else {
@@ -146,6 +156,7 @@ impl Zone {
             decisions,
             waiting_for,
             manifest_sha256,
+            withdrawn,
             redacted: false,
         }))
     }
@@ -252,6 +263,16 @@ impl Zone {
         };
         if artifact.decisions.iter().any(|d| d.provider == provider) {
             return refuse("artifact.decided", format!("{provider} has already decided on it"));
+        }
+        if release && !artifact.withdrawn.is_empty() {
+            return refuse(
+                "dataset.withdrawn",
+                format!(
+                    "its run read {}, withdrawn since: it may hold a withdrawn subject's data; reject it (the \
+                     operator can run the application again on the new version)",
+                    artifact.withdrawn.join(", ")
+                ),
+            );
         }
         let conn = &self.catalog().conn;
         conn.execute(
