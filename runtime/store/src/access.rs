@@ -175,7 +175,8 @@ impl Zone {
             }
         };
         let mut logged = entries(&value);
-        if let Err(err) = self.record(&mut logged) {
+        let appended = if logged.is_empty() { Ok(()) } else { self.record(&mut logged) };
+        if let Err(err) = appended {
             rollback()?;
             // Best effort: the entries may have reached the disk before the failure, and would then be signed
             // when the log is next opened. This says the change did not happen. Its own failure is not reported

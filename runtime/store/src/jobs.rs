@@ -122,27 +122,40 @@ impl Zone {
     /// and artifact objects hash to what was approved. Then records the job as running.
     pub fn start_job(&self, who: &Principal, app_id: u64) -> Result<JobTicket, StoreError> {
         let objects = vec![format!("app:{app_id}")];
-        let result = self.start_job_unrecorded(who, app_id);
-        match result {
-            Ok(ticket) => {
-                let e = self.start_entry(who, &ticket);
-                if let Err(err) = self.record(&mut [e]) {
-                    self.mark_failed(ticket.job, "zone.audit", &err.to_string(), None, &serde_json::Value::Null)?;
-                    return Err(err);
-                }
-                Ok(ticket)
-            }
+        let mut ticket = match self.gate(who, app_id) {
+            Ok(ticket) => ticket,
             Err(err) => {
                 self.record_refusal(who, "job.run", &objects, err.class(), &err.to_string())?;
-                Err(err)
+                return Err(err);
             }
-        }
+        };
+        // The job's row and its `job.start` entry, write-ahead: no run without its entry.
+        let binding_json = json(&ticket.app.binding)?;
+        let insert = || {
+            let conn = &self.catalog().conn;
+            conn.execute(
+                "INSERT INTO jobs (app, operator, state, binding_json, started_at) VALUES (?1, ?2, 'running', ?3, ?4)",
+                params![app_id, ticket.app.app.operator, binding_json, now()],
+            )
+            .map_err(StoreError::catalog("record job"))?;
+            Ok(u64::try_from(conn.last_insert_rowid()).unwrap_or(0))
+        };
+        let entries = |job: &u64| vec![self.start_entry(who, *job, &ticket)];
+        let job = self.write_ahead(who, "job.start", &objects, insert, entries).map_err(|e| match e {
+            WriteAhead::Refused(err) => {
+                let _ = self.record_refusal(who, "job.run", &objects, err.class(), &err.to_string());
+                err
+            }
+            WriteAhead::NotLogged(err) => err,
+        })?;
+        ticket.job = job;
+        Ok(ticket)
     }
 
-    /// The `job.start` entry of a run: the job, its application, module and datasets with their policies.
-    pub(crate) fn start_entry(&self, who: &Principal, ticket: &JobTicket) -> zone_audit::Entry {
+    /// The `job.start` entry of run `job`: the job, its application, module and datasets with their policies.
+    pub(crate) fn start_entry(&self, who: &Principal, job: u64, ticket: &JobTicket) -> zone_audit::Entry {
         let mut e = entry(who, "job.start", Outcome::Ok)
-            .object(format!("job:{}", ticket.job))
+            .object(format!("job:{job}"))
             .object(format!("app:{}", ticket.app.app.id))
             .hash(ticket.app.app.module_sha256.clone());
         for d in &ticket.datasets {
@@ -150,20 +163,6 @@ impl Zone {
             e = e.hash(d.version.policy_sha256.clone());
         }
         e
-    }
-
-    fn start_job_unrecorded(&self, who: &Principal, app_id: u64) -> Result<JobTicket, StoreError> {
-        let mut ticket = self.gate(who, app_id)?;
-        let binding_json = json(&ticket.app.binding)?;
-        self.catalog()
-            .conn
-            .execute(
-                "INSERT INTO jobs (app, operator, state, binding_json, started_at) VALUES (?1, ?2, 'running', ?3, ?4)",
-                params![app_id, ticket.app.app.operator, binding_json, now()],
-            )
-            .map_err(StoreError::catalog("record job"))?;
-        ticket.job = u64::try_from(self.catalog().conn.last_insert_rowid()).unwrap_or(0);
-        Ok(ticket)
     }
 
     /// Every check of the gate, without recording anything; the ticket's `job` is 0 until the caller records it.

@@ -127,22 +127,32 @@ impl Zone {
                 Ok(Claim::Refused(Box::new(self.job_record_unchecked(id)?)))
             }
             Ok(mut ticket) => {
-                let changed = self
-                    .catalog()
-                    .conn
-                    .execute(
-                        "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ?2, binding_json = ?3
-                         WHERE id = ?1 AND state = 'queued'",
-                        params![id, now(), json(&ticket.app.binding)?],
-                    )
-                    .map_err(StoreError::catalog("claim job"))?;
-                if changed == 0 {
+                // The claim and its `job.start` entry, write-ahead: when the entry cannot be appended the job
+                // stays queued (and is claimed again once the log can be written).
+                let binding_json = json(&ticket.app.binding)?;
+                let claim = || {
+                    self.catalog()
+                        .conn
+                        .execute(
+                            "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ?2,
+                                    binding_json = ?3
+                             WHERE id = ?1 AND state = 'queued'",
+                            params![id, now(), binding_json],
+                        )
+                        .map_err(StoreError::catalog("claim job"))
+                };
+                let entries = |changed: &usize| {
+                    if *changed == 0 {
+                        return Vec::new();
+                    }
+                    let mut e = self.start_entry(&operator, id, &ticket);
+                    e.via = row.via.clone();
+                    vec![e]
+                };
+                if self.write_ahead(&operator, "job.start", &objects, claim, entries)? == 0 {
                     return Ok(Claim::NotQueued);
                 }
                 ticket.job = id;
-                let mut e = self.start_entry(&operator, &ticket);
-                e.via = row.via.clone();
-                self.record(&mut [e])?;
                 let batch_rows = row.batch_rows.and_then(|b| usize::try_from(b).ok());
                 Ok(Claim::Run { ticket: Box::new(ticket), operator, batch_rows, via: row.via })
             }
