@@ -309,3 +309,30 @@ pub fn registry_zone() -> TestZone {
     grant_acme(&zone, "market-regulation");
     zone
 }
+
+/// The disk under a zone's audit log failing: its checkpoint file is moved away and a directory put in its place,
+/// so every append fails (as root too), naming `checkpoints.jsonl`. Put back by [`FailingAuditLog::restore`] or
+/// on drop.
+pub struct FailingAuditLog {
+    checkpoints: PathBuf,
+    saved: PathBuf,
+}
+
+impl FailingAuditLog {
+    pub fn start(zone: &TestZone) -> FailingAuditLog {
+        let checkpoints = zone.zone.join("audit").join("checkpoints.jsonl");
+        let saved = zone.path("checkpoints.saved");
+        std::fs::rename(&checkpoints, &saved).expect("move the checkpoints away");
+        std::fs::create_dir(&checkpoints).expect("a directory in their place");
+        FailingAuditLog { checkpoints, saved }
+    }
+
+    pub fn restore(self) {}
+}
+
+impl Drop for FailingAuditLog {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.checkpoints);
+        let _ = std::fs::rename(&self.saved, &self.checkpoints);
+    }
+}

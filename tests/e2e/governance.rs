@@ -7,10 +7,26 @@ use zone_sandbox::Aggregate;
 use zone_sandbox::output::{key, measure};
 use zone_sandbox::testing::{ECHO, INIT_OK, component};
 
-use crate::common::{Run, TestZone, fixture, policy, s};
+use crate::common::{FailingAuditLog, Run, TestZone, fixture, policy, s};
 
 const FINANCE: &str = example_guests::FINANCE_CAPITAL.path;
 const GRADES: &str = example_guests::CREDIT_GRADES.path;
+
+/// `app submit` of the credit-grades guest over tax_credit for finance.
+const SUBMIT_GRADES: [&str; 12] = [
+    "app",
+    "submit",
+    "--module",
+    GRADES,
+    "--dataset",
+    "tax_credit",
+    "--domain",
+    "finance",
+    "--purpose",
+    "grades",
+    "--mode",
+    "aggregate",
+];
 
 fn in_a_year() -> String {
     (chrono::Utc::now().date_naive() + chrono::Days::new(365)).to_string()
@@ -88,20 +104,7 @@ fn every_role_action_pair_is_decided_by_one_layer_and_refusals_are_recorded() {
     let to = in_a_year();
     let from = today();
     let gcreate = grant_create("zenith", &["--datasets=tax_credit"], "commerce", &from, &to);
-    let submit_tax = [
-        "app",
-        "submit",
-        "--module",
-        GRADES,
-        "--dataset",
-        "tax_credit",
-        "--domain",
-        "finance",
-        "--purpose",
-        "grades",
-        "--mode",
-        "aggregate",
-    ];
+    let submit_tax = SUBMIT_GRADES;
     let audit_log = ["audit", "log"];
     let zone_verify = ["zone", "verify"];
     let export = ["audit", "export", "--out", s(&bundle)];
@@ -576,36 +579,18 @@ fn a_change_whose_audit_entry_cannot_be_appended_is_rolled_back() {
     let entries_before = zone.audit().len();
 
     // The disk under the log fails: the checkpoint file cannot be opened for appending.
-    let checkpoints = zone.zone.join("audit").join("checkpoints.jsonl");
-    let saved = zone.path("checkpoints.saved");
-    std::fs::rename(&checkpoints, &saved).expect("move the checkpoints away");
-    std::fs::create_dir(&checkpoints).expect("a directory in their place");
+    let failing = FailingAuditLog::start(&zone);
     let err = zone.run(&args).fails();
     assert!(err.contains("checkpoints.jsonl"), "the error names the log file: {err}");
     let err = zone.run(&["grant", "suspend", "1", "--reason", "audit", "--correct-by", &to]).fails();
     assert!(err.contains("checkpoints.jsonl"), "{err}");
     let err = zone.run(&["principal", "add", "newcomer", "--role", "inspector"]).fails();
     assert!(err.contains("checkpoints.jsonl"), "{err}");
-    let submit = [
-        "app",
-        "submit",
-        "--module",
-        GRADES,
-        "--dataset",
-        "tax_credit",
-        "--domain",
-        "finance",
-        "--purpose",
-        "grades",
-        "--mode",
-        "aggregate",
-    ];
-    let err = zone.run_as("acme", &submit).fails();
+    let err = zone.run_as("acme", &SUBMIT_GRADES).fails();
     assert!(err.contains("checkpoints.jsonl"), "{err}");
 
-    std::fs::remove_dir(&checkpoints).expect("remove the directory");
-    std::fs::rename(&saved, &checkpoints).expect("restore the checkpoints");
-    // None of the three changes happened: no second grant, grant 1 still active, no principal `newcomer`.
+    failing.restore();
+    // None of the four changes happened: no second grant, grant 1 still active, no principal `newcomer`, no app.
     let grants = zone.run(&["--json", "grant", "list"]).json();
     let grants = grants.as_array().expect("grants");
     assert_eq!(grants.len(), 1, "{grants:?}");

@@ -442,13 +442,9 @@ fn a_release_that_cannot_be_logged_releases_nothing() {
         assert!(started.elapsed() < Duration::from_secs(60), "the job never started");
         std::thread::sleep(Duration::from_millis(50));
     };
-    let checkpoints = zone.zone.join("audit").join("checkpoints.jsonl");
-    let saved = zone.path("checkpoints.saved");
-    std::fs::rename(&checkpoints, &saved).expect("move the checkpoints away");
-    std::fs::create_dir(&checkpoints).expect("a directory in their place");
+    let failing = common::FailingAuditLog::start(&zone);
     let out = child.wait_with_output().expect("job run");
-    std::fs::remove_dir(&checkpoints).expect("remove the directory");
-    std::fs::rename(&saved, &checkpoints).expect("restore the checkpoints");
+    failing.restore();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the run must fail: {stderr}");
     assert!(stderr.contains("checkpoints.jsonl"), "the error names the log: {stderr}");
