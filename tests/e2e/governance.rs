@@ -588,9 +588,14 @@ fn a_change_whose_audit_entry_cannot_be_appended_is_rolled_back() {
     assert!(err.contains("checkpoints.jsonl"), "{err}");
     let err = zone.run_as("acme", &SUBMIT_GRADES).fails();
     assert!(err.contains("checkpoints.jsonl"), "{err}");
+    let (registry_policy, registry) = (policy("enterprise_registry"), fixture("enterprise_registry"));
+    let publish = ["dataset", "publish", "--policy", s(&registry_policy), s(&registry)];
+    let err = zone.run(&publish).fails();
+    assert!(err.contains("checkpoints.jsonl"), "{err}");
 
     failing.restore();
-    // None of the four changes happened: no second grant, grant 1 still active, no principal `newcomer`, no app.
+    // None of the five changes happened: no second grant, grant 1 still active, no principal `newcomer`, no app,
+    // no dataset.
     let grants = zone.run(&["--json", "grant", "list"]).json();
     let grants = grants.as_array().expect("grants");
     assert_eq!(grants.len(), 1, "{grants:?}");
@@ -599,10 +604,12 @@ fn a_change_whose_audit_entry_cannot_be_appended_is_rolled_back() {
     assert!(!principals.contains("newcomer"), "{principals}");
     let apps = zone.run_as("acme", &["--json", "app", "list"]).json();
     assert_eq!(apps.as_array().map(Vec::len), Some(0), "{apps}");
+    let datasets = zone.run(&["dataset", "list"]).ok();
+    assert!(!datasets.contains("enterprise_registry"), "{datasets}");
     // And the log is whole, with nothing claimed for them.
     zone.run_as("inspector", &["audit", "verify"]).ok();
     let entries = zone.audit();
     let added: Vec<_> = entries[entries_before..].iter().map(|e| e["action"].as_str().unwrap_or("")).collect();
-    let claimed = ["grant.create", "grant.suspend", "principal.add", "app.submit"];
+    let claimed = ["grant.create", "grant.suspend", "principal.add", "app.submit", "dataset.publish"];
     assert!(!added.iter().any(|a| claimed.contains(a)), "{added:?}");
 }

@@ -470,8 +470,13 @@ impl Catalog {
     }
 
     /// Records a new version in one transaction; returns its number. The version number is assigned inside the
-    /// transaction, so concurrent publishers cannot collide.
-    pub fn insert_version(&mut self, new: &NewVersion<'_>) -> Result<u32, StoreError> {
+    /// transaction, so concurrent publishers cannot collide. `log` is called with that number just before the
+    /// commit (the audit entry, write-ahead); when it fails, nothing is committed.
+    pub fn insert_version(
+        &self,
+        new: &NewVersion<'_>,
+        log: impl FnOnce(u32) -> Result<(), StoreError>,
+    ) -> Result<u32, StoreError> {
         let schema_json = serde_json::to_string(new.schema).map_err(|e| StoreError::Catalog {
             context: format!("serialize schema: {e}"),
             source: rusqlite::Error::InvalidQuery,
@@ -482,9 +487,7 @@ impl Catalog {
         })?;
         let rows: u64 = new.files.iter().map(|f| f.rows).sum();
         let bytes: u64 = new.files.iter().map(|f| f.bytes).sum();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .map_err(StoreError::catalog("begin publish"))?;
         tx.execute(
             "INSERT INTO datasets (name, provider, created_at) VALUES (?1, ?2, ?3) ON CONFLICT(name) DO NOTHING",
@@ -512,6 +515,7 @@ impl Catalog {
             .map_err(StoreError::catalog("record version file"))?;
         }
         crate::fail_point("publish.before_commit");
+        log(version)?;
         tx.commit().map_err(StoreError::catalog("commit publish"))?;
         Ok(version)
     }

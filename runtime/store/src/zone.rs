@@ -405,19 +405,10 @@ impl Zone {
         let result = self.publish_unrecorded(who, request, progress);
         let name = request.name.clone().unwrap_or_else(|| "(named by its policy)".to_owned());
         let entry = match &result {
-            Ok(outcome) => {
-                let v = outcome.version();
-                let mut e = crate::access::entry(who, "dataset.publish", Outcome::Ok)
-                    .object(format!("dataset:{}@{}", v.dataset, v.version))
-                    .hash(format!("policy:sha256:{}", v.policy_sha256));
-                for f in &v.files {
-                    e = e.hash(format!("sha256:{}", f.sha256));
-                }
-                if matches!(outcome, PublishOutcome::Unchanged(_)) {
-                    e = e.detail("unchanged: the latest version has these files and this policy");
-                }
-                e
-            }
+            // A new version's entry was appended before its catalog commit (write-ahead).
+            Ok(PublishOutcome::Published(_)) => return result,
+            Ok(PublishOutcome::Unchanged(v)) => publish_entry(who, &v.dataset, v.version, &v.policy_sha256, &v.files)
+                .detail("unchanged: the latest version has these files and this policy"),
             Err(err) => crate::access::entry(who, "dataset.publish", Outcome::Refused)
                 .object(format!("dataset:{name}"))
                 .reason(err.class())
@@ -522,7 +513,7 @@ impl Zone {
         self.objects.commit(policy_staged)?;
         fail_point("publish.after_objects");
         let published_at = now();
-        let version = self.catalog.insert_version(&NewVersion {
+        let new = NewVersion {
             dataset: &name,
             provider: &provider,
             policy_sha256: &policy_sha256,
@@ -530,7 +521,11 @@ impl Zone {
             files: &files,
             stats: &stats,
             published_at: &published_at,
-        })?;
+        };
+        // The `dataset.publish` entry is appended inside the catalog transaction, before its commit: no version
+        // exists without its entry.
+        let log = |version: u32| self.record(&mut [publish_entry(who, &name, version, &policy_sha256, &files)]);
+        let version = self.catalog.insert_version(&new, log)?;
         fail_point("publish.after_commit");
         let recorded = self.catalog.version(&name, version)?.ok_or_else(|| StoreError::UnknownVersion {
             name: name.clone(),
@@ -652,6 +647,17 @@ impl Zone {
         check.access_log = self.check_access_log()?;
         Ok(check)
     }
+}
+
+/// The `dataset.publish` entry of version `version`: the policy's hash and every file's.
+fn publish_entry(who: &Principal, dataset: &str, version: u32, policy_sha256: &str, files: &[StoredFile]) -> Entry {
+    let mut e = crate::access::entry(who, "dataset.publish", Outcome::Ok)
+        .object(format!("dataset:{dataset}@{version}"))
+        .hash(format!("policy:sha256:{policy_sha256}"));
+    for f in files {
+        e = e.hash(format!("sha256:{}", f.sha256));
+    }
+    e
 }
 
 fn row_count(path: &Path, shown: &Path) -> Result<u64, StoreError> {
