@@ -26,10 +26,6 @@ pub(crate) fn check_name(what: &str, name: &str) -> Result<(), StoreError> {
     }
 }
 
-fn catalog_error(context: &str, source: rusqlite::Error) -> StoreError {
-    StoreError::Catalog { context: context.to_owned(), source }
-}
-
 /// Why a [`Zone::write_ahead`] change did not happen.
 #[derive(Debug)]
 pub(crate) enum WriteAhead {
@@ -164,9 +160,9 @@ impl Zone {
         let conn = &self.catalog().conn;
         // IMMEDIATE: the write lock is taken (or waited for) now, so a read inside `change` cannot be overtaken
         // by another writer before this transaction writes.
-        conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| WriteAhead::NotLogged(catalog_error("begin", e)))?;
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| WriteAhead::NotLogged(StoreError::catalog("begin")(e)))?;
         let rollback =
-            || conn.execute_batch("ROLLBACK").map_err(|e| WriteAhead::NotLogged(catalog_error("roll back", e)));
+            || conn.execute_batch("ROLLBACK").map_err(|e| WriteAhead::NotLogged(StoreError::catalog("roll back")(e)));
         let value = match change() {
             Ok(value) => value,
             Err(err) => {
@@ -192,7 +188,7 @@ impl Zone {
         }
         if let Err(source) = conn.execute_batch("COMMIT") {
             let _ = conn.execute_batch("ROLLBACK");
-            let err = catalog_error("commit", source);
+            let err = StoreError::catalog("commit")(source);
             let first = logged.first().map_or(0, |e| e.seq);
             let detail = format!("the change logged as entry {first} did not take effect: {err}");
             self.record_refusal(who, action, objects, err.class(), &detail).map_err(WriteAhead::NotLogged)?;
