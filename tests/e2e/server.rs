@@ -517,17 +517,8 @@ fn the_access_log_is_sealed_into_the_audit_log_and_tampering_is_found() {
     let path = zone.zone.join("server/access.jsonl");
     let size = std::fs::metadata(&path).expect("access log").len();
     // Wait for a seal that covers at least those three requests.
-    let sealed = || {
-        zone.audit().iter().filter(|e| e["action"] == "server.access_seal").any(|e| {
-            let objects = e["objects"].as_array().cloned().unwrap_or_default();
-            objects
-                .iter()
-                .filter_map(|o| o.as_str()?.strip_prefix("access-log@")?.parse::<u64>().ok())
-                .any(|b| b >= size)
-        })
-    };
     let waited = Instant::now();
-    while !sealed() {
+    while !sealed_at_least(&zone, size) {
         assert!(waited.elapsed() < Duration::from_secs(20), "no seal of the access log in the audit log");
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -550,4 +541,25 @@ fn the_access_log_is_sealed_into_the_audit_log_and_tampering_is_found() {
     // The original again: intact, and lines after the last seal are simply not covered yet.
     std::fs::write(&path, &original).expect("restore");
     zone.run(&["zone", "verify"]).ok();
+
+    // A kill -9 leaves the last requests unsealed; the next start seals them at once.
+    server.cli("acme", &["job", "list"]).ok();
+    server.kill9();
+    let size = std::fs::metadata(&path).expect("access log").len();
+    assert!(!sealed_at_least(&zone, size), "sealed before the restart");
+    let _server = Server::start(&zone.zone, 1);
+    let waited = Instant::now();
+    while !sealed_at_least(&zone, size) {
+        assert!(waited.elapsed() < Duration::from_secs(20), "the restart did not seal what the last run left");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    zone.run(&["zone", "verify"]).ok();
+}
+
+/// Whether a `server.access_seal` entry covers at least the access log's first `size` bytes.
+fn sealed_at_least(zone: &TestZone, size: u64) -> bool {
+    zone.audit().iter().filter(|e| e["action"] == "server.access_seal").any(|e| {
+        let objects = e["objects"].as_array().cloned().unwrap_or_default();
+        objects.iter().filter_map(|o| o.as_str()?.strip_prefix("access-log@")?.parse::<u64>().ok()).any(|b| b >= size)
+    })
 }

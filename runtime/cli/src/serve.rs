@@ -107,8 +107,9 @@ impl AccessLog {
             .open(path)
             .with_context(|| format!("open the access log {}", path.display()))?;
         let hash = AccessLogHash::of_file(path)?;
-        let sealed = hash.bytes();
-        let access = AccessFile { path: path.to_path_buf(), file, hash, sealed };
+        // Nothing counts as sealed yet: the first seal (at start) covers whatever an earlier run left unsealed, e.g.
+        // the lines before a kill -9.
+        let access = AccessFile { path: path.to_path_buf(), file, hash, sealed: 0 };
         Ok(AccessLog { file: Some(Mutex::new(access)) })
     }
 
@@ -152,8 +153,12 @@ impl AccessLog {
     }
 }
 
-/// Seals the access log every `every` until the server stops, then once more.
+/// Seals the access log at once (what an earlier run left), then every `every` until the server stops, then once
+/// more.
 fn sealer(root: &Path, access: &AccessLog, queue: &Queue, every: Duration) {
+    if let Err(e) = access.seal(root) {
+        tracing::error!(error = %format!("{e:#}"), "the access log could not be sealed at start");
+    }
     let mut last = std::time::Instant::now();
     while !queue.stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100).min(every));
