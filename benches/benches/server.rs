@@ -210,20 +210,16 @@ fn ratio(a: &Line, b: &Line) {
 }
 
 /// One kept-alive mutual-TLS connection per client thread to the API, as a script or another service would use it.
-fn api_agent(z: &Zone, who: &str) -> ureq::Agent {
-    use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
+fn api_agent(z: &Zone, who: &str, url: &str) -> zone_client::Remote {
     let ca = z.root.join("dev-ca");
-    let read = |p: PathBuf| std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    let cert = Certificate::from_pem(&read(ca.join("clients").join(format!("{who}.pem")))).expect("cert");
-    let key = PrivateKey::from_pem(&read(ca.join("clients").join(format!("{who}.key")))).expect("key");
-    let root = Certificate::from_pem(&read(ca.join("ca.pem"))).expect("ca");
-    let tls = TlsConfig::builder()
-        .provider(TlsProvider::Rustls)
-        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .client_cert(Some(ClientCert::new_with_certs(&[cert], key)))
-        .root_certs(RootCerts::new_with_certs(&[root]))
-        .build();
-    ureq::Agent::config_builder().tls_config(tls).build().new_agent()
+    let clients = ca.join("clients");
+    zone_client::Remote::connect(
+        url,
+        &clients.join(format!("{who}.pem")),
+        &clients.join(format!("{who}.key")),
+        &ca.join("ca.pem"),
+    )
+    .expect("connect")
 }
 
 fn main() {
@@ -278,17 +274,16 @@ fn main() {
         )
     };
     let api = {
-        let agents: Arc<Vec<ureq::Agent>> = Arc::new((0..clients).map(|_| api_agent(&z, "acme")).collect());
-        let url = url.clone();
+        let agents: Arc<Vec<zone_client::Remote>> =
+            Arc::new((0..clients).map(|_| api_agent(&z, "acme", &url)).collect());
         line(
             "API (kept-alive connection)",
             measure(
                 clients,
                 polls * 4,
                 Arc::new(move |i| {
-                    let agent = &agents[i / (polls * 4)];
-                    let mut r = agent.get(format!("{url}/v1/jobs/1")).call().expect("status");
-                    r.body_mut().read_to_string().expect("body");
+                    let status: serde_json::Value = agents[i / (polls * 4)].get("/v1/jobs/1").expect("status");
+                    assert!(status["id"] == 1, "{status}");
                 }),
             ),
         )

@@ -434,29 +434,26 @@ fn a_kill_9_of_the_server_mid_run_keeps_the_queue_and_releases_each_job_once() {
 }
 
 /// The API alone, as a client other than the CLI would call it, with `who`'s certificate.
-fn api_agent(zone: &TestZone, who: &str) -> ureq::Agent {
-    use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
+fn api_agent(zone: &TestZone, who: &str, url: &str) -> zone_client::Remote {
     let ca = zone.zone.join("dev-ca");
-    let read = |p: PathBuf| std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    let cert = Certificate::from_pem(&read(ca.join("clients").join(format!("{who}.pem")))).expect("cert");
-    let key = PrivateKey::from_pem(&read(ca.join("clients").join(format!("{who}.key")))).expect("key");
-    let root = Certificate::from_pem(&read(ca.join("ca.pem"))).expect("ca");
-    let tls = TlsConfig::builder()
-        .provider(TlsProvider::Rustls)
-        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .client_cert(Some(ClientCert::new_with_certs(&[cert], key)))
-        .root_certs(RootCerts::new_with_certs(&[root]))
-        .build();
-    ureq::Agent::config_builder().tls_config(tls).http_status_as_error(false).build().new_agent()
+    let clients = ca.join("clients");
+    zone_client::Remote::connect(
+        url,
+        &clients.join(format!("{who}.pem")),
+        &clients.join(format!("{who}.key")),
+        &ca.join("ca.pem"),
+    )
+    .expect("connect")
 }
 
 #[test]
 fn the_server_opens_no_path_a_client_names_and_answers_hostile_requests_with_errors() {
     let zone = TestZone::with_dev_ca();
     let server = Server::start(&zone.zone, 1);
-    let agent = api_agent(&zone, "inspector");
+    let remote = api_agent(&zone, "inspector", &server.url);
+    let agent = remote.agent();
     let post = |path: &str, body: serde_json::Value| {
-        let mut r = agent.post(format!("{}{path}", server.url)).send_json(&body).expect("request");
+        let mut r = agent.post(remote.url(path)).send_json(&body).expect("request");
         let status = r.status().as_u16();
         (status, r.body_mut().read_json::<serde_json::Value>().unwrap_or_default())
     };
@@ -489,17 +486,16 @@ fn the_server_opens_no_path_a_client_names_and_answers_hostile_requests_with_err
     let (status, _) = post("/v1/commands", serde_json::json!({ "command": "rm -rf /" }));
     assert_eq!(status, 400);
     // A download token of someone else's, or a made-up one, is not found.
-    let mut r = agent.get(format!("{}/v1/downloads/{}/0/-", server.url, "ab".repeat(16))).call().expect("request");
+    let mut r = agent.get(remote.url(&format!("/v1/downloads/{}/0/-", "ab".repeat(16)))).call().expect("request");
     assert_eq!(r.status().as_u16(), 404);
     let _ = r.body_mut().read_to_string();
     // The description is served and is the checked-in file.
-    let mut r = agent.get(format!("{}/v1/openapi.json", server.url)).call().expect("request");
+    let mut r = agent.get(remote.url("/v1/openapi.json")).call().expect("request");
     let served = r.body_mut().read_to_string().expect("body");
     let checked_in = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json")).expect("file");
     assert_eq!(served, checked_in);
     // Whoami names the principal and the certificate.
-    let mut r = agent.get(format!("{}/v1/whoami", server.url)).call().expect("request");
-    let me: serde_json::Value = r.body_mut().read_json().expect("json");
+    let me: serde_json::Value = remote.get("/v1/whoami").expect("whoami");
     assert_eq!(me["name"], "inspector");
     assert_eq!(me["certificate"]["sha256"].as_str().map(str::len), Some(64));
     // The zone still verifies.

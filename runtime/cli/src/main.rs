@@ -51,7 +51,7 @@ fn init_tracing(verbose: u8) {
 }
 
 fn run(cli: &Cli, mode: Mode) -> anyhow::Result<()> {
-    if let Some(remote) = client::Remote::from_cli(cli)?
+    if let Some(remote) = client::remote_from_cli(cli)?
         && !remote::runs_locally(&cli.command)
     {
         return remote::run(cli, mode, &remote);
@@ -87,13 +87,13 @@ fn report(error: &anyhow::Error, mode: Mode) {
     for cause in error.chain().skip(1) {
         errln!("  caused by: {cause}");
     }
-    if let Some(e) = error.downcast_ref::<client::RemoteError>() {
+    if let Some(e) = client::remote_error(error) {
         for cause in &e.causes {
             errln!("  caused by: {cause}");
         }
     }
     if mode == Mode::Json {
-        if let Some(e) = error.downcast_ref::<client::RemoteError>() {
+        if let Some(e) = client::remote_error(error) {
             let value = serde_json::json!({ "error": { "class": e.class, "message": e.message, "rules": e.rules, "status": e.status } });
             outln!("{value}");
             return;
