@@ -209,19 +209,6 @@ fn ratio(a: &Line, b: &Line) {
     );
 }
 
-/// One kept-alive mutual-TLS connection per client thread to the API, as a script or another service would use it.
-fn api_agent(z: &Zone, who: &str, url: &str) -> zone_client::Remote {
-    let ca = z.root.join("dev-ca");
-    let clients = ca.join("clients");
-    zone_client::Remote::connect(
-        url,
-        &clients.join(format!("{who}.pem")),
-        &clients.join(format!("{who}.key")),
-        &ca.join("ca.pem"),
-    )
-    .expect("connect")
-}
-
 fn main() {
     let clients = env_usize("BENCH_CLIENTS", 8);
     let polls = env_usize("BENCH_POLLS", 25);
@@ -275,7 +262,8 @@ fn main() {
     };
     let api = {
         let agents: Arc<Vec<zone_client::Remote>> =
-            Arc::new((0..clients).map(|_| api_agent(&z, "acme", &url)).collect());
+            // One kept-alive mutual-TLS connection per client thread, as a script or another service would use it.
+            Arc::new((0..clients).map(|_| zone_client::Remote::with_dev_ca(&url, &z.root, "acme").expect("connect")).collect());
         line(
             "API (kept-alive connection)",
             measure(

@@ -433,24 +433,12 @@ fn a_kill_9_of_the_server_mid_run_keeps_the_queue_and_releases_each_job_once() {
     zone.run_as("inspector", &["audit", "verify"]).ok();
 }
 
-/// The API alone, as a client other than the CLI would call it, with `who`'s certificate.
-fn api_agent(zone: &TestZone, who: &str, url: &str) -> zone_client::Remote {
-    let ca = zone.zone.join("dev-ca");
-    let clients = ca.join("clients");
-    zone_client::Remote::connect(
-        url,
-        &clients.join(format!("{who}.pem")),
-        &clients.join(format!("{who}.key")),
-        &ca.join("ca.pem"),
-    )
-    .expect("connect")
-}
-
 #[test]
 fn the_server_opens_no_path_a_client_names_and_answers_hostile_requests_with_errors() {
     let zone = TestZone::with_dev_ca();
     let server = Server::start(&zone.zone, 1);
-    let remote = api_agent(&zone, "inspector", &server.url);
+    // The API alone, as a client other than the CLI would call it.
+    let remote = zone_client::Remote::with_dev_ca(&server.url, &zone.zone, "inspector").expect("connect");
     let agent = remote.agent();
     let post = |path: &str, body: serde_json::Value| {
         let mut r = agent.post(remote.url(path)).send_json(&body).expect("request");

@@ -174,6 +174,19 @@ impl Remote {
         Ok(Remote { base, agent })
     }
 
+    /// A connection as principal `who` of a zone made with `zone init --dev-ca`: its certificate and key from
+    /// `<zone>/dev-ca/clients/<who>.pem|.key`, trusting `<zone>/dev-ca/ca.pem` (tests, benchmarks, demos).
+    pub fn with_dev_ca(server: &str, zone: &Path, who: &str) -> Result<Remote, ClientError> {
+        let ca = zone.join("dev-ca");
+        let clients = ca.join("clients");
+        Remote::connect(
+            server,
+            &clients.join(format!("{who}.pem")),
+            &clients.join(format!("{who}.key")),
+            &ca.join("ca.pem"),
+        )
+    }
+
     /// The server's base URL (`https://host:port`).
     pub fn base(&self) -> &str {
         &self.base
