@@ -113,6 +113,7 @@ fn child(kind: &str, file: &Path, dataset: &str) {
         limits: ReleaseLimits {
             min_group_size: 10,
             max_groups_per_subject: 1,
+            max_rows_per_subject_in_group: 1,
             max_output_rows: 1_000_000,
             max_artifact_bytes: None,
         },

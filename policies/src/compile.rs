@@ -157,6 +157,12 @@ impl Compiler<'_> {
             1..1001,
             "max_groups_per_subject (L)",
         );
+        let rows_per_subject = match &r.max_rows_per_subject_in_group {
+            Some(v) => {
+                self.bounded(rules::MAX_ROWS_PER_SUBJECT_IN_GROUP, v, 1..1_000_001, "max_rows_per_subject_in_group")
+            }
+            None => Ok(ReleaseRules::DEFAULT_MAX_ROWS_PER_SUBJECT_IN_GROUP),
+        };
         let artifact = match &r.max_artifact_bytes {
             Some(v) => self.bounded(rules::MAX_ARTIFACT_BYTES, v, 1..(1 << 40) + 1, "max_artifact_bytes"),
             None => Ok(ReleaseRules::DEFAULT_MAX_ARTIFACT_BYTES),
@@ -198,6 +204,7 @@ impl Compiler<'_> {
             max_output_rows: rows?,
             max_output_bytes: bytes?,
             max_groups_per_subject: per_subject?,
+            max_rows_per_subject_in_group: rows_per_subject?,
             modes,
             max_artifact_bytes: artifact?,
         })

@@ -28,6 +28,7 @@ pub mod rules {
     pub const MAX_OUTPUT_ROWS: RuleId = RuleId("release.max_output_rows");
     pub const MAX_OUTPUT_BYTES: RuleId = RuleId("release.max_output_bytes");
     pub const MAX_GROUPS_PER_SUBJECT: RuleId = RuleId("release.max_groups_per_subject");
+    pub const MAX_ROWS_PER_SUBJECT_IN_GROUP: RuleId = RuleId("release.max_rows_per_subject_in_group");
     pub const MAX_ARTIFACT_BYTES: RuleId = RuleId("release.max_artifact_bytes");
     pub const RELEASE_MODE: RuleId = RuleId("release.mode");
     pub const COLUMN_UNCLASSIFIED: RuleId = RuleId("column.unclassified");

@@ -37,6 +37,10 @@ pub struct ReleaseSection {
     pub max_output_rows: Spanned<i64>,
     pub max_output_bytes: Spanned<i64>,
     pub max_groups_per_subject: Spanned<i64>,
+    /// How many of one subject's rows one group counts: the subject's partial in a group (its sum, its count) is
+    /// clamped to what this many rows within the measure's bounds can add. Default 1.
+    #[serde(default)]
+    pub max_rows_per_subject_in_group: Option<Spanned<i64>>,
     pub modes: Spanned<Vec<Spanned<String>>>,
     #[serde(default)]
     pub max_artifact_bytes: Option<Spanned<i64>>,

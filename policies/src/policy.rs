@@ -118,12 +118,18 @@ pub struct ReleaseRules {
     pub max_output_bytes: u64,
     /// L: each subject contributes to at most this many groups.
     pub max_groups_per_subject: u64,
+    /// Each subject's partial in one group (a sum, a count) is clamped to what this many of its rows could add
+    /// within the measure's bounds, so that no subject dominates a group however many rows it has.
+    pub max_rows_per_subject_in_group: u64,
     pub modes: Vec<ReleaseMode>,
     /// Cap on the total size of a reviewed job's artifacts.
     pub max_artifact_bytes: u64,
 }
 
 impl ReleaseRules {
+    /// Rows of one subject one group counts when a policy does not say.
+    pub const DEFAULT_MAX_ROWS_PER_SUBJECT_IN_GROUP: u64 = 1;
+
     /// The default artifact cap when a policy allows reviewed mode without naming one: 16 MiB.
     pub const DEFAULT_MAX_ARTIFACT_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -135,6 +141,7 @@ impl ReleaseRules {
             max_output_rows: self.max_output_rows.min(other.max_output_rows),
             max_output_bytes: self.max_output_bytes.min(other.max_output_bytes),
             max_groups_per_subject: self.max_groups_per_subject.min(other.max_groups_per_subject),
+            max_rows_per_subject_in_group: self.max_rows_per_subject_in_group.min(other.max_rows_per_subject_in_group),
             modes: self.modes.iter().copied().filter(|m| other.modes.contains(m)).collect(),
             max_artifact_bytes: self.max_artifact_bytes.min(other.max_artifact_bytes),
         }
@@ -373,9 +380,10 @@ impl fmt::Display for CompiledPolicy {
         writeln!(f, "  domains: {}", domains.join(", "))?;
         writeln!(
             f,
-            "  release: k={} L={} max_rows={} max_bytes={} max_artifact_bytes={} modes={}",
+            "  release: k={} L={} rows_per_subject_in_group={} max_rows={} max_bytes={} max_artifact_bytes={} modes={}",
             r.min_group_size,
             r.max_groups_per_subject,
+            r.max_rows_per_subject_in_group,
             r.max_output_rows,
             r.max_output_bytes,
             r.max_artifact_bytes,

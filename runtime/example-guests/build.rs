@@ -10,7 +10,7 @@ use std::process::Command;
 const TARGET: &str = "wasm32-wasip2";
 
 /// (crate name, constant name) of every guest in `examples/Cargo.toml`.
-const GUESTS: [(&str, &str); 10] = [
+const GUESTS: [(&str, &str); 11] = [
     ("finance-capital", "FINANCE_CAPITAL"),
     ("health-costs", "HEALTH_COSTS"),
     ("credit-grades", "CREDIT_GRADES"),
@@ -21,6 +21,7 @@ const GUESTS: [(&str, &str); 10] = [
     ("hostile-snoop", "HOSTILE_SNOOP"),
     ("hostile-files", "HOSTILE_FILES"),
     ("hostile-release", "HOSTILE_RELEASE"),
+    ("hostile-channels", "HOSTILE_CHANNELS"),
 ];
 
 fn main() {

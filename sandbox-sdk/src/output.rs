@@ -54,7 +54,10 @@ impl Output {
         self
     }
 
-    /// A count of rows per group: an `Int64` column, 1 for a row that counts, 0 or null for one that does not.
+    /// A count of rows per group: an `Int64` column, 1 for a row that counts, 0 or null for one that does not. The
+    /// host counts a row once when its value is neither null nor zero: any other value (say 7) counts as one row,
+    /// never as its number. What one subject adds to one group is bounded by the policy's
+    /// `max_rows_per_subject_in_group`.
     pub fn count(self, name: &str) -> Output {
         self.measure(name, DataType::Int64, Aggregate::Count, None)
     }

@@ -112,6 +112,12 @@ impl TestZone {
             init.push("--dev-ca");
         }
         cleanroom(&zone, &init).ok();
+        // A run's end is made known at the zone's timing quantum (10 s by default); tests run many jobs, so their
+        // zones make it known at once. The timing test sets its own.
+        let toml = zone.join("zone.toml");
+        let mut text = std::fs::read_to_string(&toml).expect("zone.toml");
+        text.push_str("\n[jobs]\ntiming_quantum_ms = 1\n");
+        std::fs::write(&toml, text).expect("zone.toml");
         let test = TestZone { dir, zone };
         for (name, role, org) in PRINCIPALS {
             let mut args = vec!["principal", "add", name, "--role", role];
@@ -149,6 +155,29 @@ impl TestZone {
     pub fn audit(&self) -> Vec<serde_json::Value> {
         let v = self.run_as("inspector", &["--json", "audit", "log"]).json();
         v.as_array().expect("entries").clone()
+    }
+
+    /// Appends `lines` (TOML) to the zone's `zone.toml`, replacing its `[jobs]` section when they hold one.
+    pub fn settings(&self, lines: &str) {
+        let toml = self.zone.join("zone.toml");
+        let mut text = std::fs::read_to_string(&toml).expect("zone.toml");
+        if lines.contains("[jobs]") {
+            // Drop the `[jobs]` section there is: from its header to the next one.
+            let mut kept = Vec::new();
+            let mut in_jobs = false;
+            for line in text.lines() {
+                if line.starts_with('[') {
+                    in_jobs = line.trim() == "[jobs]";
+                }
+                if !in_jobs {
+                    kept.push(line);
+                }
+            }
+            text = kept.join("\n");
+        }
+        text.push('\n');
+        text.push_str(lines);
+        std::fs::write(&toml, text).expect("zone.toml");
     }
 
     /// A scratch file path inside the test's folder.

@@ -3,6 +3,7 @@
 
 mod artifacts;
 mod audit;
+mod channels;
 mod common;
 mod crash;
 mod governance;

@@ -547,3 +547,50 @@ fn sealed_at_least(zone: &TestZone, size: u64) -> bool {
         objects.iter().filter_map(|o| o.as_str()?.strip_prefix("access-log@")?.parse::<u64>().ok()).any(|b| b >= size)
     })
 }
+
+/// Through the server the operator learns what it learns locally and no more: a refused output's class is
+/// `job.failed` with fixed text (no name or count the guest chose), and a release carries no counter the guest
+/// controls — in the CLI's output and in the API's own JSON.
+#[test]
+fn through_the_server_the_operator_gets_no_guest_text_counter_or_failure_class() {
+    const CHANNELS: &str = example_guests::HOSTILE_CHANNELS.path;
+    const MARKER: &str = "MARKER-zq7x";
+    let zone = served_registry();
+    let named = common::approved_app(&zone, CHANNELS, "enterprise_registry", "aggregate", &["channel=name"]);
+    let rows = common::approved_app(&zone, CHANNELS, "enterprise_registry", "aggregate", &["channel=rows"]);
+    let singletons = common::approved_app(&zone, CHANNELS, "enterprise_registry", "aggregate", &["channel=singletons"]);
+    let server = Server::start(&zone.zone, 1);
+    let mut seen = String::new();
+    for app in [&named, &rows] {
+        let run = server.cli("acme", &["--json", "job", "run", app]);
+        assert!(!run.status.success(), "{}", run.stdout);
+        assert_eq!(run.json()["error"]["class"], "job.failed", "{}", run.stdout);
+        seen.push_str(&run.stdout);
+        seen.push_str(&run.stderr);
+    }
+    let run = server.cli("acme", &["--json", "job", "run", &singletons]);
+    assert_eq!(run.json()["job"]["state"], "released", "{}", run.stdout);
+    seen.push_str(&run.stdout);
+    for args in
+        [&["--json", "job", "list"][..], &["job", "list"], &["job", "status", "1"], &["--json", "job", "status", "3"]]
+    {
+        let r = server.cli("acme", args);
+        seen.push_str(&r.stdout);
+        seen.push_str(&r.stderr);
+    }
+    // The API's JSON, read with the operator's certificate.
+    let (cert, key, ca) = server.client_files("acme");
+    let remote = zone_client::Remote::connect(&server.url, &cert, &key, &ca).expect("connect");
+    for id in 1..=3 {
+        let v: serde_json::Value = remote.get(&format!("/v1/jobs/{id}")).expect("job");
+        seen.push_str(&v.to_string());
+    }
+    for needle in [MARKER, "7331", "BadOutput", "groups_suppressed", "contributions_dropped", "elapsed_ms"] {
+        assert!(!seen.contains(needle), "`{needle}` reached the operator through the server:\n{seen}");
+    }
+    // The agency, through the same server, sees the class and the counters.
+    let agency = server.cli("market-regulation", &["--json", "job", "status", "1"]).json();
+    assert_eq!(agency["error_class"], "BadOutput", "{agency}");
+    let agency = server.cli("market-regulation", &["--json", "job", "status", "3"]).json();
+    assert!(agency["counts"]["groups_suppressed"].as_u64().is_some_and(|n| n > 1_000), "{agency}");
+}

@@ -301,9 +301,11 @@ pub struct JobRunArgs {
     /// Print the physical plan before running.
     #[arg(long)]
     pub explain: bool,
-    /// Rows per batch into the guest.
-    #[arg(long, default_value_t = 16_384)]
-    pub batch_rows: usize,
+    /// Rows per batch into the guest: must be the approved value (`app show`); any other is refused as
+    /// `job.drift`. Left out, the approved value.
+    #[arg(long, value_name = "N")]
+    #[serde(default)]
+    pub batch_rows: Option<u64>,
     /// Through a server: return once the job is queued instead of waiting for it to end.
     #[arg(long)]
     pub detach: bool,
@@ -332,6 +334,11 @@ pub struct JobDevArgs {
     pub min_group_size: u64,
     #[arg(long, default_value_t = 1)]
     pub max_groups_per_subject: u64,
+    /// A subject's partial in one group is clamped to what this many of its rows can add (the policy's
+    /// `max_rows_per_subject_in_group`).
+    #[arg(long, default_value_t = 1)]
+    #[serde(default = "one")]
+    pub max_rows_per_subject_in_group: u64,
     #[arg(long, default_value_t = 10_000)]
     pub max_output_rows: u64,
     /// Print the physical plan before running.
@@ -505,6 +512,14 @@ pub struct AppSubmitArgs {
     /// Parameters handed to the module's `init`, as KEY=VALUE; part of what is approved.
     #[arg(long = "param", value_name = "KEY=VALUE")]
     pub params: Vec<String>,
+    /// Rows per call of the guest's `map-batch` (default 16384); part of what is approved.
+    #[arg(long, value_name = "N")]
+    #[serde(default)]
+    pub batch_rows: Option<u64>,
+    /// Partitions, each with its own guest instance (default: this machine's cores); part of what is approved.
+    #[arg(long, value_name = "N")]
+    #[serde(default)]
+    pub partitions: Option<u64>,
 }
 
 #[derive(Debug, Args, Serialize, Deserialize)]
@@ -662,4 +677,8 @@ pub struct DemoArgs {
     /// Seed of the generated data.
     #[arg(long, default_value_t = 2026)]
     pub seed: u64,
+}
+
+fn one() -> u64 {
+    1
 }

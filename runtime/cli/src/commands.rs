@@ -346,6 +346,7 @@ pub fn show(zone: &Zone, who: &Principal, args: &ShowArgs, mode: Mode) -> anyhow
     let release = json!({
         "min_group_size": r.min_group_size,
         "max_groups_per_subject": r.max_groups_per_subject,
+        "max_rows_per_subject_in_group": r.max_rows_per_subject_in_group,
         "max_output_rows": r.max_output_rows,
         "max_output_bytes": r.max_output_bytes,
         "max_artifact_bytes": r.max_artifact_bytes,
@@ -371,9 +372,10 @@ pub fn show(zone: &Zone, who: &Principal, args: &ShowArgs, mode: Mode) -> anyhow
     outln!("  policy      sha256:{}", version.policy_sha256);
     outln!("  domains     {}", view.domains.join(", "));
     outln!(
-        "  release     k={} L={} max_rows={} max_bytes={} modes={}",
+        "  release     k={} L={} rows_per_subject_in_group={} max_rows={} max_bytes={} modes={}",
         r.min_group_size,
         r.max_groups_per_subject,
+        r.max_rows_per_subject_in_group,
         r.max_output_rows,
         r.max_output_bytes,
         r.modes.iter().map(|m| m.name()).collect::<Vec<_>>().join("|")

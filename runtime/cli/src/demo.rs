@@ -123,6 +123,8 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
             mode: "aggregate".into(),
             security_notes: None,
             params: Vec::new(),
+            batch_rows: None,
+            partitions: None,
         }),
     )?;
 
@@ -144,7 +146,15 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
          aggregate, threshold k, output guard — and the product is released",
     );
     let ctx = Ctx { cli: &as_operator, mode, via: None };
-    crate::jobs::job(&ctx, &JobCommand::Run(JobRunArgs { app: 1, explain: false, batch_rows: 16_384, detach: false }))?;
+    crate::jobs::job(&ctx, &JobCommand::Run(JobRunArgs { app: 1, explain: false, batch_rows: None, detach: false }))?;
+
+    step(
+        mode,
+        "   the market regulator's view of the same job: what the gate counted (groups made, suppressed under k, \
+         contributions over the bound) — counters the guest controls, which the operator never sees",
+    );
+    let as_agency = cli(&clerk("market-regulation"));
+    crate::jobs::job(&Ctx { cli: &as_agency, mode, via: None }, &JobCommand::Status { id: 1 })?;
 
     step(mode, "10. the operator takes the product out of the zone and verifies it against the zone's public key");
     let product = temp.path().join("product");

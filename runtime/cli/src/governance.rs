@@ -11,7 +11,7 @@ use zone_store::{
 
 use crate::args::{AppCommand, AppSubmitArgs, GrantCommand, GrantCreateArgs, PrincipalCommand};
 use crate::context::Ctx;
-use crate::output::{self, Mode, bytes, short};
+use crate::output::{self, Mode, bytes, inert, short};
 
 pub fn principal(ctx: &Ctx<'_>, command: &PrincipalCommand) -> anyhow::Result<()> {
     let (zone, who) = ctx.open_as()?;
@@ -352,13 +352,17 @@ fn print_app(v: &AppView) {
         outln!("  dataset    {}@{}  policy {}", d.dataset, d.version, short(&d.policy_sha256));
     }
     outln!("  domain     {}   mode {}", v.app.domain, v.app.mode);
-    outln!("  purpose    {}", v.app.purpose);
+    // The operator wrote the purpose and the parameters: escaped, so that they cannot rewrite what the reviewer
+    // sees.
+    outln!("  purpose    {}", inert(&v.app.purpose));
     if !v.app.params.is_empty() {
-        let p: Vec<String> = v.app.params.iter().map(|(k, val)| format!("{k}={val}")).collect();
+        let p: Vec<String> = v.app.params.iter().map(|(k, val)| format!("{}={}", inert(k), inert(val))).collect();
         outln!("  params     {}", p.join(" "));
     }
+    let run = v.app.run_settings();
+    outln!("  run        {} rows per batch, {} partition(s)", run.batch_rows, run.partitions);
     match &v.app.output.reads {
-        Some(r) => outln!("  reads      {}", r.join(", ")),
+        Some(r) => outln!("  reads      {}", inert(&r.join(", "))),
         None => outln!("  reads      every column the policies show"),
     }
     let cols: Vec<String> = v
@@ -367,20 +371,20 @@ fn print_app(v: &AppView) {
         .columns
         .iter()
         .map(|c| match (&c.aggregate, c.bounds) {
-            (Some(a), Some([lo, hi])) => format!("{} {a}({}) in [{lo}, {hi}]", c.role, c.name),
-            _ => format!("{} {}", c.role, c.name),
+            (Some(a), Some([lo, hi])) => format!("{} {a}({}) in [{lo}, {hi}]", c.role, inert(&c.name)),
+            _ => format!("{} {}", c.role, inert(&c.name)),
         })
         .collect();
     outln!("  output     {}", cols.join(", "));
     outln!("  binding    sha256:{}", v.binding_sha256);
     for party in &v.required {
         match v.approved_by.iter().find(|d| &d.party == party) {
-            Some(d) => outln!("  {party:<30} approved by {} at {}: {}", d.principal, d.time, d.reason),
+            Some(d) => outln!("  {party:<30} approved by {} at {}: {}", d.principal, d.time, inert(&d.reason)),
             None => outln!("  {party:<30} awaiting approval"),
         }
     }
     if let Some(r) = v.decisions.iter().find(|d| d.decision == "reject") {
-        outln!("  rejected by {} ({}) at {}: {}", r.principal, r.party, r.time, r.reason);
+        outln!("  rejected by {} ({}) at {}: {}", r.principal, r.party, r.time, inert(&r.reason));
     }
     for d in &v.drift {
         outln!("  changed    {d} (approval needed again)");
@@ -398,6 +402,8 @@ fn submit(zone: &Zone, who: &Principal, args: &AppSubmitArgs) -> anyhow::Result<
         mode: args.mode.clone(),
         params,
         security_notes: args.security_notes.clone(),
+        batch_rows: args.batch_rows,
+        partitions: args.partitions,
     };
     let prepared = zone.prepare_app(who, &request)?;
     let objects: Vec<String> =
@@ -422,7 +428,10 @@ fn check_module(
     wasm: &[u8],
     params: &[(String, String)],
 ) -> Result<CheckedModule, (&'static str, anyhow::Error)> {
-    let sandbox_error = |e: zone_sandbox::SandboxError| (e.class.name(), anyhow::Error::new(e));
+    // No data is involved here (the guest sees the schema and its parameters only): the operator is told everything
+    // about its own module, what it returned included.
+    let sandbox_error =
+        |e: zone_sandbox::SandboxError| (e.class.name(), anyhow::anyhow!(inert(&e.full()).into_owned()));
     let limits = zone.sandbox_settings().map_err(|e| ("zone.settings", anyhow::Error::new(e)))?;
     let sandbox = Sandbox::new(crate::limits::sandbox_limits(&limits)).map_err(sandbox_error)?;
     let checked = sandbox.check(wasm).map_err(sandbox_error)?;

@@ -1,6 +1,8 @@
 //! `job run|status|list|output|dev` and `product verify`: the store's gate, the plan of `zone-jobs`, the store's
-//! record of what was released. The operator sees counts and an error class; guest text stays in the zone (except in
-//! `job dev`, which runs on mock rows outside any zone).
+//! record of what was released. The operator sees the rows read and released, and one class for a run that
+//! released nothing (`job.failed`); the detailed class, the counters the guest controls, the exact duration and the
+//! guest's text stay in the zone for the providing agencies and the inspector (except in `job dev`, which runs on
+//! mock rows outside any zone). A run's end is made known only at the zone's timing quantum.
 
 use std::sync::Arc;
 
@@ -8,7 +10,7 @@ use anyhow::Context as _;
 use arrow_array::RecordBatch;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use zone_jobs::{DatasetSource, JobError, JobMap, JobOutcome, JobPlan, JobSource, JobSpec, ReleaseLimits};
 
 use zone_sandbox::{Diagnostics, FailureClass, Sandbox, StopSignal};
@@ -19,7 +21,7 @@ use zone_store::{
 
 use crate::args::{JobCommand, JobDevArgs, JobRunArgs, ProductVerifyArgs};
 use crate::context::Ctx;
-use crate::output::{self, Mode, short};
+use crate::output::{self, Mode, inert, short};
 
 /// A run that started and ended without a product: its class and the host's description.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +114,7 @@ pub fn print_jobs(jobs: &[JobRecord]) {
     let mut t = output::table(["job", "app", "operator", "state", "rows read", "released", "suppressed", "started"]);
     for j in jobs {
         let c = j.counts.clone().unwrap_or_default();
+        let suppressed = c.groups_suppressed.map_or_else(|| "-".to_owned(), |n| n.to_string());
         t.add_row(vec![
             j.id.to_string(),
             j.app.to_string(),
@@ -122,7 +125,7 @@ pub fn print_jobs(jobs: &[JobRecord]) {
             },
             c.rows_read.to_string(),
             c.rows_released.to_string(),
-            c.groups_suppressed.to_string(),
+            suppressed,
             j.started_at.clone(),
         ]);
     }
@@ -148,23 +151,27 @@ pub fn print_job(job: &JobRecord) {
         outln!("  finished   {f}");
     }
     if let Some(c) = &job.counts {
-        outln!(
-            "  counts     {} rows read, {} groups, {} suppressed (under k), {} released, {} contributions over the bound",
-            c.rows_read,
-            c.groups,
-            c.groups_suppressed,
-            c.rows_released,
-            c.contributions_dropped
-        );
+        outln!("  counts     {} rows read, {} released", c.rows_read, c.rows_released);
+        // Only in the view of the providing agencies and the inspector: counters the guest controls.
+        if let (Some(groups), Some(suppressed), Some(dropped)) =
+            (c.groups, c.groups_suppressed, c.contributions_dropped)
+        {
+            outln!(
+                "  gate       {groups} groups, {suppressed} suppressed (under k), {dropped} contributions over the bound"
+            );
+        }
+        if let Some(ms) = c.elapsed_ms {
+            outln!("  elapsed    {ms} ms");
+        }
     }
     if let (Some(class), Some(detail)) = (&job.error_class, &job.error_detail) {
-        outln!("  error      [{class}] {detail}");
+        outln!("  error      [{class}] {}", inert(detail));
     }
     if let Some(m) = &job.manifest_sha256 {
         outln!("  manifest   {}", short(m));
     }
-    if job.guest_messages > 0 {
-        outln!("  guest      {} message(s) kept in the zone (agency and inspector)", job.guest_messages);
+    if let Some(n) = job.guest_messages.filter(|n| *n > 0) {
+        outln!("  guest      {n} message(s) kept in the zone (agency and inspector)");
     }
 }
 
@@ -176,7 +183,7 @@ fn print_guest_text(job: u64, text: &serde_json::Value) {
     }
     for (i, part) in parts.iter().enumerate() {
         if let Some(host) = part["host_error"].as_str() {
-            outln!("host: {}", host.escape_debug());
+            outln!("host: {}", inert(host));
             continue;
         }
         let messages = part["messages"].as_array().map(Vec::as_slice).unwrap_or_default();
@@ -198,7 +205,7 @@ fn print_guest_text(job: u64, text: &serde_json::Value) {
                 Some(4) => "error",
                 _ => "panic",
             };
-            outln!("  {level:<5} {}", m["text"].as_str().unwrap_or_default().escape_debug());
+            outln!("  {level:<5} {}", inert(m["text"].as_str().unwrap_or_default()));
         }
     }
 }
@@ -224,11 +231,11 @@ fn counts(outcome: &JobOutcome) -> RunCounts {
     let s = &outcome.stats;
     RunCounts {
         rows_read: s.rows_read,
-        contributions_dropped: s.contributions_dropped,
-        groups: s.groups,
-        groups_suppressed: s.groups_suppressed,
+        contributions_dropped: Some(s.contributions_dropped),
+        groups: Some(s.groups),
+        groups_suppressed: Some(s.groups_suppressed),
         rows_released: s.rows_released,
-        elapsed_ms: s.elapsed_ms,
+        elapsed_ms: Some(s.elapsed_ms),
     }
 }
 
@@ -283,18 +290,13 @@ struct Executed {
 }
 
 /// Plans and runs a ticket's job. `Err` is (class, host text, guest text).
-fn execute(
-    zone: &Zone,
-    ticket: &JobTicket,
-    batch_rows: usize,
-    explain: bool,
-) -> Result<Executed, (String, String, serde_json::Value)> {
+fn execute(zone: &Zone, ticket: &JobTicket, explain: bool) -> Result<Executed, (String, String, serde_json::Value)> {
     let fail = |class: &str, e: &dyn std::fmt::Display| (class.to_owned(), e.to_string(), serde_json::Value::Null);
     let settings = zone.sandbox_settings().map_err(|e| fail(e.class(), &e))?;
     let sandbox = Sandbox::new(crate::limits::sandbox_limits(&settings)).map_err(|e| fail(e.class.name(), &e))?;
     let watch = zone.grant_watch(ticket).map_err(|e| fail(e.class(), &e))?;
     let watcher = GrantWatcher::start(watch, sandbox.stop_signal()).map_err(|e| fail("zone.thread", &e))?;
-    let result = execute_watched(ticket, sandbox, batch_rows, explain);
+    let result = execute_watched(ticket, sandbox, explain);
     match (watcher.finish(), result) {
         // Stopped from outside: the grant's state or the operator is the reason, not the guest.
         (Some(WatchStop::Grant(why)), Err((class, _, guest))) if class == FailureClass::Stopped.name() => Err((
@@ -315,7 +317,6 @@ fn execute(
 fn execute_watched(
     ticket: &JobTicket,
     sandbox: Sandbox,
-    batch_rows: usize,
     explain: bool,
 ) -> Result<Executed, (String, String, serde_json::Value)> {
     let fail = |class: &str, e: &dyn std::fmt::Display| (class.to_owned(), e.to_string(), serde_json::Value::Null);
@@ -349,12 +350,14 @@ fn execute_watched(
         limits: ReleaseLimits {
             min_group_size: ticket.release.min_group_size,
             max_groups_per_subject: ticket.release.max_groups_per_subject,
+            max_rows_per_subject_in_group: ticket.release.max_rows_per_subject_in_group,
             max_output_rows: ticket.release.max_output_rows,
             max_artifact_bytes: (ticket.mode == policies::ReleaseMode::Reviewed)
                 .then_some(ticket.release.max_artifact_bytes),
         },
-        partitions: 0,
-        batch_size: batch_rows,
+        // As approved: what each call of the guest sees does not depend on the machine or on the operator.
+        partitions: usize::try_from(ticket.run.partitions).unwrap_or(1),
+        batch_size: usize::try_from(ticket.run.batch_rows).unwrap_or(1),
     };
     let plan = JobPlan::build(&spec).map_err(|e| fail(e.class(), &e))?;
     let declared = crate::governance::app_output(&plan.declared);
@@ -384,19 +387,29 @@ fn execute_watched(
             let detail = "the query engine failed; its message is kept in the zone (`job diagnostics`)".to_owned();
             Err((e.class().to_owned(), detail, guest))
         }
-        // Guest text of a failed run stays in the zone, with the job's record.
-        Err(e) => Err((e.class().to_owned(), e.to_string(), guest)),
+        // Guest text of a failed run stays in the zone, with the job's record; so does what its refused output
+        // was (a name or count the guest chose), which the host's message never repeats.
+        Err(e) => {
+            if let JobError::Guest(zone_sandbox::SandboxError { zone_detail: Some(zone), .. }) = &e
+                && let serde_json::Value::Array(parts) = &mut guest
+            {
+                parts.push(serde_json::json!({ "host_error": zone }));
+            }
+            Err((e.class().to_owned(), e.to_string(), guest))
+        }
     }
 }
 
 fn run(zone: &Zone, who: &Principal, args: &JobRunArgs, mode: Mode) -> anyhow::Result<()> {
-    let ticket = zone.start_job(who, args.app)?;
+    // The timing quantum is checked before anything runs: a zone.toml value out of range is an error, named.
+    zone.timing_quantum()?;
+    let ticket = zone.start_job(who, args.app, args.batch_rows)?;
     if mode == Mode::Human {
         let datasets: Vec<String> =
             ticket.datasets.iter().map(|d| format!("{}@{}", d.version.dataset, d.version.version)).collect();
         errln!("job {}: running application {} on {}", ticket.job, args.app, datasets.join(", "));
     }
-    let (record, manifest, batches) = run_ticket(zone, who, &ticket, args.batch_rows, args.explain)?;
+    let (record, manifest, batches) = run_ticket(zone, who, &ticket, args.explain)?;
     let Some(manifest) = manifest else {
         return Err(RunEnded {
             job: record.id,
@@ -415,16 +428,33 @@ fn run(zone: &Zone, who: &Principal, args: &JobRunArgs, mode: Mode) -> anyhow::R
     }
 }
 
-/// Runs a job that passed the gate and records its end: the record, the signed manifest when it released, and
-/// the released rows. Used by `job run` and by the server's workers.
+/// Waits until the next multiple of `quantum` since `started` (at least one): a run's end is made known only then,
+/// so how long the guest took can be read no more finely than the quantum.
+fn hold_to_quantum(started: Instant, quantum: Duration) {
+    let elapsed = started.elapsed();
+    let q = quantum.as_nanos().max(1);
+    let slots = elapsed.as_nanos().div_ceil(q).max(1);
+    let end = Duration::from_nanos(u64::try_from(slots.saturating_mul(q)).unwrap_or(u64::MAX));
+    if let Some(left) = end.checked_sub(elapsed) {
+        std::thread::sleep(left);
+    }
+}
+
+/// Runs a job that passed the gate and records its end: the record (as `who` may see it), the signed manifest when
+/// it released, and the released rows. Used by `job run` and by the server's workers. Whatever happened, the end
+/// is recorded at the next multiple of the zone's `[jobs] timing_quantum_ms` after the start.
 pub fn run_ticket(
     zone: &Zone,
     who: &Principal,
     ticket: &JobTicket,
-    batch_rows: usize,
     explain: bool,
 ) -> anyhow::Result<(JobRecord, Option<SignedManifest>, Vec<RecordBatch>)> {
-    let result = match execute(zone, ticket, batch_rows, explain) {
+    let started = Instant::now();
+    let quantum =
+        zone.timing_quantum().unwrap_or(Duration::from_millis(zone_store::JobsSection::DEFAULT_TIMING_QUANTUM_MS));
+    let executed = execute(zone, ticket, explain);
+    hold_to_quantum(started, quantum);
+    let result = match executed {
         Ok(Executed { outcome, guest_text, artifacts }) => Ok(ReleasedTable {
             schema: outcome.schema.clone(),
             counts: counts(&outcome),
@@ -442,14 +472,13 @@ pub fn run_ticket(
 pub fn print_product(record: &JobRecord, manifest: &SignedManifest, batches: &[RecordBatch]) -> anyhow::Result<()> {
     let m = &manifest.manifest;
     outln!(
-        "job {}: released {} rows; {} groups under k = {} suppressed; {} rows read",
+        "job {}: released {} rows (every group of at least k = {} subjects); {} rows read",
         record.id,
         m.rows_released,
-        m.groups_suppressed,
         m.release.min_group_size,
         m.rows_read
     );
-    outln!("{}", arrow_cast::pretty::pretty_format_batches(batches)?);
+    outln!("{}", arrow_cast::pretty::pretty_format_batches(&output::inert_batches(batches)?)?);
     outln!("manifest: signed by {} (ed25519)", short(&manifest.signature.public_key));
     for f in &m.outputs {
         outln!("  {:<16} {:>10}  sha256 {}", f.name, output::bytes(f.bytes), f.sha256);
@@ -476,6 +505,7 @@ fn dev(args: &JobDevArgs, mode: Mode) -> anyhow::Result<()> {
         limits: ReleaseLimits {
             min_group_size: args.min_group_size,
             max_groups_per_subject: args.max_groups_per_subject,
+            max_rows_per_subject_in_group: args.max_rows_per_subject_in_group,
             max_output_rows: args.max_output_rows,
             max_artifact_bytes: args.artifacts.as_ref().map(|_| args.max_artifact_bytes),
         },
@@ -490,7 +520,7 @@ fn dev(args: &JobDevArgs, mode: Mode) -> anyhow::Result<()> {
     // Unlike a real run, a dev run shows the operator everything the guest said.
     for (i, part) in run.guest.diagnostics.iter().enumerate() {
         for (level, text) in &part.messages {
-            errln!("guest[{i}] level {level}: {text}");
+            errln!("guest[{i}] level {level}: {}", inert(text));
         }
     }
     let outcome = run.result.map_err(dev_error)?;
@@ -521,7 +551,7 @@ fn dev(args: &JobDevArgs, mode: Mode) -> anyhow::Result<()> {
                 args.min_group_size,
                 outcome.stats.rows_released
             );
-            outln!("{}", arrow_cast::pretty::pretty_format_batches(&outcome.batches)?);
+            outln!("{}", arrow_cast::pretty::pretty_format_batches(&output::inert_batches(&outcome.batches)?)?);
             for w in &written {
                 outln!("artifact {} ({} bytes) written to {}", w["name"], w["bytes"], w["path"]);
             }
@@ -530,9 +560,15 @@ fn dev(args: &JobDevArgs, mode: Mode) -> anyhow::Result<()> {
     }
 }
 
-/// In a dev run the operator sees everything the guest said.
+/// In a dev run the operator sees everything the guest said, and what its refused output was.
 fn dev_error(e: JobError) -> anyhow::Error {
-    anyhow::Error::new(e)
+    match &e {
+        JobError::Guest(se @ zone_sandbox::SandboxError { zone_detail: Some(_), .. }) => {
+            let full = inert(&se.full()).into_owned();
+            anyhow::Error::new(e).context(full)
+        }
+        _ => anyhow::Error::new(e),
+    }
 }
 
 pub fn verify(ctx: &Ctx<'_>, args: &ProductVerifyArgs) -> anyhow::Result<()> {
@@ -553,9 +589,8 @@ pub fn verify(ctx: &Ctx<'_>, args: &ProductVerifyArgs) -> anyhow::Result<()> {
             let datasets: Vec<String> = m.datasets.iter().map(|d| format!("{}@{}", d.dataset, d.version)).collect();
             outln!("  from       {} with module {}", datasets.join(", "), short(&m.module_sha256));
             outln!(
-                "  released   {} rows; {} groups suppressed (k = {}); {} rows read",
+                "  released   {} rows (groups of at least k = {} subjects); {} rows read",
                 m.rows_released,
-                m.groups_suppressed,
                 m.release.min_group_size,
                 m.rows_read
             );

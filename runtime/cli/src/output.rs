@@ -86,6 +86,28 @@ macro_rules! errln {
     ($($t:tt)*) => { $crate::output::write_err(format_args!($($t)*), true) };
 }
 
+/// The one escaping function for text a guest or an operator made (keys of a product, purposes, parameters, guest
+/// messages): control, bidirectional and invisible characters as `\u{XXXX}`.
+pub use zone_sandbox::output::inert;
+
+/// Batches with every text cell passed through [`inert`], for printing as a table.
+pub fn inert_batches(batches: &[arrow_array::RecordBatch]) -> anyhow::Result<Vec<arrow_array::RecordBatch>> {
+    use arrow_array::cast::AsArray as _;
+    let mut out = Vec::with_capacity(batches.len());
+    for b in batches {
+        let mut columns = b.columns().to_vec();
+        for column in &mut columns {
+            if column.data_type() == &arrow_schema::DataType::Utf8 {
+                let text: arrow_array::StringArray =
+                    column.as_string::<i32>().iter().map(|v| v.map(|t| inert(t).into_owned())).collect();
+                *column = std::sync::Arc::new(text);
+            }
+        }
+        out.push(arrow_array::RecordBatch::try_new(b.schema(), columns)?);
+    }
+    Ok(out)
+}
+
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

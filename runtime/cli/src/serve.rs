@@ -1002,11 +1002,10 @@ fn worker(root: &Path, queue: &Queue) {
 fn run_next(zone: &mut Zone) -> anyhow::Result<bool> {
     for id in zone.queued_job_ids()? {
         match zone.claim_job(id)? {
-            Claim::Run { ticket, operator, batch_rows, via } => {
+            Claim::Run { ticket, operator, via } => {
                 zone.set_via(via);
-                let batch = batch_rows.unwrap_or(16_384);
                 let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    crate::jobs::run_ticket(zone, &operator, &ticket, batch, false)
+                    crate::jobs::run_ticket(zone, &operator, &ticket, false)
                 }));
                 let outcome = match ran {
                     Ok(r) => r.map(|_| ()),

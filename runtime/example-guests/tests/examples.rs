@@ -231,7 +231,7 @@ fn hostile_rust_guests_are_refused_with_their_class() {
     // LZ4-compressed output IPC.
     let mut run = start(&sandbox, HOSTILE_COMPRESSED, &small);
     let e = expect_class(run.map(&small), FailureClass::BadOutput);
-    assert!(e.detail.contains("compress"), "{e}");
+    assert!(e.zone_detail.as_deref().unwrap_or_default().contains("compress"), "{e:?}");
     assert_usable(&sandbox, &small);
 
     // Reading a file needs wasi:filesystem, which is never granted: refused before it runs.

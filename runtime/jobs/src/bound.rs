@@ -1,7 +1,9 @@
 //! The contribution bound: each subject contributes to at most `L` groups. Its input has one row per
 //! (subject, group) — the per-subject partial aggregates — hash-partitioned by subject, so one partition sees
 //! every group of its subjects. Which `L` groups a subject keeps does not depend on row order or partitioning:
-//! the ones with the smallest keyed hash of (subject, group key).
+//! the ones with the smallest keyed hash of (subject, group key). Each kept partial is then clamped to what
+//! `max_rows_per_subject_in_group` rows within the measure's bounds could add, so that no subject dominates a
+//! group however many rows it has.
 
 use std::fmt;
 use std::sync::Arc;
@@ -33,6 +35,41 @@ pub(crate) struct ContributionBound {
     pub(crate) hasher: std::hash::RandomState,
     /// (subject, group) contributions dropped.
     pub(crate) dropped: Arc<AtomicU64>,
+    /// The partials clamped to one subject's share of a group.
+    pub(crate) clamps: Vec<PartialClamp>,
+}
+
+/// One partial column (a sum or a count of one subject in one group) and the range it is clamped to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct PartialClamp {
+    pub(crate) column: usize,
+    pub(crate) lo: f64,
+    pub(crate) hi: f64,
+}
+
+/// Clamps the partial columns of a batch (Int64 counts, Float64 sums, Decimal128 integer sums).
+fn clamp_partials(batch: RecordBatch, clamps: &[PartialClamp]) -> Result<RecordBatch> {
+    if clamps.is_empty() {
+        return Ok(batch);
+    }
+    let mut columns = batch.columns().to_vec();
+    for c in clamps {
+        let column =
+            columns.get(c.column).ok_or_else(|| DataFusionError::Internal("a clamped partial is missing".into()))?;
+        columns[c.column] = match column.data_type() {
+            arrow_schema::DataType::Decimal128(p, s) => {
+                // Bounds are whole numbers here (integer measures); `as` saturates at i128's range.
+                let (lo, hi) = (c.lo.ceil() as i128, c.hi.floor() as i128);
+                let clamped = column
+                    .as_primitive::<arrow_array::types::Decimal128Type>()
+                    .unary::<_, arrow_array::types::Decimal128Type>(|v| v.clamp(lo, hi.max(lo)))
+                    .with_precision_and_scale(*p, *s)?;
+                Arc::new(clamped) as arrow_array::ArrayRef
+            }
+            _ => zone_sandbox::output::clamp(column, c.lo, c.hi),
+        };
+    }
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }
 
 impl fmt::Debug for ContributionBound {
@@ -120,7 +157,12 @@ impl Stage for ContributionBound {
     }
 
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ContributionBoundExec: each subject in at most {} group(s)", self.max_groups_per_subject)
+        write!(
+            f,
+            "ContributionBoundExec: each subject in at most {} group(s), {} partial(s) clamped to one subject's share",
+            self.max_groups_per_subject,
+            self.clamps.len()
+        )
     }
 
     fn input_distribution(&self) -> Distribution {
@@ -136,6 +178,7 @@ impl Stage for ContributionBound {
         let limit = self.max_groups_per_subject;
         let hasher = self.hasher.clone();
         let dropped = self.dropped.clone();
+        let clamps = self.clamps.clone();
         let stream = futures::stream::once(async move {
             let batches: Vec<RecordBatch> = input.try_collect().await?;
             let flags = keep_flags(&batches, &keys, limit, &hasher)?;
@@ -144,9 +187,9 @@ impl Stage for ContributionBound {
                 let kept = keep.true_count();
                 dropped.fetch_add((batch.num_rows() - kept) as u64, Ordering::Relaxed);
                 if kept == batch.num_rows() {
-                    out.push(Ok(batch));
+                    out.push(Ok(clamp_partials(batch, &clamps)?));
                 } else if kept > 0 {
-                    out.push(Ok(arrow_select::filter::filter_record_batch(&batch, &keep)?));
+                    out.push(Ok(clamp_partials(arrow_select::filter::filter_record_batch(&batch, &keep)?, &clamps)?));
                 }
             }
             Ok::<_, DataFusionError>(futures::stream::iter(out))
@@ -159,7 +202,7 @@ impl Stage for ContributionBound {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow_array::{ArrayRef, StringArray, UInt64Array};
+    use arrow_array::{Array, ArrayRef, StringArray, UInt64Array};
     use arrow_schema::{DataType, Field, Schema};
 
     fn batch(subjects: Vec<u64>, keys: Vec<&str>) -> RecordBatch {
@@ -169,6 +212,39 @@ mod tests {
         ]));
         let columns: Vec<ArrayRef> = vec![Arc::new(UInt64Array::from(subjects)), Arc::new(StringArray::from(keys))];
         RecordBatch::try_new(schema, columns).expect("batch")
+    }
+
+    #[test]
+    fn partials_are_clamped_to_one_subjects_share() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("__subject", DataType::UInt64, false),
+            Field::new("n", DataType::Int64, true),
+            Field::new("s", DataType::Decimal128(38, 0), true),
+            Field::new("f", DataType::Float64, true),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(UInt64Array::from(vec![1, 2])),
+            Arc::new(arrow_array::Int64Array::from(vec![9, 1])),
+            Arc::new(
+                arrow_array::Decimal128Array::from(vec![Some(5_000_000_000_000_000_000_000_i128), Some(-7)])
+                    .with_precision_and_scale(38, 0)
+                    .expect("decimal"),
+            ),
+            Arc::new(arrow_array::Float64Array::from(vec![Some(1e300), None])),
+        ];
+        let batch = RecordBatch::try_new(schema, columns).expect("batch");
+        let clamps = [
+            PartialClamp { column: 1, lo: 0.0, hi: 3.0 },
+            PartialClamp { column: 2, lo: 0.0, hi: 300.0 },
+            PartialClamp { column: 3, lo: -1.0, hi: 30.0 },
+        ];
+        let out = clamp_partials(batch, &clamps).expect("clamped");
+        assert_eq!(out.column(1).as_primitive::<arrow_array::types::Int64Type>().values().to_vec(), vec![3, 1]);
+        let sums = out.column(2).as_primitive::<arrow_array::types::Decimal128Type>();
+        assert_eq!(sums.values().to_vec(), vec![300, 0]);
+        let f = out.column(3).as_primitive::<arrow_array::types::Float64Type>();
+        assert_eq!(f.value(0), 30.0);
+        assert!(f.is_null(1));
     }
 
     #[test]

@@ -1,15 +1,16 @@
 //! The release gate: the threshold (groups backed by fewer than `k` distinct subjects are dropped and counted)
 //! and the output guard (the released table has exactly the product schema and at most `max_output_rows` rows;
-//! more is an error, never a silent truncation). Bytes are checked where the files are written.
+//! more is an error, never a silent truncation; integer sums fit 64 bits exactly, float measures are finite, keys
+//! hold no control, bidirectional or invisible character). Bytes are checked where the files are written.
 
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
-use arrow_array::types::Int64Type;
-use arrow_schema::SchemaRef;
+use arrow_array::types::{Decimal128Type, Float64Type, Int64Type};
+use arrow_array::{ArrayRef, Int64Array, RecordBatch};
+use arrow_schema::{DataType, SchemaRef};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::Distribution;
@@ -21,17 +22,23 @@ use crate::stage::Stage;
 /// Name of the host's distinct-subject count per group, before the gate.
 pub const SUBJECTS: &str = "__subjects";
 
-/// Why the gate stopped a release.
+/// Why the gate stopped a release. Every message is fixed host text: the guest chose the rows, names and sizes
+/// that were refused, so none of them is repeated here.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GateError {
     #[error("the product would have more than {limit} rows (max_output_rows); nothing is released")]
     TooManyRows { limit: u64 },
-    #[error("the product's schema is not the declared one: {detail}")]
-    Schema { detail: String },
+    #[error("the product's schema is not the declared one; nothing is released")]
+    Schema,
+    #[error("the artifacts are over the policy's max_artifact_bytes of {limit} together; nothing is held")]
+    ArtifactsTooLarge { limit: u64 },
+    #[error("a released measure does not fit its type (an integer sum over 64 bits, or a sum that is not finite)")]
+    Overflow,
     #[error(
-        "the artifacts are {bytes} bytes together, over the policy's max_artifact_bytes of {limit}; nothing is held"
+        "a released key holds a control, bidirectional or invisible character, which no product may carry; nothing \
+         is released"
     )]
-    ArtifactsTooLarge { bytes: u64, limit: u64 },
+    KeyText,
 }
 
 /// What the gate counted.
@@ -44,7 +51,7 @@ pub(crate) struct GateCounters {
 
 #[derive(Clone)]
 pub(crate) struct ReleaseGate {
-    /// The product schema (the input has `__subjects` besides).
+    /// The product schema (the input has `__subjects` besides, and integer sums as Decimal128 until checked).
     pub(crate) schema: SchemaRef,
     pub(crate) min_group_size: u64,
     pub(crate) max_output_rows: u64,
@@ -57,9 +64,46 @@ impl fmt::Debug for ReleaseGate {
     }
 }
 
+fn gate_error(e: GateError) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+/// One released column in its product type, checked: integer sums (exact, as Decimal128) must fit Int64, float
+/// measures must be finite, string keys must hold no character a reader's screen or spreadsheet would act on.
+fn checked_column(column: &ArrayRef, target: &DataType) -> Result<ArrayRef> {
+    match (column.data_type(), target) {
+        (DataType::Decimal128(_, 0), DataType::Int64) => {
+            let sums = column.as_primitive::<Decimal128Type>();
+            let mut out = Vec::with_capacity(sums.len());
+            for v in sums.iter() {
+                out.push(match v {
+                    Some(v) => Some(i64::try_from(v).map_err(|_| gate_error(GateError::Overflow))?),
+                    None => None,
+                });
+            }
+            Ok(Arc::new(Int64Array::from(out)))
+        }
+        (DataType::Float64, DataType::Float64) => {
+            let values = column.as_primitive::<Float64Type>();
+            if values.iter().flatten().any(|v| !v.is_finite()) {
+                return Err(gate_error(GateError::Overflow));
+            }
+            Ok(column.clone())
+        }
+        (DataType::Utf8, DataType::Utf8) => {
+            let keys = column.as_string::<i32>();
+            if keys.iter().flatten().any(|k| k.chars().any(zone_sandbox::output::is_unsafe_text_char)) {
+                return Err(gate_error(GateError::KeyText));
+            }
+            Ok(column.clone())
+        }
+        (got, want) if got == want => Ok(column.clone()),
+        _ => Err(gate_error(GateError::Schema)),
+    }
+}
+
 impl ReleaseGate {
     fn pass(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        let gate_error = |e: GateError| DataFusionError::External(Box::new(e));
         let index = batch.schema().index_of(SUBJECTS)?;
         let subjects = batch
             .column(index)
@@ -81,15 +125,17 @@ impl ReleaseGate {
         let out = filtered.project(&columns)?;
         let got = out.schema();
         if got.fields().len() != self.schema.fields().len()
-            || got
-                .fields()
-                .iter()
-                .zip(self.schema.fields())
-                .any(|(a, b)| a.name() != b.name() || a.data_type() != b.data_type())
+            || got.fields().iter().zip(self.schema.fields()).any(|(a, b)| a.name() != b.name())
         {
-            return Err(gate_error(GateError::Schema { detail: format!("got {got}, declared {}", self.schema) }));
+            return Err(gate_error(GateError::Schema));
         }
-        Ok(RecordBatch::try_new(self.schema.clone(), out.columns().to_vec())?)
+        let checked = out
+            .columns()
+            .iter()
+            .zip(self.schema.fields())
+            .map(|(c, f)| checked_column(c, f.data_type()))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RecordBatch::try_new(self.schema.clone(), checked)?)
     }
 }
 

@@ -23,7 +23,7 @@ use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig};
 use policies::{ColumnKernel, CompiledPolicy, TokenSecret};
 use zone_sandbox::{Aggregate, GuestModule, OutputDecl, Sandbox, SandboxError};
 
-use crate::bound::ContributionBound;
+use crate::bound::{ContributionBound, PartialClamp};
 use crate::gate::{GateCounters, GateError, ReleaseGate, SUBJECTS};
 use crate::stage::StageExec;
 use crate::subjects::SyntheticSubjects;
@@ -55,6 +55,8 @@ pub enum JobSource {
 pub struct ReleaseLimits {
     pub min_group_size: u64,
     pub max_groups_per_subject: u64,
+    /// A subject's partial in one group is clamped to what this many of its rows within the bounds could add.
+    pub max_rows_per_subject_in_group: u64,
     pub max_output_rows: u64,
     /// Reviewed mode: the guest's `finish` is called and its artifacts, together at most this many bytes, are
     /// held for review. `None`: aggregate mode.
@@ -102,8 +104,10 @@ impl JobError {
         match self {
             JobError::Guest(e) => e.class.name(),
             JobError::Gate(GateError::TooManyRows { .. }) => "release.max_output_rows",
-            JobError::Gate(GateError::Schema { .. }) => "release.schema",
+            JobError::Gate(GateError::Schema) => "release.schema",
             JobError::Gate(GateError::ArtifactsTooLarge { .. }) => "release.max_artifact_bytes",
+            JobError::Gate(GateError::Overflow) => "release.overflow",
+            JobError::Gate(GateError::KeyText) => "release.key_text",
             JobError::Plan(_) => "job.plan",
             JobError::Engine(_) => "job.engine",
         }
@@ -231,6 +235,37 @@ pub fn product_schema(declared: &OutputDecl) -> SchemaRef {
             .map(|m| Field::new(m.field.name().clone(), product_type(m.aggregate, m.field.data_type()), true)),
     );
     Arc::new(Schema::new(fields))
+}
+
+/// How integer sums are computed: exact 128-bit decimals (no 64-bit sum wraps silently).
+const EXACT_SUM: DataType = DataType::Decimal128(38, 0);
+
+fn is_integer(t: &DataType) -> bool {
+    matches!(t, DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64)
+}
+
+/// The per-(subject, group) partials the bound clamps: a sum to `rows × [low, high]`, a count to `[0, rows]`,
+/// where `rows` is the policy's `max_rows_per_subject_in_group`. Min and max need none (each row is within bounds).
+fn partial_clamps(declared: &OutputDecl, pairs: &Schema, rows: u64) -> Result<Vec<PartialClamp>, JobError> {
+    let rows = rows.max(1) as f64;
+    let index = |name: String| pairs.index_of(&name).map_err(plan_error);
+    let mut clamps = Vec::new();
+    for m in &declared.measures {
+        let name = m.field.name();
+        let (lo, hi) = m.bounds.unwrap_or((0.0, 0.0));
+        match m.aggregate {
+            Aggregate::Count => clamps.push(PartialClamp { column: index(partial(name, "n"))?, lo: 0.0, hi: rows }),
+            Aggregate::Sum => {
+                clamps.push(PartialClamp { column: index(partial(name, "s"))?, lo: lo * rows, hi: hi * rows })
+            }
+            Aggregate::Mean => {
+                clamps.push(PartialClamp { column: index(partial(name, "s"))?, lo: lo * rows, hi: hi * rows });
+                clamps.push(PartialClamp { column: index(partial(name, "n"))?, lo: 0.0, hi: rows });
+            }
+            Aggregate::Min | Aggregate::Max => {}
+        }
+    }
+    Ok(clamps)
 }
 
 fn plan_error(e: impl std::fmt::Display) -> JobError {
@@ -429,6 +464,10 @@ impl JobPlan {
                 let value = ident(name);
                 match m.aggregate {
                     Aggregate::Count => partials.push(count(value).alias(partial(name, "n"))),
+                    // Integer sums are exact: summed as 128-bit decimals, checked against Int64 at the gate.
+                    Aggregate::Sum if is_integer(m.field.data_type()) => {
+                        partials.push(sum(cast(value, EXACT_SUM)).alias(partial(name, "s")))
+                    }
                     Aggregate::Sum => partials.push(sum(value).alias(partial(name, "s"))),
                     Aggregate::Mean => {
                         partials.push(sum(cast(value.clone(), DataType::Float64)).alias(partial(name, "s")));
@@ -457,12 +496,14 @@ impl JobPlan {
             if subject_index != 0 {
                 return Err(plan_error("the partials do not start with the subject"));
             }
+            let clamps = partial_clamps(&declared, &pairs_schema, spec.limits.max_rows_per_subject_in_group)?;
             let bound = Arc::new(ContributionBound {
                 schema: pairs_schema.clone(),
                 keys: key_indexes,
                 max_groups_per_subject: spec.limits.max_groups_per_subject,
                 hasher: hasher.clone(),
                 dropped: dropped.clone(),
+                clamps,
             });
             let bounded: Arc<dyn ExecutionPlan> = Arc::new(StageExec::new(bound, pairs));
 
@@ -492,6 +533,11 @@ impl JobPlan {
                 let target = product.field_with_name(name).map_err(plan_error)?.data_type().clone();
                 let expr = match m.aggregate {
                     Aggregate::Mean => ident(partial(name, "s")) / cast(ident(partial(name, "n")), DataType::Float64),
+                    // Stays exact until the gate checks that it fits.
+                    Aggregate::Sum if is_integer(m.field.data_type()) => {
+                        columns.push(ident(name).alias(name));
+                        continue;
+                    }
                     _ => ident(name),
                 };
                 columns.push(cast(expr, target).alias(name));

@@ -107,7 +107,7 @@ impl Partition {
         let artifacts = self.run.finish().map_err(guest_failure)?;
         let bytes: u64 = artifacts.iter().map(|a| a.bytes.len() as u64).sum();
         if bytes > max_bytes {
-            return Err(DataFusionError::External(Box::new(GateError::ArtifactsTooLarge { bytes, limit: max_bytes })));
+            return Err(DataFusionError::External(Box::new(GateError::ArtifactsTooLarge { limit: max_bytes })));
         }
         if let Ok(mut r) = self.report.lock() {
             r.artifacts.extend(artifacts);

@@ -1,5 +1,7 @@
-//! Failure classes of a guest run. Every failure is one of these; the detail is host text (limits, sizes, names
-//! the operator already knows), never text the guest produced.
+//! Failure classes of a guest run. Every failure is one of these; the detail is fixed host text (limits the zone
+//! set, names of calls), never anything the guest chose — not its text, not a name, count or size it returned.
+//! What the guest's output looked like when it was refused is kept apart, in [`SandboxError::zone_detail`], for
+//! the agency and the inspector only.
 
 use std::fmt;
 
@@ -56,12 +58,44 @@ impl fmt::Display for FailureClass {
 #[error("{class}: {detail}")]
 pub struct SandboxError {
     pub class: FailureClass,
-    /// Host-side detail: which limit, which import, what was wrong with the output. Never guest text.
+    /// Host-side detail: which limit, which import, which rule the output broke. Never guest text, and never a
+    /// name, number or size the guest chose.
     pub detail: String,
+    /// What the guest's output was when it was refused (a column name it returned, how many rows it claimed, the
+    /// validation error of its bytes): guest-chosen, so never shown with `detail`. Kept in the zone for the agency
+    /// and the inspector (`job diagnostics`); in a run without data (`module check`, `job dev` on mock rows) the
+    /// operator's tools may show it to the operator, whose own code it describes.
+    pub zone_detail: Option<String>,
 }
 
 impl SandboxError {
+    /// Longest [`SandboxError::zone_detail`] kept, in bytes.
+    pub const MAX_ZONE_DETAIL_BYTES: usize = 1024;
+
     pub fn new(class: FailureClass, detail: impl Into<String>) -> SandboxError {
-        SandboxError { class, detail: detail.into() }
+        SandboxError { class, detail: detail.into(), zone_detail: None }
+    }
+
+    /// A failure whose fixed `detail` the operator may read, with what the guest produced kept for the zone
+    /// (capped at [`SandboxError::MAX_ZONE_DETAIL_BYTES`]).
+    pub fn with_zone_detail(class: FailureClass, detail: impl Into<String>, zone: impl Into<String>) -> SandboxError {
+        let mut zone = zone.into();
+        if zone.len() > Self::MAX_ZONE_DETAIL_BYTES {
+            let mut cut = Self::MAX_ZONE_DETAIL_BYTES;
+            while !zone.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            zone.truncate(cut);
+            zone.push('…');
+        }
+        SandboxError { class, detail: detail.into(), zone_detail: Some(zone) }
+    }
+
+    /// The detail and, where there is one, what the guest produced: for tools that run without data.
+    pub fn full(&self) -> String {
+        match &self.zone_detail {
+            Some(z) => format!("{}: {} ({z})", self.class, self.detail),
+            None => self.to_string(),
+        }
     }
 }

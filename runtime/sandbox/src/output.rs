@@ -190,13 +190,45 @@ impl OutputDecl {
         let by_name: HashMap<&str, &Measure> = self.measures.iter().map(|m| (m.field.name().as_str(), m)).collect();
         let mut columns = Vec::with_capacity(batch.num_columns());
         for (field, column) in self.schema.fields().iter().zip(batch.columns()) {
-            let clamped = match by_name.get(field.name().as_str()).and_then(|m| m.bounds) {
-                Some((lo, hi)) => clamp(column, lo, hi),
-                None => column.clone(),
+            let conformed = match by_name.get(field.name().as_str()) {
+                Some(m) if m.aggregate == Aggregate::Count => uncounted_as_null(column),
+                Some(Measure { bounds: Some((lo, hi)), .. }) => clamp(column, *lo, *hi),
+                _ => column.clone(),
             };
-            columns.push(clamped);
+            columns.push(conformed);
         }
         RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| e.to_string())
+    }
+}
+
+/// A `count` measure's one meaning (the SDK documents the same): a row counts once when its value is neither null
+/// nor zero (`false` for a boolean); any other value counts as one row, never as its number. Zeros become nulls, so
+/// that the host's count of non-null values is that count.
+pub fn uncounted_as_null(array: &ArrayRef) -> ArrayRef {
+    macro_rules! zero_as_null {
+        ($t:ty, $n:ty) => {{
+            let a = array.as_primitive::<$t>();
+            let zero = <$n>::default();
+            if !a.values().iter().any(|v| *v == zero) {
+                return array.clone();
+            }
+            let out: arrow_array::PrimitiveArray<$t> = a.iter().map(|v| v.filter(|x| *x != zero)).collect();
+            Arc::new(out) as ArrayRef
+        }};
+    }
+    match array.data_type() {
+        DataType::Int8 => zero_as_null!(Int8Type, i8),
+        DataType::Int16 => zero_as_null!(Int16Type, i16),
+        DataType::Int32 => zero_as_null!(Int32Type, i32),
+        DataType::Int64 => zero_as_null!(Int64Type, i64),
+        DataType::Float32 => zero_as_null!(Float32Type, f32),
+        DataType::Float64 => zero_as_null!(Float64Type, f64),
+        DataType::Boolean => {
+            let a = array.as_boolean();
+            let out: arrow_array::BooleanArray = a.iter().map(|v| v.filter(|x| *x)).collect();
+            Arc::new(out) as ArrayRef
+        }
+        _ => array.clone(),
     }
 }
 
@@ -241,6 +273,52 @@ pub fn clamp(array: &ArrayRef, lo: f64, hi: f64) -> ArrayRef {
     }
 }
 
+/// Whether a character must never reach a terminal, a spreadsheet or a reviewer's screen as itself: C0 and C1
+/// controls (ESC starts terminal sequences, CR rewrites a line, NUL cuts C strings), DEL, bidirectional overrides
+/// and isolates (which reorder what a reader sees), zero-width and other invisible format characters, line and
+/// paragraph separators, and Unicode tag characters. The release gate refuses keys that hold one; every print of
+/// guest- or operator-made text escapes them ([`inert`]).
+pub fn is_unsafe_text_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{061C}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{E0000}'..='\u{E0FFF}'
+        )
+}
+
+/// Text made safe to print: every [`is_unsafe_text_char`] written as `\u{XXXX}`, everything else as it is
+/// (Chinese text stays readable). The one escaping function for guest- and operator-made text.
+pub fn inert(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(is_unsafe_text_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if is_unsafe_text_char(c) {
+            out.push_str(&format!("\\u{{{:04x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Builds a declared-output field: a helper for hosts, tests and the SDK's mirror of it.
 pub fn key(name: &str, data_type: DataType) -> Field {
     Field::new(name, data_type, true).with_metadata(HashMap::from([(ROLE.to_owned(), "key".to_owned())]))
@@ -279,6 +357,38 @@ mod tests {
         assert!(OutputDecl::from_schema(&no_role).is_err());
         let string_sum = Schema::new(vec![measure("m", DataType::Utf8, Aggregate::Sum, Some((0.0, 1.0)))]);
         assert!(OutputDecl::from_schema(&string_sum).is_err());
+    }
+
+    #[test]
+    fn inert_escapes_what_a_terminal_or_a_reader_would_act_on() {
+        assert_eq!(inert("苏州市 district 7"), "苏州市 district 7");
+        assert_eq!(inert("a\u{1b}]8;;x\u{7}b"), "a\\u{001b}]8;;x\\u{0007}b");
+        assert_eq!(inert("\u{202e}gpj.exe"), "\\u{202e}gpj.exe");
+        assert_eq!(inert("a\u{200b}b\u{feff}\0\r\n"), "a\\u{200b}b\\u{feff}\\u{0000}\\u{000d}\\u{000a}");
+        assert!(!inert("x\u{9b}31m\u{2066}").chars().any(is_unsafe_text_char));
+    }
+
+    #[test]
+    fn a_count_counts_rows_that_are_neither_null_nor_zero() {
+        let schema = Schema::new(vec![key("d", DataType::Utf8), measure("n", DataType::Int64, Aggregate::Count, None)]);
+        let decl = OutputDecl::from_schema(&schema).expect("valid");
+        let plain =
+            Arc::new(Schema::new(vec![Field::new("d", DataType::Utf8, true), Field::new("n", DataType::Int64, true)]));
+        let batch = RecordBatch::try_new(
+            plain,
+            vec![
+                Arc::new(StringArray::from(vec!["a", "a", "a", "a"])),
+                Arc::new(Int64Array::from(vec![Some(1), Some(0), None, Some(7)])),
+            ],
+        )
+        .expect("batch");
+        let out = decl.conform(&batch).expect("conform");
+        let n = out.column(1).as_primitive::<Int64Type>();
+        // 1 and 7 count (7 as one row); 0 and null do not.
+        assert_eq!(n.len() - n.null_count(), 2);
+        assert!(n.is_null(1) && n.is_null(2));
+        let flags: ArrayRef = Arc::new(arrow_array::BooleanArray::from(vec![Some(true), Some(false), None]));
+        assert_eq!(uncounted_as_null(&flags).null_count(), 2);
     }
 
     #[test]

@@ -38,6 +38,30 @@ pub struct AppOutput {
     pub reads: Option<Vec<String>>,
 }
 
+/// How a job's rows are cut before they reach the guest: rows per batch (per call of `map-batch`) and partitions
+/// (one guest instance each). Both change what one call of the guest sees, so both are part of what is approved:
+/// a run with other settings is `job.drift`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSettings {
+    pub batch_rows: u64,
+    pub partitions: u64,
+}
+
+impl RunSettings {
+    pub const DEFAULT_BATCH_ROWS: u64 = 16_384;
+    pub const MAX_BATCH_ROWS: u64 = 1 << 20;
+    pub const MAX_PARTITIONS: u64 = 256;
+    /// What an application recorded before run settings were bound runs with: fixed by the zone, whatever the
+    /// machine.
+    pub const FIXED: RunSettings = RunSettings { batch_rows: Self::DEFAULT_BATCH_ROWS, partitions: 2 };
+
+    /// The defaults of a new application: 16,384 rows per batch, one partition per core of this machine.
+    pub fn defaults() -> RunSettings {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u64);
+        RunSettings { batch_rows: Self::DEFAULT_BATCH_ROWS, partitions: cores.clamp(1, Self::MAX_PARTITIONS) }
+    }
+}
+
 /// What `app submit` asks for.
 #[derive(Debug, Clone)]
 pub struct AppRequest {
@@ -48,6 +72,20 @@ pub struct AppRequest {
     pub mode: String,
     pub params: Vec<(String, String)>,
     pub security_notes: Option<PathBuf>,
+    /// Rows per batch and partitions; `None` for each: the defaults ([`RunSettings::defaults`]).
+    pub batch_rows: Option<u64>,
+    pub partitions: Option<u64>,
+}
+
+impl AppRequest {
+    /// The run settings asked for, defaults filled in.
+    pub fn run_settings(&self) -> RunSettings {
+        let d = RunSettings::defaults();
+        RunSettings {
+            batch_rows: self.batch_rows.unwrap_or(d.batch_rows),
+            partitions: self.partitions.unwrap_or(d.partitions),
+        }
+    }
 }
 
 /// An application that passed the checks that need no module: who, grant, datasets and their policies.
@@ -96,6 +134,17 @@ pub struct Application {
     pub mode: String,
     pub notes_sha256: Option<String>,
     pub submitted_at: String,
+    /// The run settings approved with it (absent for applications submitted before they were bound: those run
+    /// with [`RunSettings::FIXED`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunSettings>,
+}
+
+impl Application {
+    /// The settings its runs use.
+    pub fn run_settings(&self) -> RunSettings {
+        self.run.unwrap_or(RunSettings::FIXED)
+    }
 }
 
 /// What an approval is bound to.
@@ -104,6 +153,9 @@ pub struct Binding {
     pub module_sha256: String,
     pub params: Vec<(String, String)>,
     pub datasets: Vec<BoundDataset>,
+    /// Batch size and partitions (skipped when absent, so that bindings recorded before keep their hash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,6 +286,12 @@ impl Zone {
         }
         if request.datasets.is_empty() {
             problems.push("name at least one --dataset".to_owned());
+        }
+        if request.batch_rows.is_some_and(|b| !(1..=RunSettings::MAX_BATCH_ROWS).contains(&b)) {
+            problems.push(format!("--batch-rows must be from 1 to {}", RunSettings::MAX_BATCH_ROWS));
+        }
+        if request.partitions.is_some_and(|p| !(1..=RunSettings::MAX_PARTITIONS).contains(&p)) {
+            problems.push(format!("--partitions must be from 1 to {}", RunSettings::MAX_PARTITIONS));
         }
         let mut seen = BTreeSet::new();
         for (k, _) in &request.params {
@@ -372,8 +430,8 @@ impl Zone {
         let conn = &self.catalog().conn;
         conn.execute(
             "INSERT INTO applications (operator, grant_id, module_sha256, module_bytes, artifact_sha256, datasets_json,
-                 params_json, output_json, domain, purpose, mode, notes_sha256, submitted_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                 params_json, output_json, domain, purpose, mode, notes_sha256, submitted_at, run_json)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             params![
                 who.name,
                 prepared.grant_id,
@@ -387,7 +445,8 @@ impl Zone {
                 request.purpose.trim(),
                 prepared.mode.name(),
                 stored.get(2),
-                now()
+                now(),
+                json(&request.run_settings())?
             ],
         )
         .map_err(StoreError::catalog("record application"))?;
@@ -509,7 +568,7 @@ impl Zone {
         let row = conn
             .query_row(
                 "SELECT operator, grant_id, module_sha256, module_bytes, artifact_sha256, datasets_json, params_json,
-                        output_json, domain, purpose, mode, notes_sha256, rejected, submitted_at
+                        output_json, domain, purpose, mode, notes_sha256, rejected, submitted_at, run_json
                  FROM applications WHERE id = ?1",
                 [id],
                 |r| {
@@ -523,6 +582,7 @@ impl Zone {
                         ),
                         (r.get::<_, String>(8)?, r.get::<_, String>(9)?, r.get::<_, String>(10)?),
                         (r.get::<_, Option<String>>(11)?, r.get::<_, bool>(12)?, r.get::<_, String>(13)?),
+                        r.get::<_, Option<String>>(14)?,
                     ))
                 },
             )
@@ -533,6 +593,7 @@ impl Zone {
             (artifact_sha256, ds, ps, out),
             (domain, purpose, mode),
             (notes_sha256, rejected, submitted_at),
+            run,
         )) = row
         else {
             return Ok(None);
@@ -556,6 +617,7 @@ impl Zone {
             mode,
             notes_sha256,
             submitted_at,
+            run: run.map(|r| serde_json::from_str(&r)).transpose().map_err(|e| damaged("run settings", e))?,
         };
         let mut bound = Vec::new();
         for d in &app.datasets {
@@ -566,7 +628,12 @@ impl Zone {
             let v = self.dataset(&spec)?;
             bound.push(BoundDataset { dataset: v.dataset, version: v.version, policy_sha256: v.policy_sha256 });
         }
-        let binding = Binding { module_sha256: app.module_sha256.clone(), params: app.params.clone(), datasets: bound };
+        let binding = Binding {
+            module_sha256: app.module_sha256.clone(),
+            params: app.params.clone(),
+            datasets: bound,
+            run: app.run,
+        };
         let binding_sha256 = binding.sha256()?;
         let mut required = vec!["authority".to_owned()];
         for d in &binding.datasets {
@@ -646,6 +713,9 @@ fn describe_drift(old: &Binding, new: &Binding) -> Vec<String> {
     }
     if old.params != new.params {
         out.push("parameters changed".to_owned());
+    }
+    if old.run != new.run {
+        out.push("run settings changed".to_owned());
     }
     for n in &new.datasets {
         match old.datasets.iter().find(|o| o.dataset == n.dataset) {

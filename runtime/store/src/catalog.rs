@@ -203,6 +203,10 @@ DROP TABLE jobs;
 ALTER TABLE jobs_v7 RENAME TO jobs;
 CREATE INDEX jobs_by_state ON jobs(state, id);
 "#,
+    // 8: the run settings an application is approved with (batch size, partitions): what the guest sees
+    r#"
+ALTER TABLE applications ADD COLUMN run_json TEXT;
+"#,
 ];
 
 /// Quality figures of one column, computed at publish time without keeping any value (Art. 16).

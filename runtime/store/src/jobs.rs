@@ -14,7 +14,7 @@ use zone_access::{Action, Principal};
 use zone_audit::Outcome;
 
 use crate::access::{WriteAhead, entry};
-use crate::apps::{AppStatus, AppView, Binding};
+use crate::apps::{AppStatus, AppView, Binding, RunSettings};
 use crate::catalog::DatasetVersion;
 use crate::error::StoreError;
 use crate::grants::{json, today};
@@ -49,18 +49,34 @@ pub struct JobTicket {
     /// Aggregate, or reviewed (the guest's artifacts are held for the providing agencies).
     pub mode: ReleaseMode,
     pub token_secret: TokenSecret,
+    /// Rows per batch and partitions, as approved.
+    pub run: RunSettings,
 }
 
-/// What a run counted, as recorded.
+/// What a run counted, as recorded. The counters the guest controls (how many groups it made, how many were
+/// under k, how many contributions the bound dropped) and the run's exact duration are for the providing agencies
+/// and the inspector: the operator's view of a job has them as `None` ([`JobRecord::for_operator`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunCounts {
     pub rows_read: u64,
-    pub contributions_dropped: u64,
-    pub groups: u64,
-    pub groups_suppressed: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contributions_dropped: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups_suppressed: Option<u64>,
     pub rows_released: u64,
-    pub elapsed_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elapsed_ms: Option<u64>,
 }
+
+/// The one class an operator sees for a run that started and released nothing, whatever the guest did: which
+/// fault it was (a trap, a timeout, a refused output…) is a channel the guest would choose.
+pub const FAILED: &str = "job.failed";
+
+/// The operator's text for such a run.
+pub const FAILED_DETAIL: &str =
+    "the run ended without a product; why is kept in the zone for the providing agencies and the inspector";
 
 /// A finished run's released table.
 #[derive(Debug)]
@@ -99,8 +115,10 @@ pub struct JobRecord {
     pub error_detail: Option<String>,
     pub counts: Option<RunCounts>,
     pub manifest_sha256: Option<String>,
-    /// Guest messages kept in the zone (their number; the text is for the agency and the inspector).
-    pub guest_messages: usize,
+    /// Guest messages kept in the zone (their number; the text is for the agency and the inspector). Absent from
+    /// the operator's view: a guest sets the number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_messages: Option<usize>,
     /// Through the queue: when it was queued, and how many times a run started (a run interrupted by a restart of
     /// the server is run again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -110,6 +128,25 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
+    /// The job as its operator (and anyone else who may not read guest text) sees it: a failed run has the one
+    /// class [`FAILED`] and fixed text; counts are the rows read and released, and only for a release; no guest
+    /// message count, no duration. Refusals by the gate (before anything ran) and the operator's own cancellation
+    /// keep their class: the guest had no part in them.
+    pub fn for_operator(mut self) -> JobRecord {
+        if self.state == "failed" {
+            self.error_class = Some(FAILED.to_owned());
+            self.error_detail = Some(FAILED_DETAIL.to_owned());
+        }
+        self.counts = match (self.state.as_str(), self.counts.take()) {
+            ("released", Some(c)) => {
+                Some(RunCounts { rows_read: c.rows_read, rows_released: c.rows_released, ..RunCounts::default() })
+            }
+            _ => None,
+        };
+        self.guest_messages = None;
+        self
+    }
+
     /// Whether the job will not change any more.
     pub fn is_final(&self) -> bool {
         matches!(self.state.as_str(), "released" | "failed" | "refused" | "cancelled")
@@ -120,9 +157,11 @@ impl Zone {
     /// The gate of `job run`: refuses (and records) unless `who` is the application's operator, the application is
     /// approved for the current binding, an active grant covers every dataset and the domain today, and the module
     /// and artifact objects hash to what was approved. Then records the job as running.
-    pub fn start_job(&self, who: &Principal, app_id: u64) -> Result<JobTicket, StoreError> {
+    /// `batch_rows`, when given, must be the approved one (`job.drift` otherwise): a run never cuts the rows
+    /// differently from what was approved.
+    pub fn start_job(&self, who: &Principal, app_id: u64, batch_rows: Option<u64>) -> Result<JobTicket, StoreError> {
         let objects = vec![format!("app:{app_id}")];
-        let mut ticket = match self.gate(who, app_id) {
+        let mut ticket = match self.gate(who, app_id, batch_rows) {
             Ok(ticket) => ticket,
             Err(err) => {
                 self.record_refusal(who, "job.run", &objects, err.class(), &err.to_string())?;
@@ -166,10 +205,23 @@ impl Zone {
     }
 
     /// Every check of the gate, without recording anything; the ticket's `job` is 0 until the caller records it.
-    pub(crate) fn gate(&self, who: &Principal, app_id: u64) -> Result<JobTicket, StoreError> {
+    pub(crate) fn gate(&self, who: &Principal, app_id: u64, batch_rows: Option<u64>) -> Result<JobTicket, StoreError> {
         let view = self.app_view(app_id)?.ok_or(StoreError::UnknownApp { id: app_id })?;
         self.permit(who, &Action::JobRun { operator: &view.app.operator })?;
         let refuse = |class: &'static str, detail: String| Err(StoreError::JobRefused { class, detail });
+        let run = view.app.run_settings();
+        if let Some(asked) = batch_rows
+            && asked != run.batch_rows
+        {
+            return refuse(
+                "job.drift",
+                format!(
+                    "application {app_id} is approved with {} rows per batch; a run with {asked} would show the \
+                     guest other batches than the ones approved (leave --batch-rows out, or submit again)",
+                    run.batch_rows
+                ),
+            );
+        }
         match view.status {
             AppStatus::Approved => {}
             AppStatus::ReapprovalNeeded => {
@@ -236,7 +288,7 @@ impl Zone {
             detail: format!("the compiled module differs from the one stored at approval: {e}"),
         })?;
         let token_secret = self.keys()?.token_secret().clone();
-        Ok(JobTicket { job: 0, app: view, datasets, wasm, artifact, release, mode, token_secret })
+        Ok(JobTicket { job: 0, app: view, datasets, wasm, artifact, release, mode, token_secret, run })
     }
 
     /// Whether the job's grant still covers every dataset of the run and its domain today.
@@ -306,7 +358,7 @@ impl Zone {
                     .object(object)
                     .reason(f.class.clone())
                     .detail(f.detail.clone())])?;
-                return Ok((self.job_record_unchecked(job)?, None));
+                return Ok((self.record_for(who, self.job_record_unchecked(job)?)?, None));
             }
         };
         let failure = |class: &str, detail: String| RunFailure {
@@ -384,9 +436,8 @@ impl Zone {
                     .hash(signed.manifest.output_sha256.clone())
                     .hash(manifest_sha.clone())
                     .detail(format!(
-                        "{} rows released, {} groups suppressed, {} rows read{}",
+                        "{} rows released, {} rows read{}",
                         table.counts.rows_released,
-                        table.counts.groups_suppressed,
                         table.counts.rows_read,
                         if held.is_empty() {
                             String::new()
@@ -417,13 +468,13 @@ impl Zone {
             }
             return Err(e.into());
         }
-        Ok((self.job_record_unchecked(job)?, Some(signed)))
+        Ok((self.record_for(who, self.job_record_unchecked(job)?)?, Some(signed)))
     }
 
     pub(crate) fn manifest(&self, ticket: &JobTicket, table: &ReleasedTable) -> Result<Manifest, StoreError> {
         let app = &ticket.app.app;
         Ok(Manifest {
-            format: "zone-product-v1".into(),
+            format: "zone-product-v2".into(),
             zone_id: self.info().zone_id.clone(),
             job: ticket.job,
             application: app.id,
@@ -451,9 +502,9 @@ impl Zone {
             },
             rows_read: table.counts.rows_read,
             rows_released: table.counts.rows_released,
-            groups: table.counts.groups,
-            groups_suppressed: table.counts.groups_suppressed,
-            contributions_dropped: table.counts.contributions_dropped,
+            groups: None,
+            groups_suppressed: None,
+            contributions_dropped: None,
             columns: table.schema.fields().iter().map(|f| (f.name().clone(), f.data_type().to_string())).collect(),
             outputs: Vec::new(),
             output_sha256: String::new(),
@@ -520,7 +571,7 @@ impl Zone {
             error_detail,
             counts: stats.map(|s| serde_json::from_str(&s)).transpose().map_err(|e| damaged("counts", e))?,
             manifest_sha256,
-            guest_messages,
+            guest_messages: Some(guest_messages),
             queued_at,
             attempts,
         }))
@@ -543,7 +594,20 @@ impl Zone {
             &Action::JobRead { operator: &job.operator, providers: &providers },
             &[format!("job:{id}")],
         )?;
-        Ok(job)
+        Ok(self.shown_to(who, job, &providers))
+    }
+
+    /// A job record as `who` may see it: whole for those who may read the job's guest text (its providing agencies
+    /// and the inspector), [`JobRecord::for_operator`] for everyone else.
+    fn shown_to(&self, who: &Principal, job: JobRecord, providers: &[String]) -> JobRecord {
+        if self.permit(who, &Action::GuestTextRead { providers }).is_ok() { job } else { job.for_operator() }
+    }
+
+    /// [`Zone::shown_to`] for a record just read without authorization (the caller is its operator or a worker
+    /// acting for it).
+    pub(crate) fn record_for(&self, who: &Principal, job: JobRecord) -> Result<JobRecord, StoreError> {
+        let providers = self.job_providers(&job)?;
+        Ok(self.shown_to(who, job, &providers))
     }
 
     /// Every job, for the zone's own computations (reports).
@@ -560,7 +624,7 @@ impl Zone {
             if let Some(job) = self.job_row(id)? {
                 let providers = self.job_providers(&job)?;
                 if self.permit(who, &Action::JobRead { operator: &job.operator, providers: &providers }).is_ok() {
-                    out.push(job);
+                    out.push(self.shown_to(who, job, &providers));
                 }
             }
         }

@@ -46,7 +46,7 @@ mod zone;
 
 pub use apps::{
     AppDataset, AppOutput, AppRequest, AppStatus, AppView, Application, Binding, BoundDataset, CheckedModule, Decision,
-    OutputColumn, PreparedApp,
+    OutputColumn, PreparedApp, RunSettings,
 };
 pub use artifacts::{ARTIFACTS_DIR, ArtifactDecision, ArtifactReview, HeldArtifact};
 pub use catalog::{ColumnStats, DatasetSummary, DatasetVersion, FormatCheck, StoredFile};
@@ -54,7 +54,9 @@ pub use complaints::{Complaint, Resolution};
 pub use error::StoreError;
 pub use grants::{GrantChange, GrantWatch, NewGrant, WatchStop, today};
 pub use incidents::{INCIDENTS_DIR, Incident};
-pub use jobs::{CANCELLED, JobDataset, JobRecord, JobTicket, ReleasedTable, RunCounts, RunFailure};
+pub use jobs::{
+    CANCELLED, FAILED, FAILED_DETAIL, JobDataset, JobRecord, JobTicket, ReleasedTable, RunCounts, RunFailure,
+};
 pub use keys::ZoneKeys;
 pub use products::{
     MANIFEST, Manifest, ManifestDataset, ManifestFile, ManifestRelease, PRODUCT_CSV, PRODUCT_PARQUET, ProductError,
@@ -63,7 +65,7 @@ pub use products::{
 pub use queue::{Cancelled, Claim};
 pub use reports::{DatasetUsage, OperatorUsage, UsageReport};
 pub use server_log::{ACCESS_LOG, ACCESS_SEAL, AccessLogCheck, AccessLogHash};
-pub use settings::{AuditSection, SandboxSection, SandboxSettings};
+pub use settings::{AuditSection, JobsSection, SandboxSection, SandboxSettings};
 pub use zone::{NoProgress, Progress, PublishOutcome, PublishRequest, ZONE_FORMAT, Zone, ZoneCheck, ZoneInfo};
 pub use zone_access::{Action, Grant, GrantScope, GrantState, GrantStatus, Principal, Role};
 

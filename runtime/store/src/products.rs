@@ -22,7 +22,9 @@ pub const PRODUCT_CSV: &str = "product.csv";
 pub const MANIFEST: &str = "manifest.json";
 
 /// The manifest formats: a released table, a released artifact.
-const FORMATS: [&str; 2] = ["zone-product-v1", "zone-artifact-v1"];
+/// v2 carries no counter the guest controls (groups made, groups under k, contributions dropped); v1 manifests, which
+/// did, still verify.
+const FORMATS: [&str; 4] = ["zone-product-v2", "zone-artifact-v2", "zone-product-v1", "zone-artifact-v1"];
 
 /// What signatures of manifests are bound to (never valid as another kind of message).
 const SIGNING_CONTEXT: &[u8] = b"zone-product-manifest-v1\0";
@@ -71,9 +73,13 @@ pub struct Manifest {
     pub release: ManifestRelease,
     pub rows_read: u64,
     pub rows_released: u64,
-    pub groups: u64,
-    pub groups_suppressed: u64,
-    pub contributions_dropped: u64,
+    /// Only in v1 manifests: counters the guest controls, which a product no longer carries (v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups_suppressed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contributions_dropped: Option<u64>,
     /// Column name and Arrow type of the released table.
     pub columns: Vec<(String, String)>,
     pub outputs: Vec<ManifestFile>,
@@ -115,10 +121,9 @@ pub struct ManifestSignature {
 pub enum ProductError {
     #[error("{path}: {detail}")]
     Io { path: PathBuf, detail: String },
-    #[error(
-        "the product is {bytes} bytes as {file}, over the policy's max_output_bytes of {limit}; nothing is released"
-    )]
-    TooLarge { file: &'static str, bytes: u64, limit: u64 },
+    /// The size is the guest's to choose, so the message does not say it.
+    #[error("the product is over the policy's max_output_bytes of {limit} as {file}; nothing is released")]
+    TooLarge { file: &'static str, limit: u64 },
     #[error("{path}: not a product manifest: {detail}")]
     BadManifest { path: PathBuf, detail: String },
     #[error("the manifest's signature does not verify with key {key}")]
@@ -148,6 +153,39 @@ pub struct EncodedProduct {
     pub csv: Vec<u8>,
 }
 
+/// Whether a CSV cell would be read by a spreadsheet as a formula (or start one after a tab or a line break):
+/// `=`, `+`, `-`, `@`, tab and CR at its start (OWASP, "CSV injection").
+fn formula_like(cell: &str) -> bool {
+    cell.starts_with(['=', '+', '-', '@', '\t', '\r'])
+}
+
+/// The released table as `product.csv` carries it: every text cell that a spreadsheet would take for a formula
+/// is written with a leading `'`, which spreadsheets show as text. Numbers, dates and booleans are written by the
+/// encoder and cannot start a formula. `product.parquet` keeps the values as released.
+fn csv_inert(batch: &RecordBatch) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    use arrow_array::Array as _;
+    use arrow_array::cast::AsArray as _;
+    let mut columns = batch.columns().to_vec();
+    let mut changed = false;
+    for column in &mut columns {
+        if column.data_type() != &arrow_schema::DataType::Utf8 {
+            continue;
+        }
+        let text = column.as_string::<i32>();
+        if !text.iter().flatten().any(formula_like) {
+            continue;
+        }
+        let inert: arrow_array::StringArray =
+            text.iter().map(|v| v.map(|c| if formula_like(c) { format!("'{c}") } else { c.to_owned() })).collect();
+        *column = Arc::new(inert) as arrow_array::ArrayRef;
+        changed = true;
+    }
+    if !changed {
+        return Ok(batch.clone());
+    }
+    RecordBatch::try_new(batch.schema(), columns)
+}
+
 /// Encodes the released table; refused when either encoding is over `max_bytes`.
 pub fn encode_product(
     schema: &Arc<Schema>,
@@ -174,12 +212,13 @@ pub fn encode_product(
             writer.write(&RecordBatch::new_empty(schema.clone())).map_err(|e| encode_error(PRODUCT_CSV, &e))?;
         }
         for b in batches {
-            writer.write(b).map_err(|e| encode_error(PRODUCT_CSV, &e))?;
+            let inert = csv_inert(b).map_err(|e| encode_error(PRODUCT_CSV, &e))?;
+            writer.write(&inert).map_err(|e| encode_error(PRODUCT_CSV, &e))?;
         }
     }
     for (file, bytes) in [(PRODUCT_PARQUET, parquet.len()), (PRODUCT_CSV, csv.len())] {
         if bytes as u64 > max_bytes {
-            return Err(ProductError::TooLarge { file, bytes: bytes as u64, limit: max_bytes });
+            return Err(ProductError::TooLarge { file, limit: max_bytes });
         }
     }
     Ok(EncodedProduct { parquet, csv })
@@ -257,7 +296,6 @@ pub struct ProductReport {
     pub public_key: String,
     pub files: Vec<ManifestFile>,
     pub rows_released: u64,
-    pub groups_suppressed: u64,
 }
 
 /// Checks a product folder offline: the manifest's Ed25519 signature (by `expected_key` when given), and each
@@ -324,7 +362,37 @@ pub fn verify_product(dir: &Path, expected_key: Option<&str>) -> Result<(SignedM
         public_key: key.clone(),
         files: signed.manifest.outputs.clone(),
         rows_released: signed.manifest.rows_released,
-        groups_suppressed: signed.manifest.groups_suppressed,
     };
     Ok((signed, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{ArrayRef, Int64Array, StringArray};
+    use arrow_schema::{DataType, Field};
+
+    #[test]
+    fn csv_cells_that_a_spreadsheet_would_run_are_inert() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("district", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        let keys = ["=HYPERLINK(\"http://x\",\"y\")", "+1", "-2+3", "@SUM(A1)", "\tx", "\rx", "姑苏区", "a=b"];
+        let columns: Vec<ArrayRef> =
+            vec![Arc::new(StringArray::from(keys.to_vec())), Arc::new(Int64Array::from(vec![-5, 1, 2, 3, 4, 5, 6, 7]))];
+        let batch = RecordBatch::try_new(schema.clone(), columns).expect("batch");
+        let encoded = encode_product(&schema, &[batch], 1 << 20).expect("encoded");
+        let csv = String::from_utf8(encoded.csv).expect("utf-8");
+        let mut lines = csv.lines().skip(1);
+        let first = lines.next().expect("row");
+        assert!(first.starts_with("\"'=HYPERLINK("), "{first}");
+        // Numbers stay numbers, negative ones too.
+        assert!(first.ends_with(",-5"), "{first}");
+        for line in csv.lines().skip(1) {
+            let cell = line.trim_start_matches('"');
+            assert!(!formula_like(cell), "{line}");
+        }
+        assert!(csv.contains("\n姑苏区,6\n") && csv.contains("\na=b,7"), "{csv}");
+    }
 }

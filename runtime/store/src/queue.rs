@@ -19,7 +19,8 @@ use crate::zone::{Zone, now};
 #[derive(Debug)]
 pub enum Claim {
     /// Run it: the ticket, the operator the run acts as, its batch size, and how the operator reached the zone.
-    Run { ticket: Box<JobTicket>, operator: Principal, batch_rows: Option<usize>, via: Option<String> },
+    /// The ticket carries the approved run settings (rows per batch, partitions).
+    Run { ticket: Box<JobTicket>, operator: Principal, via: Option<String> },
     /// The gate refused it when its turn came (a grant suspended meanwhile, a new dataset version…).
     Refused(Box<JobRecord>),
     /// Another worker has it, or it was cancelled.
@@ -54,7 +55,7 @@ impl Zone {
         batch_rows: Option<usize>,
     ) -> Result<JobRecord, StoreError> {
         let objects = vec![format!("app:{app_id}")];
-        let ticket = match self.gate(who, app_id) {
+        let ticket = match self.gate(who, app_id, batch_rows.map(|b| b as u64)) {
             Ok(t) => t,
             Err(err) => {
                 self.record_refusal(who, "job.run", &objects, err.class(), &err.to_string())?;
@@ -118,7 +119,7 @@ impl Zone {
             .principal(&row.operator)?
             .ok_or_else(|| StoreError::UnknownPrincipal { name: row.operator.clone(), known: Vec::new() })?;
         let objects = vec![format!("job:{id}"), format!("app:{}", row.app)];
-        match self.gate(&operator, row.app) {
+        match self.gate(&operator, row.app, row.batch_rows) {
             Err(err) => {
                 if !self.end_queued(id, "refused", err.class(), &err.to_string())? {
                     return Ok(Claim::NotQueued);
@@ -153,8 +154,7 @@ impl Zone {
                     return Ok(Claim::NotQueued);
                 }
                 ticket.job = id;
-                let batch_rows = row.batch_rows.and_then(|b| usize::try_from(b).ok());
-                Ok(Claim::Run { ticket: Box::new(ticket), operator, batch_rows, via: row.via })
+                Ok(Claim::Run { ticket: Box::new(ticket), operator, via: row.via })
             }
         }
     }

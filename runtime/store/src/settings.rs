@@ -57,6 +57,38 @@ impl AuditSection {
     }
 }
 
+/// `[jobs]` as written in `zone.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsSection {
+    /// A run's end (released, failed) is made known — recorded, and returned by `job run` — only at the next
+    /// multiple of this many milliseconds after its start: a guest that takes longer for some values than for
+    /// others cannot be timed more finely than that. Default 10 s.
+    pub timing_quantum_ms: Option<Spanned<u64>>,
+}
+
+impl JobsSection {
+    /// Ten seconds.
+    pub const DEFAULT_TIMING_QUANTUM_MS: u64 = 10_000;
+
+    /// The quantum, checked against its range (1 ms to one hour).
+    pub fn timing_quantum_ms(&self, path: &Path, text: &str) -> Result<u64, StoreError> {
+        let Some(v) = &self.timing_quantum_ms else { return Ok(Self::DEFAULT_TIMING_QUANTUM_MS) };
+        let n = *v.get_ref();
+        if (1..=3_600_000).contains(&n) {
+            return Ok(n);
+        }
+        let (line, col) = line_col(text, v.span().start);
+        Err(StoreError::BadSettings {
+            path: path.to_path_buf(),
+            problems: vec![format!(
+                "{}:{line}:{col}: [jobs] timing_quantum_ms = {n}: must be between 1 and 3600000",
+                path.display()
+            )],
+        })
+    }
+}
+
 /// The checked `[sandbox]` settings: `None` means the sandbox's default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SandboxSettings {

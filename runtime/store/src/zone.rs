@@ -20,7 +20,7 @@ use crate::error::StoreError;
 use crate::keys::{self, ZoneKeys};
 use crate::objects::{ObjectStore, Staged, sync_dir};
 use crate::publish::{inspect, merge_stats, parquet_schema, schema_difference};
-use crate::settings::{AuditSection, SandboxSection, SandboxSettings};
+use crate::settings::{AuditSection, JobsSection, SandboxSection, SandboxSettings};
 use zone_access::{Action, Principal, Role};
 use zone_audit::{AuditLog, Entry, Outcome, VerifyReport};
 
@@ -40,6 +40,13 @@ pub struct ZoneInfo {
     /// How long audit entries are kept (see `settings.rs`).
     #[serde(default, skip_serializing_if = "is_default_audit")]
     pub audit: AuditSection,
+    /// How finely a run's end is made known (see `settings.rs`).
+    #[serde(default, skip_serializing_if = "is_default_jobs")]
+    pub jobs: JobsSection,
+}
+
+fn is_default_jobs(section: &JobsSection) -> bool {
+    section == &JobsSection::default()
 }
 
 fn is_default_audit(section: &AuditSection) -> bool {
@@ -207,6 +214,7 @@ impl Zone {
             created_at: now(),
             sandbox: SandboxSection::default(),
             audit: AuditSection::default(),
+            jobs: JobsSection::default(),
         };
         // The first entry of the audit log, before zone.toml marks the zone as initialized.
         let keys = keys::load(&root.join("keys"))?;
@@ -365,6 +373,13 @@ impl Zone {
         let path = self.root.join("zone.toml");
         let text = fs::read_to_string(&path).map_err(StoreError::io("read", &path))?;
         self.info.sandbox.check(&path, &text)
+    }
+
+    /// `[jobs] timing_quantum_ms` of `zone.toml`, checked.
+    pub fn timing_quantum(&self) -> Result<std::time::Duration, StoreError> {
+        let path = self.root.join("zone.toml");
+        let text = fs::read_to_string(&path).map_err(StoreError::io("read", &path))?;
+        Ok(std::time::Duration::from_millis(self.info.jobs.timing_quantum_ms(&path, &text)?))
     }
 
     pub(crate) fn catalog(&self) -> &Catalog {

@@ -515,17 +515,28 @@ impl Sandbox {
             run.store.data_mut().keep(LEVEL_GUEST_ERROR, guest_text);
             SandboxError::new(FailureClass::GuestError, "init returned an error (its text is kept in the zone)")
         })?;
-        let schema = ipc::decode_schema(&declared, self.limits.max_output_bytes)
-            .map_err(|e| SandboxError::new(FailureClass::BadOutput, format!("init's output schema: {e}")))?;
-        let output = OutputDecl::from_schema(&schema)
-            .map_err(|e| SandboxError::new(FailureClass::ContractMismatch, format!("declared output: {e}")))?;
+        let schema = ipc::decode_schema(&declared, self.limits.max_output_bytes).map_err(|e| {
+            SandboxError::with_zone_detail(
+                FailureClass::BadOutput,
+                "init's output schema is not a valid Arrow IPC schema",
+                e.to_string(),
+            )
+        })?;
+        let output = OutputDecl::from_schema(&schema).map_err(|e| {
+            SandboxError::with_zone_detail(
+                FailureClass::ContractMismatch,
+                "the declared output does not follow the contract",
+                e,
+            )
+        })?;
         if let Some(inputs) = &output.inputs {
             let mut projection = Vec::with_capacity(inputs.len());
             for name in inputs {
                 let index = input_schema.index_of(name).map_err(|_| {
-                    SandboxError::new(
+                    SandboxError::with_zone_detail(
                         FailureClass::ContractMismatch,
-                        format!("the job declares it reads `{name}`, which is not a column of its input"),
+                        "the job declares it reads a column that is not in its input",
+                        format!("`{name}`"),
                     )
                 })?;
                 projection.push(index);
@@ -675,16 +686,25 @@ impl GuestRun {
             self.store.data_mut().keep(LEVEL_GUEST_ERROR, guest_text);
             SandboxError::new(FailureClass::GuestError, "map-batch returned an error (its text is kept in the zone)")
         })?;
-        let out = ipc::decode_batch_owned(bytes, self.limits.max_output_bytes)
-            .map_err(|e| SandboxError::new(FailureClass::BadOutput, format!("map-batch output: {e}")))?;
-        if out.num_rows() != batch.num_rows() {
-            return Err(SandboxError::new(
+        // What the guest returned is refused with fixed text; its names, counts and sizes stay in the zone.
+        let out = ipc::decode_batch_owned(bytes, self.limits.max_output_bytes).map_err(|e| {
+            SandboxError::with_zone_detail(
                 FailureClass::BadOutput,
-                format!("map-batch returned {} rows for {} input rows", out.num_rows(), batch.num_rows()),
+                "map-batch's output is not a valid Arrow IPC stream within the output limit",
+                e.to_string(),
+            )
+        })?;
+        if out.num_rows() != batch.num_rows() {
+            return Err(SandboxError::with_zone_detail(
+                FailureClass::BadOutput,
+                "map-batch returned a different number of rows than it was given",
+                format!("{} rows for {} input rows", out.num_rows(), batch.num_rows()),
             ));
         }
         let output = self.output.as_ref().ok_or_else(|| internal("map before init"))?;
-        output.conform(&out).map_err(|e| SandboxError::new(FailureClass::BadOutput, format!("map-batch output: {e}")))
+        output.conform(&out).map_err(|e| {
+            SandboxError::with_zone_detail(FailureClass::BadOutput, "map-batch's output is not the declared one", e)
+        })
     }
 
     /// Ends a reviewed run: calls `finish` once and checks what it returned (at most [`MAX_ARTIFACTS`], plain and
@@ -711,7 +731,14 @@ impl GuestRun {
 
 /// The host's rule for artifact names and counts (the SDK applies the same, so that honest jobs learn of it first).
 fn check_artifacts(listed: Vec<(String, Vec<u8>)>) -> Result<Vec<GuestArtifact>, SandboxError> {
-    let bad = |detail: String| SandboxError::new(FailureClass::BadOutput, format!("finish: {detail}"));
+    let bad = |detail: String| {
+        SandboxError::with_zone_detail(
+            FailureClass::BadOutput,
+            "finish returned artifacts the contract does not allow (too many, a name that is not a plain file name, \
+             or a name twice)",
+            detail,
+        )
+    };
     if listed.len() > MAX_ARTIFACTS {
         return Err(bad(format!("{} artifacts, more than the {MAX_ARTIFACTS} a run may hold", listed.len())));
     }
@@ -748,12 +775,13 @@ mod artifact_tests {
         for bad in ["", ".env", "manifest.json", "../x", "a/b", "a\\b", "名", "a b"] {
             let e = check_artifacts(vec![(bad.into(), Vec::new())]).expect_err(bad);
             assert_eq!(e.class, FailureClass::BadOutput);
-            assert!(e.detail.contains("artifact 1"), "{}", e.detail);
+            assert!(e.zone_detail.as_deref().is_some_and(|z| z.contains("artifact 1")), "{e:?}");
+            assert!(e.detail.starts_with("finish returned artifacts the contract does not allow"), "{}", e.detail);
         }
         let long = "x".repeat(MAX_ARTIFACT_NAME_BYTES + 1);
         assert!(check_artifacts(vec![(long, Vec::new())]).is_err());
         let twice = check_artifacts(vec![("a".into(), Vec::new()), ("a".into(), Vec::new())]).expect_err("twice");
-        assert!(twice.detail.contains("artifacts 1 and 2"), "{}", twice.detail);
+        assert!(twice.zone_detail.as_deref().is_some_and(|z| z.contains("artifacts 1 and 2")), "{twice:?}");
         let many = (0..=MAX_ARTIFACTS).map(|i| (format!("a{i}"), Vec::new())).collect();
         assert!(check_artifacts(many).is_err());
     }
