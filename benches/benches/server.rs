@@ -9,127 +9,17 @@
 //! `cargo build --release -p cleanroom && cargo bench -p cleanroom-benches --bench server`.
 
 use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// `target/release/cleanroom`, next to this bench's own folder (or `CLEANROOM_BIN`).
-fn binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("CLEANROOM_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("current exe");
-    let release = exe.parent().and_then(Path::parent).expect("target/release");
-    let bin = release.join("cleanroom");
-    assert!(bin.is_file(), "{} is missing: run `cargo build --release -p cleanroom` first", bin.display());
-    bin
-}
-
-fn run(bin: &Path, args: &[&str]) -> std::process::Output {
-    let out = Command::new(bin)
-        .args(args)
-        .env_remove("CLEANROOM_AS")
-        .env_remove("CLEANROOM_ZONE")
-        .output()
-        .expect("run cleanroom");
-    assert!(
-        out.status.success(),
-        "cleanroom {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-struct Zone {
-    bin: PathBuf,
-    root: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Zone {
-    fn local(&self, who: &str, args: &[&str]) -> std::process::Output {
-        let mut all = vec!["--zone", self.root.to_str().expect("utf-8"), "--as", who];
-        all.extend_from_slice(args);
-        run(&self.bin, &all)
-    }
-}
+use cleanroom_benches::cli::{Zone, env_usize, run};
 
 /// A zone with a dev CA, the registry, a grant and an approved `finance-capital` application (id 1).
 fn zone() -> Zone {
-    let bin = binary();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().join("zone");
-    let r = root.to_str().expect("utf-8").to_owned();
-    run(&bin, &["--zone", &r, "zone", "init", "--authority", "dsb", "--dev-ca"]);
-    let z = Zone { bin, root, _dir: dir };
-    for (name, role, org) in [("market-regulation", "agency", "market-regulation"), ("acme", "operator", "acme-credit")]
-    {
-        z.local("dsb", &["principal", "add", name, "--role", role, "--org", org, "--issue-cert"]);
-    }
-    let policy = datasets_fixtures::committed_policy("enterprise_registry");
-    let data = datasets_fixtures::committed_parquet("enterprise_registry");
-    let (policy, data) = (policy.to_str().expect("utf-8"), data.to_str().expect("utf-8"));
-    z.local("market-regulation", &["dataset", "publish", "--policy", policy, data]);
-    let today = chrono_free_today();
-    z.local(
-        "dsb",
-        &[
-            "grant",
-            "create",
-            "--operator",
-            "acme",
-            "--providers=market-regulation",
-            "--domains",
-            "finance",
-            "--from",
-            &today,
-            "--to",
-            "2099-12-31",
-        ],
-    );
-    let module = example_guests::FINANCE_CAPITAL.path;
-    z.local(
-        "acme",
-        &[
-            "app",
-            "submit",
-            "--module",
-            module,
-            "--dataset",
-            "enterprise_registry",
-            "--domain",
-            "finance",
-            "--purpose",
-            "bench",
-            "--mode",
-            "aggregate",
-        ],
-    );
-    z.local("dsb", &["app", "approve", "1", "--reason", "bench"]);
-    z.local("market-regulation", &["app", "approve", "1", "--reason", "bench"]);
+    let z = Zone::registry(true);
+    z.submit_approved(example_guests::FINANCE_CAPITAL.path, &[]);
     z
-}
-
-/// Today (UTC) as YYYY-MM-DD, from the system clock.
-fn chrono_free_today() -> String {
-    let days = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() / 86_400;
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
 }
 
 struct Server {

@@ -6,6 +6,8 @@
 //!
 //! Where to extend: add a `[[bench]]` (harness = false) that calls [`compare`].
 
+pub mod cli;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

@@ -197,13 +197,17 @@ fn hostile_artifacts_never_reach_the_operator() {
     // Over the policy's max_artifact_bytes (8 MiB): the run releases nothing and nothing is held.
     let big = reviewed_app(&zone, HOSTILE, &["artifact=big"]);
     let run = zone.run_as("acme", &["--json", "job", "run", &big]);
-    assert_eq!(class_of(run), "release.max_artifact_bytes");
+    assert_eq!(class_of(run), "job.failed");
+    let agency = zone.run_as("market-regulation", &["--json", "job", "status", "2"]).json();
+    assert_eq!(agency["error_class"], "release.max_artifact_bytes", "{agency}");
     assert!(artifacts(&zone, "market-regulation", 2).is_empty());
 
     // A name that climbs out of its folder (the guest bypasses the SDK): refused by the host, nothing written.
     let names = reviewed_app(&zone, NAMES, &["attack=names"]);
     let run = zone.run_as("acme", &["--json", "job", "run", &names]);
-    assert_eq!(class_of(run), "BadOutput");
+    assert_eq!(class_of(run), "job.failed");
+    let agency = zone.run_as("market-regulation", &["--json", "job", "status", "3"]).json();
+    assert_eq!(agency["error_class"], "BadOutput", "{agency}");
     assert!(artifacts(&zone, "market-regulation", 3).is_empty());
     let escaped: Vec<_> = walk(zone.dir.path()).into_iter().filter(|p| p.ends_with("escape.txt")).collect();
     assert!(escaped.is_empty(), "{escaped:?}");

@@ -300,6 +300,18 @@ pub fn grant_acme(zone: &TestZone, providers: &str) {
 
 /// Submits `module` as `acme` over `dataset` for finance in `mode` with `params`; the run of `app submit --json`.
 pub fn submit_app(zone: &TestZone, module: &str, dataset: &str, mode: &str, params: &[&str]) -> Run {
+    submit_app_with(zone, module, dataset, mode, params, &[])
+}
+
+/// [`submit_app`] with more arguments of `app submit` (`--batch-rows N`, …).
+pub fn submit_app_with(
+    zone: &TestZone,
+    module: &str,
+    dataset: &str,
+    mode: &str,
+    params: &[&str],
+    extra: &[&str],
+) -> Run {
     let mut args = vec![
         "--json",
         "app",
@@ -318,12 +330,25 @@ pub fn submit_app(zone: &TestZone, module: &str, dataset: &str, mode: &str, para
     for p in params {
         args.extend(["--param", p]);
     }
+    args.extend_from_slice(extra);
     zone.run_as("acme", &args)
 }
 
 /// [`submit_app`], approved by the authority and `market-regulation`; the application's id.
 pub fn approved_app(zone: &TestZone, module: &str, dataset: &str, mode: &str, params: &[&str]) -> String {
-    let run = submit_app(zone, module, dataset, mode, params);
+    approved_app_with(zone, module, dataset, mode, params, &[])
+}
+
+/// [`approved_app`] with more arguments of `app submit`.
+pub fn approved_app_with(
+    zone: &TestZone,
+    module: &str,
+    dataset: &str,
+    mode: &str,
+    params: &[&str],
+    extra: &[&str],
+) -> String {
+    let run = submit_app_with(zone, module, dataset, mode, params, extra);
     let id = run.json()["id"].as_u64().unwrap_or_else(|| panic!("no application: {} {}", run.stdout, run.stderr));
     let id = id.to_string();
     zone.run(&["app", "approve", &id, "--reason", "reviewed"]).ok();

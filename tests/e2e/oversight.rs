@@ -24,9 +24,16 @@ fn spawn_slow_job(zone: &TestZone) -> std::process::Child {
 /// `acme`, in the background.
 fn spawn_job_spinning(zone: &TestZone, spin: u64) -> std::process::Child {
     let spin = format!("spin={spin}");
-    let slow = approved_app(zone, HOSTILE, &["attack=slow", &spin]);
+    let slow = common::approved_app_with(
+        zone,
+        HOSTILE,
+        "enterprise_registry",
+        "aggregate",
+        &["attack=slow", &spin],
+        &["--batch-rows", "100"],
+    );
     Command::new(BIN)
-        .args(["--zone", s(&zone.zone), "--json", "job", "run", &slow, "--batch-rows", "100"])
+        .args(["--zone", s(&zone.zone), "--json", "job", "run", &slow])
         .env("CLEANROOM_AS", "acme")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

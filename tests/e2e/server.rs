@@ -375,13 +375,18 @@ fn dozens_of_concurrent_clients_submit_and_poll_and_every_job_completes_once() {
 fn a_kill_9_of_the_server_mid_run_keeps_the_queue_and_releases_each_job_once() {
     let zone = served_registry();
     let quick = common::approved_app(&zone, FINANCE, "enterprise_registry", "aggregate", &[]);
-    let slow =
-        common::approved_app(&zone, HOSTILE, "enterprise_registry", "aggregate", &["attack=slow", "spin=1000000"]);
+    let slow = common::approved_app_with(
+        &zone,
+        HOSTILE,
+        "enterprise_registry",
+        "aggregate",
+        &["attack=slow", "spin=1000000"],
+        &["--batch-rows", "100"],
+    );
     let server = Server::start(&zone.zone, 1);
     // One worker: the slow job runs, three quick ones wait behind it.
-    let slow_job = server.cli("acme", &["--json", "job", "run", &slow, "--detach", "--batch-rows", "100"]).json()["id"]
-        .as_u64()
-        .expect("slow job");
+    let slow_job =
+        server.cli("acme", &["--json", "job", "run", &slow, "--detach"]).json()["id"].as_u64().expect("slow job");
     let started = Instant::now();
     loop {
         let state = server.cli("acme", &["--json", "job", "status", &slow_job.to_string()]).json()["state"].clone();

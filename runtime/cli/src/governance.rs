@@ -430,8 +430,15 @@ fn check_module(
 ) -> Result<CheckedModule, (&'static str, anyhow::Error)> {
     // No data is involved here (the guest sees the schema and its parameters only): the operator is told everything
     // about its own module, what it returned included.
-    let sandbox_error =
-        |e: zone_sandbox::SandboxError| (e.class.name(), anyhow::anyhow!(inert(&e.full()).into_owned()));
+    let sandbox_error = |e: zone_sandbox::SandboxError| {
+        let shown = e.zone_detail.as_deref().map(|z| format!("{e} ({})", inert(z)));
+        let err = anyhow::Error::new(e.clone());
+        let err = match shown {
+            Some(shown) => err.context(shown),
+            None => err,
+        };
+        (e.class.name(), err)
+    };
     let limits = zone.sandbox_settings().map_err(|e| ("zone.settings", anyhow::Error::new(e)))?;
     let sandbox = Sandbox::new(crate::limits::sandbox_limits(&limits)).map_err(sandbox_error)?;
     let checked = sandbox.check(wasm).map_err(sandbox_error)?;
