@@ -74,6 +74,11 @@ pub struct RunCounts {
 /// fault it was (a trap, a timeout, a refused output…) is a channel the guest would choose.
 pub const FAILED: &str = "job.failed";
 
+/// Ends of a run that the zone decided, not the guest, and that the operator keeps seeing as they are: its grant
+/// was suspended or ended while the run went on (checked again at the end, after the timing quantum, so that it
+/// tells no more of the guest's duration than the quantum does), or the zone could not log the release.
+const ZONE_CLASSES: [&str; 2] = ["access.grant", "audit.append"];
+
 /// The operator's text for such a run.
 pub const FAILED_DETAIL: &str =
     "the run ended without a product; why is kept in the zone for the providing agencies and the inspector";
@@ -130,10 +135,11 @@ pub struct JobRecord {
 impl JobRecord {
     /// The job as its operator (and anyone else who may not read guest text) sees it: a failed run has the one
     /// class [`FAILED`] and fixed text; counts are the rows read and released, and only for a release; no guest
-    /// message count, no duration. Refusals by the gate (before anything ran) and the operator's own cancellation
-    /// keep their class: the guest had no part in them.
+    /// message count, no duration. Refusals by the gate (before anything ran), the operator's own cancellation and
+    /// the zone's own ends ([`ZONE_CLASSES`]) keep their class: the guest had no part in them.
     pub fn for_operator(mut self) -> JobRecord {
-        if self.state == "failed" {
+        let zones_own = self.error_class.as_deref().is_some_and(|c| ZONE_CLASSES.contains(&c));
+        if self.state == "failed" && !zones_own {
             self.error_class = Some(FAILED.to_owned());
             self.error_detail = Some(FAILED_DETAIL.to_owned());
         }
