@@ -616,3 +616,104 @@ fn probe(spec: &JobSpec, guest_schema: &Schema) -> Result<OutputDecl, JobError> 
         JobMap::Native { .. } => Err(plan_error("a native map needs one expression per declared column")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    use arrow_schema::DataType;
+    use zone_sandbox::output::{key, measure};
+
+    use super::*;
+
+    /// Visits by district over the clinic fixture (many visits per patient), as the host's plan computes them with
+    /// `max_rows_per_subject_in_group = rows`: (district → (visits counted, rows summed)).
+    fn visits_by_district(rows: u64) -> BTreeMap<String, (i64, i64)> {
+        let file = datasets_fixtures::committed_parquet("clinic_visits");
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(&file).expect("open"),
+        )
+        .expect("parquet");
+        let policy = CompiledPolicy::compile(
+            "clinic_visits",
+            datasets_fixtures::policy_text("clinic_visits").expect("policy"),
+            reader.schema(),
+        )
+        .expect("policy");
+        let declared = OutputDecl::from_schema(&Schema::new(vec![
+            key("district", DataType::Utf8),
+            measure("visits", DataType::Int64, Aggregate::Count, None),
+            measure("rows", DataType::Int64, Aggregate::Sum, Some((0.0, 1.0))),
+        ]))
+        .expect("declared");
+        let spec = JobSpec {
+            source: JobSource::Datasets {
+                datasets: vec![DatasetSource { name: "clinic_visits".into(), files: vec![file], policy }],
+                secret: TokenSecret::from_bytes([3; 32]),
+            },
+            map: JobMap::Native { declared, columns: vec![ident("district"), lit(1i64), lit(1i64)] },
+            limits: ReleaseLimits {
+                min_group_size: 2,
+                max_groups_per_subject: 1_000,
+                max_rows_per_subject_in_group: rows,
+                max_output_rows: 10_000,
+                max_artifact_bytes: None,
+            },
+            partitions: 2,
+            batch_size: 4_096,
+        };
+        let outcome = JobPlan::build(&spec).expect("plan").execute().result.expect("run");
+        let mut out = BTreeMap::new();
+        for b in &outcome.batches {
+            let district = b.column(0).as_string::<i32>();
+            let visits = b.column(1).as_primitive::<Int64Type>();
+            let summed = b.column(2).as_primitive::<Int64Type>();
+            for i in 0..b.num_rows() {
+                out.insert(district.value(i).to_owned(), (visits.value(i), summed.value(i)));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn one_subject_adds_at_most_its_share_to_a_group_however_many_rows_it_has() {
+        // Independently, from the raw rows: visits and distinct patients per district.
+        let file = datasets_fixtures::committed_parquet("clinic_visits");
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(&file).expect("open"),
+        )
+        .expect("parquet")
+        .build()
+        .expect("reader");
+        let mut patients: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut visits: BTreeMap<String, i64> = BTreeMap::new();
+        for batch in reader {
+            let batch = batch.expect("batch");
+            let district = batch.column_by_name("district").expect("district").as_string::<i32>().clone();
+            let patient = batch.column_by_name("patient_id").expect("patient").as_string::<i32>().clone();
+            for i in 0..batch.num_rows() {
+                if district.is_null(i) || patient.is_null(i) {
+                    continue;
+                }
+                patients.entry(district.value(i).to_owned()).or_default().insert(patient.value(i).to_owned());
+                *visits.entry(district.value(i).to_owned()).or_default() += 1;
+            }
+        }
+        assert!(visits.values().sum::<i64>() > patients.values().map(|p| p.len() as i64).sum::<i64>());
+        // One row's worth per subject: the count and the sum are the district's patients, not its visits.
+        let one = visits_by_district(1);
+        assert!(!one.is_empty());
+        for (d, (counted, summed)) in &one {
+            let n = patients[d].len() as i64;
+            assert_eq!((*counted, *summed), (n, n), "{d}");
+        }
+        // A share larger than any patient's visits: every visit counts.
+        let all = visits_by_district(1_000_000);
+        for (d, (counted, summed)) in &all {
+            assert_eq!((*counted, *summed), (visits[d], visits[d]), "{d}");
+        }
+    }
+}
