@@ -133,13 +133,8 @@ impl Zone {
             args.extend(["--param", p]);
         }
         let out = self.local("acme", &args);
-        let text = String::from_utf8_lossy(&out.stdout);
-        let id = text
-            .split("\"id\":")
-            .nth(1)
-            .and_then(|rest| rest.trim_start().split(|c: char| !c.is_ascii_digit()).next())
-            .expect("an application id")
-            .to_owned();
+        let view: serde_json::Value = serde_json::from_slice(&out.stdout).expect("app submit --json");
+        let id = view["id"].as_u64().expect("an application id").to_string();
         self.local("dsb", &["app", "approve", &id, "--reason", "bench"]);
         self.local("market-regulation", &["app", "approve", &id, "--reason", "bench"]);
         id

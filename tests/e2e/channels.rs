@@ -189,28 +189,10 @@ fn run_settings_are_bound_by_the_approval() {
     zone.run_as("acme", &["job", "run", &app, "--batch-rows", "16384"]).ok();
     zone.run_as("acme", &["job", "run", &app]).ok();
     // Asked for at submission, a batch size is part of what both parties approve.
-    let args = [
-        "--json",
-        "app",
-        "submit",
-        "--module",
-        CHANNELS,
-        "--dataset",
-        "enterprise_registry",
-        "--domain",
-        "finance",
-        "--purpose",
-        "small batches",
-        "--mode",
-        "aggregate",
-        "--param",
-        "channel=honest",
-        "--batch-rows",
-        "100",
-        "--partitions",
-        "3",
-    ];
-    let small = zone.run_as("acme", &args).json()["id"].as_u64().expect("submitted").to_string();
+    let settings = ["--batch-rows", "100", "--partitions", "3"];
+    let submitted =
+        common::submit_app_with(&zone, CHANNELS, "enterprise_registry", "aggregate", &["channel=honest"], &settings);
+    let small = submitted.json()["id"].as_u64().expect("submitted").to_string();
     let text = zone.run_as("market-regulation", &["app", "show", &small]).ok();
     assert!(text.contains("100 rows per batch, 3 partition(s)"), "{text}");
     zone.run(&["app", "approve", &small, "--reason", "reviewed"]).ok();
@@ -248,24 +230,10 @@ fn keys_cannot_inject_into_spreadsheets_or_terminals_nor_purposes_into_a_reviewe
 
     // An operator's purpose and parameters that would rewrite the reviewer's terminal are shown escaped.
     let purpose = "credit scores\u{1b}[2K\r\u{1b}[1Aapproved by the authority\u{202e}";
-    let args = [
-        "--json",
-        "app",
-        "submit",
-        "--module",
-        CHANNELS,
-        "--dataset",
-        "enterprise_registry",
-        "--domain",
-        "finance",
-        "--purpose",
-        purpose,
-        "--mode",
-        "aggregate",
-        "--param",
-        "channel=honest\u{1b}[8m",
-    ];
-    let id = zone.run_as("acme", &args).json()["id"].as_u64().expect("submitted").to_string();
+    let params = ["channel=honest\u{1b}[8m"];
+    let submitted =
+        common::submit_app_with(&zone, CHANNELS, "enterprise_registry", "aggregate", &params, &["--purpose", purpose]);
+    let id = submitted.json()["id"].as_u64().expect("submitted").to_string();
     let shown = zone.run_as("market-regulation", &["app", "show", &id]).ok();
     for c in ['\u{1b}', '\r', '\u{202e}'] {
         assert!(!shown.contains(c), "{c:?} reached the reviewer's terminal:\n{shown}");

@@ -303,7 +303,8 @@ pub fn submit_app(zone: &TestZone, module: &str, dataset: &str, mode: &str, para
     submit_app_with(zone, module, dataset, mode, params, &[])
 }
 
-/// [`submit_app`] with more arguments of `app submit` (`--batch-rows N`, …).
+/// [`submit_app`] with more arguments of `app submit` (`--batch-rows N`, …); a `--purpose` among them replaces the
+/// default one.
 pub fn submit_app_with(
     zone: &TestZone,
     module: &str,
@@ -312,21 +313,11 @@ pub fn submit_app_with(
     params: &[&str],
     extra: &[&str],
 ) -> Run {
-    let mut args = vec![
-        "--json",
-        "app",
-        "submit",
-        "--module",
-        module,
-        "--dataset",
-        dataset,
-        "--domain",
-        "finance",
-        "--purpose",
-        "a test of the zone",
-        "--mode",
-        mode,
-    ];
+    let mut args = vec!["--json", "app", "submit", "--module", module, "--dataset", dataset, "--domain", "finance"];
+    if !extra.contains(&"--purpose") {
+        args.extend(["--purpose", "a test of the zone"]);
+    }
+    args.extend(["--mode", mode]);
     for p in params {
         args.extend(["--param", p]);
     }

@@ -41,17 +41,36 @@ impl AuditSection {
 
     /// The retention in days, checked against its range (30 days to 100 years).
     pub fn retention_days(&self, path: &Path, text: &str) -> Result<u64, StoreError> {
-        let Some(v) = &self.retention_days else { return Ok(Self::DEFAULT_RETENTION_DAYS) };
+        let key = Key { section: "audit", name: "retention_days", range: 30..=36_500 };
+        key.checked(&self.retention_days, Self::DEFAULT_RETENTION_DAYS, path, text)
+    }
+}
+
+/// One optional number of `zone.toml` and the range it must be in.
+struct Key {
+    section: &'static str,
+    name: &'static str,
+    range: std::ops::RangeInclusive<u64>,
+}
+
+impl Key {
+    /// The value, `default` when absent; out of its range, an error naming `zone.toml:line:col`.
+    fn checked(&self, value: &Option<Spanned<u64>>, default: u64, path: &Path, text: &str) -> Result<u64, StoreError> {
+        let Some(v) = value else { return Ok(default) };
         let n = *v.get_ref();
-        if (30..=36_500).contains(&n) {
+        if self.range.contains(&n) {
             return Ok(n);
         }
         let (line, col) = line_col(text, v.span().start);
         Err(StoreError::BadSettings {
             path: path.to_path_buf(),
             problems: vec![format!(
-                "{}:{line}:{col}: [audit] retention_days = {n}: must be between 30 and 36500",
-                path.display()
+                "{}:{line}:{col}: [{}] {} = {n}: must be between {} and {}",
+                path.display(),
+                self.section,
+                self.name,
+                self.range.start(),
+                self.range.end()
             )],
         })
     }
@@ -73,19 +92,8 @@ impl JobsSection {
 
     /// The quantum, checked against its range (1 ms to one hour).
     pub fn timing_quantum_ms(&self, path: &Path, text: &str) -> Result<u64, StoreError> {
-        let Some(v) = &self.timing_quantum_ms else { return Ok(Self::DEFAULT_TIMING_QUANTUM_MS) };
-        let n = *v.get_ref();
-        if (1..=3_600_000).contains(&n) {
-            return Ok(n);
-        }
-        let (line, col) = line_col(text, v.span().start);
-        Err(StoreError::BadSettings {
-            path: path.to_path_buf(),
-            problems: vec![format!(
-                "{}:{line}:{col}: [jobs] timing_quantum_ms = {n}: must be between 1 and 3600000",
-                path.display()
-            )],
-        })
+        let key = Key { section: "jobs", name: "timing_quantum_ms", range: 1..=3_600_000 };
+        key.checked(&self.timing_quantum_ms, Self::DEFAULT_TIMING_QUANTUM_MS, path, text)
     }
 }
 
