@@ -319,8 +319,7 @@ pub fn rows(zone: &Zone, who: &Principal, args: &RowsArgs, mode: Mode) -> anyhow
 }
 
 pub fn show(zone: &Zone, who: &Principal, args: &ShowArgs, mode: Mode) -> anyhow::Result<()> {
-    zone.authorize(who, &Action::DatasetRead, &[format!("dataset:{}", args.dataset)])?;
-    let version = zone.dataset(&args.dataset)?;
+    let version = zone.dataset_view(who, &args.dataset)?;
     let policy = zone.policy(&version).context("reading the version's policy")?;
     let columns: Vec<ColumnView> = policy
         .columns()
@@ -381,7 +380,11 @@ pub fn show(zone: &Zone, who: &Principal, args: &ShowArgs, mode: Mode) -> anyhow
         r.modes.iter().map(|m| m.name()).collect::<Vec<_>>().join("|")
     );
     for (i, f) in version.files.iter().enumerate() {
-        outln!("  file {i}      sha256:{}  {} rows  {}", f.sha256, f.rows, bytes(f.bytes));
+        // The raw hash for the providing agency and the inspector only; everyone sees the keyed commitment that
+        // product manifests carry.
+        let hash = if f.sha256.is_empty() { String::new() } else { format!("sha256:{}  ", f.sha256) };
+        let commitment = f.commitment.as_deref().unwrap_or_default();
+        outln!("  file {i}      {hash}commitment:{}  {} rows  {}", short(commitment), f.rows, bytes(f.bytes));
     }
     let mut t = output::table(["column", "type", "class", "rule", "guest sees", "nulls", "format check"]);
     for c in &view.columns {

@@ -26,6 +26,16 @@ pub(crate) fn check_name(what: &str, name: &str) -> Result<(), StoreError> {
     }
 }
 
+/// Whether `who` may see the raw SHA-256 of a file of `provider`'s: the providing agency and the inspector. Anyone
+/// else holding a copy (or a guess) could confirm with it what a dataset contains.
+pub(crate) fn sees_raw_hashes(who: &Principal, provider: &str) -> bool {
+    match who.role {
+        Role::Inspector => true,
+        Role::Agency => who.org.as_deref() == Some(provider),
+        Role::Authority | Role::Operator => false,
+    }
+}
+
 /// Why a [`Zone::write_ahead`] change did not happen.
 #[derive(Debug)]
 pub(crate) enum WriteAhead {
@@ -52,7 +62,14 @@ impl Zone {
     /// The principal called `name`. An unknown name is refused and the refusal recorded (someone tried).
     pub fn actor(&self, name: &str) -> Result<Principal, StoreError> {
         match self.principal(name)? {
-            Some(p) => Ok(p),
+            Some(p) => match self.require_active(&p) {
+                Ok(()) => Ok(p),
+                Err(err) => {
+                    // A suspended or removed principal's attempt is recorded under its name.
+                    self.record_refusal(&p, "zone.access", &[format!("principal:{}", p.name)], err.class(), &err.to_string())?;
+                    Err(err)
+                }
+            },
             None => {
                 let known = self.principals()?.into_iter().map(|p| p.name).collect();
                 let err = StoreError::UnknownPrincipal { name: name.to_owned(), known };

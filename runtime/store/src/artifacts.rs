@@ -312,7 +312,7 @@ impl Zone {
         })?;
         let content = self.objects().read_verified(&artifact.sha256)?;
         let mut manifest = job_manifest.manifest;
-        manifest.format = "zone-artifact-v2".into();
+        manifest.format = "zone-artifact-v3".into();
         manifest.columns = Vec::new();
         manifest.artifacts_held = 0;
         manifest.created_at = now();

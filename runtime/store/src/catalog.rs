@@ -207,6 +207,34 @@ CREATE INDEX jobs_by_state ON jobs(state, id);
     r#"
 ALTER TABLE applications ADD COLUMN run_json TEXT;
 "#,
+    // 9: identity — a principal can be suspended or removed; each organisation's client CAs (pinned by the SHA-256 of
+    // their public key); certificates issued or revoked.
+    r#"
+ALTER TABLE principals ADD COLUMN state TEXT NOT NULL DEFAULT 'active'
+    CHECK (state IN ('active', 'suspended', 'removed'));
+ALTER TABLE principals ADD COLUMN state_reason TEXT;
+ALTER TABLE principals ADD COLUMN state_by TEXT;
+ALTER TABLE principals ADD COLUMN state_at TEXT;
+CREATE TABLE trust_anchors (
+    org         TEXT NOT NULL,
+    key_sha256  TEXT NOT NULL CHECK (length(key_sha256) = 64),
+    subject     TEXT NOT NULL,
+    cert_pem    TEXT NOT NULL,
+    added_by    TEXT NOT NULL,
+    added_at    TEXT NOT NULL,
+    PRIMARY KEY (org, key_sha256)
+) STRICT;
+CREATE TABLE certificates (
+    sha256      TEXT PRIMARY KEY CHECK (length(sha256) = 64),
+    principal   TEXT,
+    not_after   TEXT,
+    issued_by   TEXT,
+    issued_at   TEXT,
+    revoked_by  TEXT,
+    revoked_at  TEXT,
+    reason      TEXT
+) STRICT;
+"#,
 ];
 
 /// Quality figures of one column, computed at publish time without keeping any value (Art. 16).
@@ -230,7 +258,13 @@ pub struct FormatCheck {
 /// One Parquet file of a version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StoredFile {
+    /// SHA-256 of the file: empty in the view of anyone but the providing agency and the inspector
+    /// ([`crate::Zone::dataset_view`]).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub sha256: String,
+    /// The keyed commitment that product manifests carry instead (set by [`crate::Zone::dataset_view`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commitment: Option<String>,
     pub bytes: u64,
     pub rows: u64,
 }
@@ -355,6 +389,23 @@ impl Catalog {
         rows.collect::<Result<_, _>>().map_err(StoreError::catalog("list datasets"))
     }
 
+    /// Which datasets of providers other than `provider` hold a file with content `sha256`: (dataset, provider).
+    pub fn foreign_holders(&self, sha256: &str, provider: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT DISTINCT d.name, d.provider FROM version_files f JOIN datasets d ON d.name = f.dataset
+                 WHERE f.sha256 = ?1 AND d.provider <> ?2 ORDER BY d.name",
+            )
+            .map_err(StoreError::catalog("look up a file's datasets"))?;
+        let rows = stmt
+            .query_map([sha256, provider], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(StoreError::catalog("look up a file's datasets"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StoreError::catalog("look up a file's datasets"))?;
+        Ok(rows)
+    }
+
     pub fn provider(&self, dataset: &str) -> Result<Option<String>, StoreError> {
         self.conn
             .query_row("SELECT provider FROM datasets WHERE name = ?1", [dataset], |r| r.get(0))
@@ -437,7 +488,7 @@ impl Catalog {
             .map_err(StoreError::catalog("read version files"))?;
         let files = stmt
             .query_map(params![dataset, version], |r| {
-                Ok(StoredFile { sha256: r.get(0)?, bytes: r.get(1)?, rows: r.get(2)? })
+                Ok(StoredFile { sha256: r.get(0)?, commitment: None, bytes: r.get(1)?, rows: r.get(2)? })
             })
             .map_err(StoreError::catalog("read version files"))?
             .collect::<Result<Vec<_>, _>>()

@@ -15,6 +15,14 @@ pub enum StoreError {
     Bundle(zone_audit::BundleError),
     #[error("no principal `{name}` in this zone{}", known_principals(.known))]
     UnknownPrincipal { name: String, known: Vec<String> },
+    #[error("principal `{name}` is {standing}: {reason}")]
+    PrincipalInactive { name: String, standing: &'static str, reason: String },
+    #[error(
+        "{}: this content is already published by another provider (`{owner}`, dataset `{dataset}`); a provider \
+         publishes only its own data",
+        path.display()
+    )]
+    ForeignContent { path: PathBuf, dataset: String, owner: String },
     #[error("principal `{name}` already exists")]
     PrincipalExists { name: String },
     #[error("{detail}")]
@@ -137,6 +145,9 @@ impl StoreError {
             StoreError::Bundle(_) => "audit.bundle",
             StoreError::UnknownPrincipal { .. } => "access.unknown_principal",
             StoreError::PrincipalExists { .. } => "principal.exists",
+            StoreError::ForeignContent { .. } => "dataset.foreign_content",
+            StoreError::PrincipalInactive { standing: "removed", .. } => "access.removed",
+            StoreError::PrincipalInactive { .. } => "access.suspended",
             StoreError::BadInput { .. } => "input.invalid",
             StoreError::BadGrant { .. } => "grant.invalid",
             StoreError::UnknownGrant { .. } => "grant.unknown",

@@ -292,6 +292,8 @@ pub struct GrantWatch {
     /// (dataset, provider) of every dataset the job reads.
     datasets: Vec<(String, String)>,
     domain: String,
+    /// The operator running it: a suspension or removal of the principal stops the run too.
+    operator: String,
 }
 
 /// Why a watched run must stop.
@@ -318,6 +320,16 @@ impl GrantWatch {
     }
 
     fn check_grant(&self) -> Result<(), String> {
+        let standing: Option<String> = self
+            .conn
+            .query_row("SELECT state FROM principals WHERE name = ?1", [&self.operator], |r| r.get(0))
+            .optional()
+            .map_err(|e| format!("operator `{}` cannot be read: {e}", self.operator))?;
+        match standing.as_deref() {
+            Some("active") => {}
+            Some(other) => return Err(format!("operator `{}` is {other}", self.operator)),
+            None => return Err(format!("operator `{}` is not a principal", self.operator)),
+        }
         let row = self
             .conn
             .query_row(&format!("{GRANT_COLUMNS} WHERE id = ?1"), [self.grant], grant_row)
@@ -346,6 +358,7 @@ impl Zone {
             grant: ticket.app.app.grant_id,
             datasets: ticket.datasets.iter().map(|d| (d.version.dataset.clone(), d.version.provider.clone())).collect(),
             domain: ticket.app.app.domain.clone(),
+            operator: ticket.app.app.operator.clone(),
         })
     }
 }

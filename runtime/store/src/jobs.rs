@@ -214,6 +214,8 @@ impl Zone {
     pub(crate) fn gate(&self, who: &Principal, app_id: u64, batch_rows: Option<u64>) -> Result<JobTicket, StoreError> {
         let view = self.app_view(app_id)?.ok_or(StoreError::UnknownApp { id: app_id })?;
         self.permit(who, &Action::JobRun { operator: &view.app.operator })?;
+        // A suspended operator's queued jobs are refused at their turn.
+        self.require_active(who)?;
         let refuse = |class: &'static str, detail: String| Err(StoreError::JobRefused { class, detail });
         let run = view.app.run_settings();
         if let Some(asked) = batch_rows
@@ -479,8 +481,9 @@ impl Zone {
 
     pub(crate) fn manifest(&self, ticket: &JobTicket, table: &ReleasedTable) -> Result<Manifest, StoreError> {
         let app = &ticket.app.app;
+        let keys = self.keys()?;
         Ok(Manifest {
-            format: "zone-product-v2".into(),
+            format: "zone-product-v3".into(),
             zone_id: self.info().zone_id.clone(),
             job: ticket.job,
             application: app.id,
@@ -496,7 +499,8 @@ impl Zone {
                     dataset: d.version.dataset.clone(),
                     version: d.version.version,
                     policy_sha256: d.version.policy_sha256.clone(),
-                    files: d.version.files.iter().map(|f| f.sha256.clone()).collect(),
+                    files: Vec::new(),
+                    file_commitments: d.version.files.iter().map(|f| keys.file_commitment(&f.sha256)).collect(),
                 })
                 .collect(),
             release: ManifestRelease {

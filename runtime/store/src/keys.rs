@@ -38,6 +38,18 @@ impl ZoneKeys {
         &self.token
     }
 
+    /// The keyed commitment to a stored file: `HMAC(K, sha256)` with `K = HMAC(token secret,
+    /// "zone-file-commitment-v1")`, hex. What a product's manifest and every principal but the providing agency
+    /// and the inspector see instead of the file's SHA-256 — which would let anyone who holds a copy, or guesses
+    /// one, confirm what a dataset contains.
+    pub fn file_commitment(&self, sha256: &str) -> String {
+        use ring::hmac;
+        let master = hmac::Key::new(hmac::HMAC_SHA256, self.token.as_bytes());
+        let derived = hmac::sign(&master, b"zone-file-commitment-v1");
+        let key = hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref());
+        hex::encode(hmac::sign(&key, sha256.as_bytes()).as_ref())
+    }
+
     /// The Ed25519 public key, hex.
     pub fn public_key_hex(&self) -> String {
         hex::encode(self.signing.public_key().as_ref())

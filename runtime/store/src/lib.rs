@@ -32,6 +32,7 @@ mod catalog;
 mod complaints;
 mod error;
 mod grants;
+mod identity;
 mod incidents;
 mod jobs;
 mod keys;
@@ -53,6 +54,7 @@ pub use catalog::{ColumnStats, DatasetSummary, DatasetVersion, FormatCheck, Stor
 pub use complaints::{Complaint, Resolution};
 pub use error::StoreError;
 pub use grants::{GrantChange, GrantWatch, NewGrant, WatchStop, today};
+pub use identity::{CertificateRecord, PrincipalRecord, Standing, TrustAnchor};
 pub use incidents::{INCIDENTS_DIR, Incident};
 pub use jobs::{
     CANCELLED, FAILED, FAILED_DETAIL, JobDataset, JobRecord, JobTicket, ReleasedTable, RunCounts, RunFailure,

@@ -24,7 +24,10 @@ pub const MANIFEST: &str = "manifest.json";
 /// The manifest formats: a released table, a released artifact.
 /// v2 carries no counter the guest controls (groups made, groups under k, contributions dropped); v1 manifests, which
 /// did, still verify.
-const FORMATS: [&str; 4] = ["zone-product-v2", "zone-artifact-v2", "zone-product-v1", "zone-artifact-v1"];
+/// v3 names each input file by its keyed commitment, not its SHA-256 (which would let whoever holds a copy of a file
+/// confirm it is the data).
+const FORMATS: [&str; 6] =
+    ["zone-product-v3", "zone-artifact-v3", "zone-product-v2", "zone-artifact-v2", "zone-product-v1", "zone-artifact-v1"];
 
 /// What signatures of manifests are bound to (never valid as another kind of message).
 const SIGNING_CONTEXT: &[u8] = b"zone-product-manifest-v1\0";
@@ -35,8 +38,13 @@ pub struct ManifestDataset {
     pub dataset: String,
     pub version: u32,
     pub policy_sha256: String,
-    /// SHA-256 of each Parquet file of the version.
+    /// v1/v2 only: SHA-256 of each Parquet file of the version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<String>,
+    /// v3: the zone's keyed commitment to each Parquet file of the version (`dataset show` gives the providing
+    /// agency and the inspector both the file's SHA-256 and its commitment).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub file_commitments: Vec<String>,
 }
 
 /// One output file.

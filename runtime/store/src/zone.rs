@@ -422,8 +422,10 @@ impl Zone {
         let entry = match &result {
             // A new version's entry was appended before its catalog commit (write-ahead).
             Ok(PublishOutcome::Published(_)) => return result,
-            Ok(PublishOutcome::Unchanged(v)) => publish_entry(who, &v.dataset, v.version, &v.policy_sha256, &v.files)
-                .detail("unchanged: the latest version has these files and this policy"),
+            Ok(PublishOutcome::Unchanged(v)) => {
+                publish_entry(who, &self.keys()?, &v.dataset, v.version, &v.policy_sha256, &v.files)
+                    .detail("unchanged: the latest version has these files and this policy")
+            }
             Err(err) => crate::access::entry(who, "dataset.publish", Outcome::Refused)
                 .object(format!("dataset:{name}"))
                 .reason(err.class())
@@ -490,6 +492,13 @@ impl Zone {
             return Err(StoreError::ProviderMismatch { name, existing, policy: provider });
         }
 
+        // Content another provider published stays theirs: a copy of their file is not a dataset of ours.
+        for (s, shown) in staged.iter().zip(&request.files) {
+            if let Some((dataset, owner)) = self.catalog.foreign_holders(&s.sha256, &provider)?.into_iter().next() {
+                return Err(StoreError::ForeignContent { path: shown.clone(), dataset, owner });
+            }
+        }
+
         // Read every row: the file must decode to the end; gather quality figures.
         let declared_rows =
             staged.iter().zip(&request.files).map(|(s, f)| row_count(&s.path, f)).sum::<Result<u64, _>>()?;
@@ -502,7 +511,7 @@ impl Zone {
                 return Err(StoreError::EmptyDataset { path: shown.clone() });
             }
             merge_stats(&mut stats, inspected.stats);
-            files.push(StoredFile { sha256: s.sha256.clone(), bytes: s.bytes, rows: inspected.rows });
+            files.push(StoredFile { sha256: s.sha256.clone(), commitment: None, bytes: s.bytes, rows: inspected.rows });
         }
         progress.end();
         if files.iter().all(|f| f.rows == 0) {
@@ -539,7 +548,9 @@ impl Zone {
         };
         // The `dataset.publish` entry is appended inside the catalog transaction, before its commit: no version
         // exists without its entry.
-        let log = |version: u32| self.record(&mut [publish_entry(who, &name, version, &policy_sha256, &files)]);
+        let keys = self.keys()?;
+        let log =
+            |version: u32| self.record(&mut [publish_entry(who, &keys, &name, version, &policy_sha256, &files)]);
         let version = self.catalog.insert_version(&new, log)?;
         fail_point("publish.after_commit");
         let recorded = self.catalog.version(&name, version)?.ok_or_else(|| StoreError::UnknownVersion {
@@ -577,6 +588,22 @@ impl Zone {
             version,
             latest,
         })
+    }
+
+    /// A dataset version as `who` may see it (catalog metadata, never a value): every file carries its keyed
+    /// commitment, and its raw SHA-256 only for the providing agency and the inspector. Recorded when refused.
+    pub fn dataset_view(&self, who: &Principal, spec: &str) -> Result<DatasetVersion, StoreError> {
+        self.authorize(who, &Action::DatasetRead, &[format!("dataset:{spec}")])?;
+        let mut version = self.dataset(spec)?;
+        let keys = self.keys()?;
+        let raw = crate::access::sees_raw_hashes(who, &version.provider);
+        for f in &mut version.files {
+            f.commitment = Some(keys.file_commitment(&f.sha256));
+            if !raw {
+                f.sha256.clear();
+            }
+        }
+        Ok(version)
     }
 
     /// The policy text of a version, read back from the object store and checked against its hash.
@@ -664,13 +691,21 @@ impl Zone {
     }
 }
 
-/// The `dataset.publish` entry of version `version`: the policy's hash and every file's.
-fn publish_entry(who: &Principal, dataset: &str, version: u32, policy_sha256: &str, files: &[StoredFile]) -> Entry {
+/// The `dataset.publish` entry of version `version`: the policy's hash and every file's keyed commitment (the raw
+/// file's SHA-256 is for the providing agency and the inspector, who read it with `dataset show`).
+fn publish_entry(
+    who: &Principal,
+    keys: &ZoneKeys,
+    dataset: &str,
+    version: u32,
+    policy_sha256: &str,
+    files: &[StoredFile],
+) -> Entry {
     let mut e = crate::access::entry(who, "dataset.publish", Outcome::Ok)
         .object(format!("dataset:{dataset}@{version}"))
         .hash(format!("policy:sha256:{policy_sha256}"));
     for f in files {
-        e = e.hash(format!("sha256:{}", f.sha256));
+        e = e.hash(format!("file:commitment:{}", keys.file_commitment(&f.sha256)));
     }
     e
 }
