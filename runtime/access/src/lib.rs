@@ -26,7 +26,8 @@
 //! | job run                         | –         | –                    | its own app     | –         |
 //! | job status / list               | yes       | jobs on its data     | its own         | yes       |
 //! | job output (the product)        | –         | –                    | its own         | –         |
-//! | job diagnostics (guest text)    | –         | jobs on its data     | –               | yes       |
+//! | job record in detail (counters) | –         | jobs on its data     | –               | yes       |
+//! | job diagnostics (guest text)    | –         | jobs on its data     | –               | size+hash |
 //! | artifact list                   | yes       | jobs on its data     | its own         | yes       |
 //! | artifact review / release       | –         | jobs on its data     | –               | –         |
 //! | artifact output (once released) | –         | –                    | its own         | –         |
@@ -140,8 +141,13 @@ pub enum Action<'a> {
     ProductRead {
         operator: &'a str,
     },
-    /// What a job's guest wrote (logs, panic and error text): it stays in the zone.
+    /// What a job's guest wrote (logs, panic and error text): it stays in the zone, with the agencies whose data the
+    /// guest saw (a guest can write any value it reads). The inspector sees that it exists, its size and hash.
     GuestTextRead {
+        providers: &'a [String],
+    },
+    /// A job's record in detail: the failure class and detail, every counter (groups, suppressed, dropped, time).
+    JobDetailRead {
         providers: &'a [String],
     },
     /// The content of an artifact held for review (it may hold anything the guest saw).
@@ -191,6 +197,7 @@ impl Action<'_> {
             Action::JobRead { .. } => "job.read",
             Action::ProductRead { .. } => "product.read",
             Action::GuestTextRead { .. } => "job.guest_text",
+            Action::JobDetailRead { .. } => "job.detail",
             Action::ArtifactReview { .. } => "artifact.review",
             Action::ArtifactDecide { .. } => "artifact.decide",
             Action::ComplaintHandle { .. } => "complaint.handle",
@@ -235,6 +242,7 @@ fn words(action: &Action<'_>) -> &'static str {
         Action::JobRead { .. } => "read this job",
         Action::ProductRead { .. } => "take this product out of the zone",
         Action::GuestTextRead { .. } => "read what this job's guest wrote",
+        Action::JobDetailRead { .. } => "read this job's record in detail",
         Action::ArtifactReview { .. } => "read this artifact",
         Action::ArtifactDecide { .. } => "release or reject this artifact",
         Action::ComplaintHandle { .. } => "file or resolve complaints about this dataset",
@@ -324,13 +332,22 @@ pub fn authorize(who: &Principal, action: &Action<'_>) -> Result<(), Denied> {
                 Operator | Inspector => Err(deny("access.role", "only the authority or a providing agency may".into())),
             }
         }
-        Action::GuestTextRead { providers } => match who.role {
+        Action::JobDetailRead { providers } => match who.role {
             Inspector => Ok(()),
             Agency if providers.iter().any(|p| own_org(p)) => Ok(()),
             Agency => Err(deny("access.scope", format!("none of its data is {}'s", org_text()))),
             Authority | Operator => {
-                Err(deny("access.role", "guest text stays with the providing agency and the inspector".into()))
+                Err(deny("access.role", "a job's detail is for the providing agency and the inspector".into()))
             }
+        },
+        Action::GuestTextRead { providers } => match who.role {
+            Agency if providers.iter().any(|p| own_org(p)) => Ok(()),
+            Agency => Err(deny("access.scope", format!("none of its data is {}'s", org_text()))),
+            Authority | Operator | Inspector => Err(deny(
+                "access.role",
+                "guest text stays with the agencies whose data the guest saw (the inspector sees its size and hash)"
+                    .into(),
+            )),
         },
         Action::ArtifactReview { providers } | Action::ArtifactDecide { providers } => match who.role {
             Agency if providers.iter().any(|p| own_org(p)) => Ok(()),
@@ -411,8 +428,10 @@ mod tests {
             (Action::JobRun { operator: "acme" }, vec![&op]),
             (Action::JobRead { operator: "acme", providers: &both }, vec![&authority, &mr, &tax, &op, &inspector]),
             (Action::ProductRead { operator: "acme" }, vec![&op]),
-            (Action::GuestTextRead { providers: &mr_only }, vec![&mr, &inspector]),
-            (Action::GuestTextRead { providers: &both }, vec![&mr, &tax, &inspector]),
+            (Action::GuestTextRead { providers: &mr_only }, vec![&mr]),
+            (Action::GuestTextRead { providers: &both }, vec![&mr, &tax]),
+            (Action::JobDetailRead { providers: &mr_only }, vec![&mr, &inspector]),
+            (Action::JobDetailRead { providers: &both }, vec![&mr, &tax, &inspector]),
             (Action::ArtifactReview { providers: &mr_only }, vec![&mr]),
             (Action::ArtifactReview { providers: &both }, vec![&mr, &tax]),
             (Action::ArtifactDecide { providers: &mr_only }, vec![&mr]),

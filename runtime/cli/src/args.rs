@@ -71,9 +71,16 @@ pub enum Command {
     /// Publish and inspect datasets (agencies).
     #[command(subcommand)]
     Dataset(DatasetCommand),
-    /// Add and list principals: authorities, agencies, operators, inspectors.
+    /// Add, list, suspend, resume and remove principals: authorities, agencies, operators, inspectors.
     #[command(subcommand)]
     Principal(PrincipalCommand),
+    /// Organisations and the client CAs that may speak for them (the server accepts a principal's certificate only
+    /// from its organisation's CA).
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Client certificates: list those the zone issued or revoked, revoke one by fingerprint.
+    #[command(subcommand)]
+    Cert(CertCommand),
     /// Authorization agreements: which operator may use which data, for which domains, until when.
     #[command(subcommand)]
     Grant(GrantCommand),
@@ -123,8 +130,9 @@ pub struct ServeArgs {
     /// The server's private key (PEM).
     #[arg(long, value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
-    /// The CA certificate(s) (PEM) client certificates must chain to; a client without one is refused in the
-    /// handshake.
+    /// More CA certificates (PEM) a client may handshake with, beside the organisations' CAs registered in the zone
+    /// (`org add`). A handshake alone grants nothing: every request is accepted only when its certificate was issued
+    /// by a CA registered for the principal's organisation.
     #[arg(long, value_name = "FILE")]
     pub client_ca: Option<PathBuf>,
     /// Also accept TLS 1.2 (its AEAD suites only: ECDHE with AES-GCM or ChaCha20-Poly1305). TLS 1.3 only by default.
@@ -142,6 +150,12 @@ pub struct ServeArgs {
     /// The largest upload (module, dataset file, policy…), in MiB.
     #[arg(long, default_value_t = 4096)]
     pub max_upload_mib: u64,
+    /// What one principal's unused uploads may hold at once, in MiB.
+    #[arg(long, default_value_t = 8192)]
+    pub upload_quota_mib: u64,
+    /// How many unused uploads one principal may hold at once.
+    #[arg(long, default_value_t = 16)]
+    pub max_uploads: usize,
     /// Seconds between seals of the access log (`server/access.jsonl`): each seal records the SHA-256 of the whole
     /// file in the audit log, which `zone verify` checks. Also sealed when the server stops.
     #[arg(long, default_value_t = 60, value_name = "SECS")]
@@ -396,8 +410,60 @@ pub struct InitArgs {
 pub enum PrincipalCommand {
     /// Add a principal (authority only).
     Add(PrincipalAddArgs),
-    /// List principals.
+    /// List principals, with their standing.
     List,
+    /// Suspend a principal: every request with any of its certificates is refused at once, and its running jobs
+    /// stop (authority only).
+    Suspend(StandingArgs),
+    /// Lift a principal's suspension (authority only).
+    Resume(StandingArgs),
+    /// Remove a principal for good: it is refused from now on; its name stays taken, so the history still names it
+    /// (authority only).
+    Remove(StandingArgs),
+}
+
+#[derive(Debug, Args, Serialize, Deserialize)]
+pub struct StandingArgs {
+    /// The principal's name.
+    pub name: String,
+    /// Why (recorded in the audit log).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+}
+
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
+pub enum OrgCommand {
+    /// Register a client CA that may speak for an organisation, pinned by its public key (authority only).
+    Add(OrgAddArgs),
+    /// Every organisation's registered client CAs and its principals.
+    List,
+}
+
+#[derive(Debug, Args, Serialize, Deserialize)]
+pub struct OrgAddArgs {
+    /// The organisation (as principals' --org name it).
+    pub org: String,
+    /// The CA certificate (PEM) that issues the organisation's client certificates.
+    #[arg(long, value_name = "FILE")]
+    pub ca: PathBuf,
+}
+
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
+pub enum CertCommand {
+    /// Certificates the zone issued (development CA) or revoked.
+    List,
+    /// Revoke a client certificate by its SHA-256 fingerprint (as `cert list` and the access log show it): refused
+    /// from the next request on (authority only).
+    Revoke(CertRevokeArgs),
+}
+
+#[derive(Debug, Args, Serialize, Deserialize)]
+pub struct CertRevokeArgs {
+    /// SHA-256 of the certificate (DER), 64 hex digits.
+    pub fingerprint: String,
+    /// Why (recorded in the audit log).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
 }
 
 #[derive(Debug, Args, Serialize, Deserialize)]
@@ -415,6 +481,12 @@ pub struct PrincipalAddArgs {
     /// Where to write NAME.pem and NAME.key (default: `<zone>/dev-ca/clients/`; through a server: this folder).
     #[arg(long, value_name = "DIR", requires = "issue_cert")]
     pub cert_out: Option<PathBuf>,
+    /// How long the issued certificate is valid, in days (1 to 825).
+    #[arg(long, value_name = "DAYS", default_value_t = 90, requires = "issue_cert")]
+    pub cert_days: u32,
+    /// Also register this CA certificate (PEM) as one that may speak for the principal's organisation (as `org add`).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand, Serialize, Deserialize)]

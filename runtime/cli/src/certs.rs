@@ -1,6 +1,8 @@
-//! Certificates: the development CA of `zone init --dev-ca` and `principal add --issue-cert` (rcgen), and the
-//! identity the server reads from a verified client certificate (x509-parser). Production zones use the agencies'
-//! own PKI instead: `serve --client-ca` takes their CA, and a certificate's subject CN names the principal.
+//! Certificates: the development CA of `zone init --dev-ca` and `principal add --issue-cert` (rcgen), the identity
+//! the server reads from a verified client certificate (x509-parser), and the check that a certificate was issued by
+//! one of its organisation's registered CAs (webpki, through rustls). Production zones use the organisations' own
+//! PKI: `org add ORG --ca FILE` pins each organisation's CA, and a certificate's subject names the principal (CN)
+//! and its organisation (O).
 
 use std::fs;
 use std::io::Write as _;
@@ -12,6 +14,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
 };
+use rustls_pki_types::pem::PemObject as _;
 use sha2::{Digest as _, Sha256};
 
 /// The development CA's folder inside a zone.
@@ -89,9 +92,23 @@ fn write_public(path: &Path, text: &str) -> anyhow::Result<()> {
     f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).with_context(|| format!("write {}", path.display()))
 }
 
+/// A client certificate just issued.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// SHA-256 of the certificate (DER), hex.
+    pub sha256: String,
+    /// RFC 3339.
+    pub not_after: String,
+}
+
+/// How long a development-CA client certificate is valid unless asked otherwise.
+pub const CLIENT_CERT_DAYS: u32 = 90;
+
 /// Creates the development CA of zone `zone_id` in `<zone>/dev-ca/`, a server certificate for localhost, and a
-/// client certificate for `authority`.
-pub fn create_dev_ca(zone: &Path, zone_id: &str, authority: &str, org: Option<&str>) -> anyhow::Result<DevCa> {
+/// client certificate for `authority` of `org`.
+pub fn create_dev_ca(zone: &Path, zone_id: &str, authority: &str, org: &str) -> anyhow::Result<(DevCa, Issued)> {
     let ca = DevCa::at(zone);
     let dir = zone.join(DEV_CA_DIR);
     fs::create_dir(&dir).with_context(|| format!("create {}", dir.display()))?;
@@ -123,8 +140,8 @@ pub fn create_dev_ca(zone: &Path, zone_id: &str, authority: &str, org: Option<&s
     write_private(&ca.server_key, &server_key.serialize_pem())?;
     write_public(&ca.server_cert, &server.pem())?;
 
-    issue_with(&issuer, &ca.clients, authority, "authority", org, 365)?;
-    Ok(ca)
+    let issued = issue_with(&issuer, &ca.clients, authority, "authority", org, CLIENT_CERT_DAYS)?;
+    Ok((ca, issued))
 }
 
 fn ca_name(zone_id: &str) -> DistinguishedName {
@@ -146,17 +163,20 @@ fn load_issuer(zone: &Path) -> anyhow::Result<Issuer<'static, KeyPair>> {
 }
 
 /// Issues a client certificate for principal `name` (CN = name, O = org, OU = role) from the zone's development CA
-/// into `out` as NAME.pem and NAME.key. Returns both paths.
-pub fn issue_client(
-    zone: &Path,
-    out: &Path,
-    name: &str,
-    role: &str,
-    org: Option<&str>,
-) -> anyhow::Result<(PathBuf, PathBuf)> {
+/// into `out` as NAME.pem and NAME.key, valid for `days`.
+pub fn issue_client(zone: &Path, out: &Path, name: &str, role: &str, org: &str, days: u32) -> anyhow::Result<Issued> {
+    if !(1..=825).contains(&days) {
+        anyhow::bail!("--cert-days {days} is out of range: 1 to 825 days");
+    }
     let issuer = load_issuer(zone)?;
     fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
-    issue_with(&issuer, out, name, role, org, 365)
+    issue_with(&issuer, out, name, role, org, days)
+}
+
+/// The development CA's certificate, PEM.
+pub fn dev_ca_pem(zone: &Path) -> anyhow::Result<String> {
+    let path = DevCa::at(zone).ca_cert;
+    fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))
 }
 
 fn issue_with(
@@ -164,26 +184,71 @@ fn issue_with(
     out: &Path,
     name: &str,
     role: &str,
-    org: Option<&str>,
-    days: i64,
-) -> anyhow::Result<(PathBuf, PathBuf)> {
+    org: &str,
+    days: u32,
+) -> anyhow::Result<Issued> {
     let key = KeyPair::generate().context("generate the client key")?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, name);
-    if let Some(org) = org {
-        dn.push(DnType::OrganizationName, org);
-    }
+    dn.push(DnType::OrganizationName, org);
     dn.push(DnType::OrganizationalUnitName, role);
     params.distinguished_name = dn;
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    validity(&mut params, 1, days);
+    validity(&mut params, 1, i64::from(days));
+    let not_after = chrono::DateTime::from_timestamp(params.not_after.unix_timestamp(), 0)
+        .context("the certificate's end date")?
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let cert = params.signed_by(&key, issuer).context("sign the client certificate")?;
     let (cert_path, key_path) = (out.join(format!("{name}.pem")), out.join(format!("{name}.key")));
     write_private(&key_path, &key.serialize_pem())?;
     write_public(&cert_path, &cert.pem())?;
-    Ok((cert_path, key_path))
+    Ok(Issued { cert: cert_path, key: key_path, sha256: hex::encode(Sha256::digest(cert.der())), not_after })
+}
+
+/// What pins a CA: the SHA-256 of its SubjectPublicKeyInfo (hex) and its subject as text. Refuses anything that is
+/// not exactly one CA certificate in PEM.
+pub fn ca_anchor(pem: &str, shown: &Path) -> anyhow::Result<(String, String)> {
+    let certs = rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("{}: not PEM certificates: {e:?}", shown.display()))?;
+    let [der] = certs.as_slice() else {
+        anyhow::bail!("{}: {} certificates; give exactly one CA certificate per file", shown.display(), certs.len());
+    };
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|e| anyhow::anyhow!("{}: the certificate does not parse: {e}", shown.display()))?;
+    if !cert.is_ca() {
+        anyhow::bail!("{}: `{}` is not a CA certificate (basicConstraints CA:TRUE)", shown.display(), cert.subject());
+    }
+    let key = hex::encode(Sha256::digest(cert.public_key().raw));
+    Ok((key, cert.subject().to_string()))
+}
+
+/// Whether the certificate chain `chain` (leaf first, as the client sent it) was issued by one of the CAs in
+/// `anchors` (PEM) and is valid now: the same path building and checks as the handshake (webpki), against these
+/// anchors alone.
+pub fn issued_by_one_of(chain: &[Vec<u8>], anchors: &[String]) -> Result<(), String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for pem in anchors {
+        for der in rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()).flatten() {
+            let _ = roots.add(der);
+        }
+    }
+    if roots.is_empty() {
+        return Err("no client CA is registered for it".to_owned());
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(std::sync::Arc::new(roots), provider)
+        .build()
+        .map_err(|e| format!("the registered CAs cannot be used: {e}"))?;
+    let Some((leaf, rest)) = chain.split_first() else { return Err("no certificate".to_owned()) };
+    let leaf = rustls_pki_types::CertificateDer::from(leaf.as_slice());
+    let intermediates: Vec<_> = rest.iter().map(|c| rustls_pki_types::CertificateDer::from(c.as_slice())).collect();
+    verifier
+        .verify_client_cert(&leaf, &intermediates, rustls_pki_types::UnixTime::now())
+        .map(|_| ())
+        .map_err(|e| format!("it was not issued by a CA registered for its organisation ({e})"))
 }
 
 /// Who a verified client certificate says it is.
@@ -195,6 +260,8 @@ pub struct CertIdentity {
     pub organisation: Option<String>,
     /// SHA-256 of the certificate (DER), hex.
     pub fingerprint: String,
+    /// The chain the client sent (DER, leaf first), to check against the organisation's CAs.
+    pub chain: std::sync::Arc<Vec<Vec<u8>>>,
 }
 
 impl CertIdentity {
@@ -214,7 +281,12 @@ impl CertIdentity {
             Some(o) => Some(o.as_str().map_err(|_| "the client certificate's O is not a string")?.to_owned()),
             None => None,
         };
-        Ok(CertIdentity { common_name, organisation, fingerprint: hex::encode(Sha256::digest(der)) })
+        Ok(CertIdentity {
+            common_name,
+            organisation,
+            fingerprint: hex::encode(Sha256::digest(der)),
+            chain: std::sync::Arc::new(vec![der.to_vec()]),
+        })
     }
 
     /// How the audit log names this identity.
@@ -230,9 +302,10 @@ mod tests {
     #[test]
     fn dev_ca_issues_client_certificates_whose_identity_reads_back() -> anyhow::Result<()> {
         let zone = tempfile::tempdir()?;
-        let ca = create_dev_ca(zone.path(), "z1", "root", Some("Authority"))?;
+        let (ca, root) = create_dev_ca(zone.path(), "z1", "root", "data-bureau")?;
         assert!(ca.server_cert.exists() && ca.server_key.exists());
-        let (cert, key) = issue_client(zone.path(), &zone.path().join("out"), "alice", "agency", Some("Tax Bureau"))?;
+        let issued = issue_client(zone.path(), &zone.path().join("out"), "alice", "agency", "Tax Bureau", 90)?;
+        let (cert, key) = (issued.cert.clone(), issued.key.clone());
         assert!(key.exists());
         let pem = fs::read(&cert)?;
         let der = rustls_pki_types::pem::PemObject::from_pem_slice(&pem)
@@ -241,11 +314,25 @@ mod tests {
         let id = CertIdentity::from_der(&der).map_err(anyhow::Error::msg)?;
         assert_eq!(id.common_name, "alice");
         assert_eq!(id.organisation.as_deref(), Some("Tax Bureau"));
-        assert_eq!(id.fingerprint.len(), 64);
+        assert_eq!(id.fingerprint, issued.sha256);
+        // The CA pins by its key; the client certificate chains to it, and not to another CA.
+        let ca_pem = fs::read_to_string(&ca.ca_cert)?;
+        let (pin, subject) = ca_anchor(&ca_pem, &ca.ca_cert)?;
+        assert_eq!(pin.len(), 64);
+        assert!(subject.contains("cleanroom development CA"), "{subject}");
+        assert!(ca_anchor(&fs::read_to_string(&cert)?, &cert).is_err(), "a leaf is not a CA");
+        issued_by_one_of(&id.chain, std::slice::from_ref(&ca_pem)).map_err(anyhow::Error::msg)?;
+        let other = tempfile::tempdir()?;
+        let (other_ca, _) = create_dev_ca(other.path(), "z2", "root", "data-bureau")?;
+        let foreign = fs::read_to_string(&other_ca.ca_cert)?;
+        assert!(issued_by_one_of(&id.chain, &[foreign]).is_err());
+        assert!(issued_by_one_of(&id.chain, &[]).is_err());
+        assert!(root.not_after.ends_with('Z') && root.sha256.len() == 64, "{root:?}");
         // Keys are for their owner only, and nothing is overwritten.
         let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&key)?.permissions());
         assert_eq!(mode & 0o077, 0);
-        assert!(issue_client(zone.path(), &zone.path().join("out"), "alice", "agency", None).is_err());
+        assert!(issue_client(zone.path(), &zone.path().join("out"), "alice", "agency", "x", 90).is_err());
+        assert!(issue_client(zone.path(), &zone.path().join("out2"), "bob", "agency", "x", 0).is_err());
         Ok(())
     }
 

@@ -16,13 +16,33 @@ pub fn zone(ctx: &Ctx<'_>, command: &ZoneCommand) -> anyhow::Result<()> {
     let root = &ctx.root()?;
     match command {
         ZoneCommand::Init(args) => {
+            if args.dev_ca && args.org.is_none() {
+                anyhow::bail!(
+                    "--dev-ca needs --org: client certificates carry their principal's organisation, and the \
+                     development CA is registered for the organisations it issues for"
+                );
+            }
             let zone = Zone::init(root, &args.authority, args.org.as_deref())?;
             let keys = zone.keys()?;
-            let dev_ca = match args.dev_ca {
-                true => {
-                    Some(crate::certs::create_dev_ca(root, &zone.info().zone_id, &args.authority, args.org.as_deref())?)
+            let dev_ca = match (args.dev_ca, args.org.as_deref()) {
+                (true, Some(org)) => {
+                    let (ca, issued) = crate::certs::create_dev_ca(root, &zone.info().zone_id, &args.authority, org)?;
+                    let authority = zone.actor(&args.authority)?;
+                    let pem = crate::certs::dev_ca_pem(root)?;
+                    let (key_sha256, subject) = crate::certs::ca_anchor(&pem, &ca.ca_cert)?;
+                    let anchor = zone_store::TrustAnchor {
+                        org: org.to_owned(),
+                        key_sha256,
+                        subject,
+                        cert_pem: pem,
+                        added_by: String::new(),
+                        added_at: String::new(),
+                    };
+                    zone.add_trust_anchor(&authority, &anchor)?;
+                    zone.record_issued_certificate(&authority, &issued.sha256, &args.authority, &issued.not_after)?;
+                    Some(ca)
                 }
-                false => None,
+                _ => None,
             };
             match mode {
                 Mode::Json => output::json(&json!({

@@ -6,10 +6,12 @@ use serde_json::json;
 use zone_sandbox::Sandbox;
 use zone_store::{
     AppOutput, AppRequest, AppView, CheckedModule, Grant, GrantChange, GrantStatus, NewGrant, OutputColumn,
-    PreparedApp, Principal, Role, Zone, today,
+    PreparedApp, Principal, Role, Standing, TrustAnchor, Zone, today,
 };
 
-use crate::args::{AppCommand, AppSubmitArgs, GrantCommand, GrantCreateArgs, PrincipalCommand};
+use crate::args::{
+    AppCommand, AppSubmitArgs, CertCommand, GrantCommand, GrantCreateArgs, OrgCommand, PrincipalCommand,
+};
 use crate::context::Ctx;
 use crate::output::{self, Mode, bytes, inert, short};
 
@@ -21,27 +23,58 @@ pub fn principal(ctx: &Ctx<'_>, command: &PrincipalCommand) -> anyhow::Result<()
                 format!("--role `{}` is not one of authority, agency, operator, inspector", args.role)
             })?;
             let new = Principal { name: args.name.clone(), role, org: args.org.clone() };
+            // Everything that can be checked is checked before the principal is added: nothing changes on a refusal.
+            let anchor = match &args.ca {
+                Some(path) => {
+                    let org = new.org.as_deref().context("--ca registers a CA for the principal's --org; give --org")?;
+                    Some(read_anchor(org, path)?)
+                }
+                None => None,
+            };
             if args.issue_cert {
-                // Before adding: a zone without a development CA refuses here, with nothing changed.
+                // A zone without a development CA refuses here, with nothing changed.
                 crate::certs::DevCa::at(&ctx.root()?).require()?;
+                if new.org.is_none() {
+                    anyhow::bail!(
+                        "--issue-cert needs --org: a client certificate carries its principal's organisation (O), and \
+                         the server accepts it only from a CA registered for that organisation"
+                    );
+                }
+                if !(1..=825).contains(&args.cert_days) {
+                    anyhow::bail!("--cert-days {} is out of range: 1 to 825 days", args.cert_days);
+                }
             }
             zone.add_principal(&who, &new)?;
-            let issued = match args.issue_cert {
-                true => {
+            if let Some(anchor) = &anchor {
+                zone.add_trust_anchor(&who, anchor)?;
+            }
+            let issued = match (args.issue_cert, new.org.as_deref()) {
+                (true, Some(org)) => {
                     let root = ctx.root()?;
                     let out = args.cert_out.clone().unwrap_or_else(|| crate::certs::DevCa::at(&root).clients);
-                    Some(crate::certs::issue_client(&root, &out, &new.name, role.name(), new.org.as_deref())?)
+                    // The development CA speaks for the organisations it has issued for, and no other.
+                    zone.add_trust_anchor(&who, &read_anchor(org, &crate::certs::DevCa::at(&root).ca_cert)?)?;
+                    let issued =
+                        crate::certs::issue_client(&root, &out, &new.name, role.name(), org, args.cert_days)?;
+                    zone.record_issued_certificate(&who, &issued.sha256, &new.name, &issued.not_after)?;
+                    Some(issued)
                 }
-                false => None,
+                _ => None,
             };
             match ctx.mode {
                 Mode::Json => output::json(&json!({
                     "name": new.name, "role": new.role, "org": new.org,
-                    "certificate": issued.as_ref().map(|(c, k)| json!({ "cert": c, "key": k })),
+                    "certificate": issued.as_ref().map(|i| json!({
+                        "cert": i.cert, "key": i.key, "sha256": i.sha256, "not_after": i.not_after,
+                    })),
+                    "ca": anchor.as_ref().map(|a| json!({ "key_sha256": a.key_sha256, "subject": a.subject })),
                 })),
                 Mode::Human => {
                     outln!("added {} `{}`{}", role, new.name, org_text(&new));
-                    if let Some((cert, key)) = &issued {
+                    if let Some(a) = &anchor {
+                        outln!("client CA `{}` (key sha256:{}) may speak for {}", a.subject, short(&a.key_sha256), a.org);
+                    }
+                    if let Some(crate::certs::Issued { cert, key, sha256, not_after }) = &issued {
                         let name = |p: &std::path::Path| match &args.cert_out {
                             // Through a server the files come back into the folder asked for, under their names.
                             Some(_) if ctx.via.is_some() => {
@@ -50,21 +83,148 @@ pub fn principal(ctx: &Ctx<'_>, command: &PrincipalCommand) -> anyhow::Result<()
                             _ => p.display().to_string(),
                         };
                         outln!("client certificate {} and key {} (development CA)", name(cert), name(key));
+                        outln!("  sha256:{sha256}, valid until {not_after}");
                     }
                     Ok(())
                 }
             }
         }
         PrincipalCommand::List => {
-            let all = zone.list_principals(&who)?;
+            let all = zone.principal_records(&who)?;
             match ctx.mode {
                 Mode::Json => output::json(&all),
                 Mode::Human => {
-                    let mut t = output::table(["name", "role", "organisation"]);
-                    for p in &all {
-                        t.add_row(vec![p.name.clone(), p.role.to_string(), p.org.clone().unwrap_or_default()]);
+                    let mut t = output::table(["name", "role", "organisation", "standing"]);
+                    for r in &all {
+                        let p = &r.principal;
+                        let standing = match &r.reason {
+                            Some(why) if r.standing != Standing::Active => format!("{} ({})", r.standing, inert(why)),
+                            _ => r.standing.to_string(),
+                        };
+                        t.add_row(vec![p.name.clone(), p.role.to_string(), p.org.clone().unwrap_or_default(), standing]);
                     }
                     outln!("{t}");
+                    Ok(())
+                }
+            }
+        }
+        PrincipalCommand::Suspend(a) | PrincipalCommand::Resume(a) | PrincipalCommand::Remove(a) => {
+            let to = match command {
+                PrincipalCommand::Suspend(_) => Standing::Suspended,
+                PrincipalCommand::Resume(_) => Standing::Active,
+                _ => Standing::Removed,
+            };
+            let record = zone.set_standing(&who, &a.name, to, &a.reason)?;
+            match ctx.mode {
+                Mode::Json => output::json(&record),
+                Mode::Human => {
+                    outln!("principal `{}` is {}", record.principal.name, record.standing);
+                    if to != Standing::Active {
+                        outln!("every request with any of its certificates is refused from now on");
+                    }
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+/// Reads a CA certificate file as a trust anchor for `org`.
+fn read_anchor(org: &str, path: &std::path::Path) -> anyhow::Result<TrustAnchor> {
+    let pem = std::fs::read_to_string(path).with_context(|| format!("read the CA certificate {}", path.display()))?;
+    let (key_sha256, subject) = crate::certs::ca_anchor(&pem, path)?;
+    Ok(TrustAnchor {
+        org: org.to_owned(),
+        key_sha256,
+        subject,
+        cert_pem: pem,
+        added_by: String::new(),
+        added_at: String::new(),
+    })
+}
+
+pub fn org(ctx: &Ctx<'_>, command: &OrgCommand) -> anyhow::Result<()> {
+    let (zone, who) = ctx.open_as()?;
+    match command {
+        OrgCommand::Add(args) => {
+            let anchor = read_anchor(&args.org, &args.ca)?;
+            let added = zone.add_trust_anchor(&who, &anchor)?;
+            match ctx.mode {
+                Mode::Json => output::json(&json!({
+                    "org": anchor.org, "key_sha256": anchor.key_sha256, "subject": anchor.subject, "added": added,
+                })),
+                Mode::Human => {
+                    let what = if added { "may now speak" } else { "already speaks" };
+                    outln!("client CA `{}` (key sha256:{}) {what} for {}", anchor.subject, anchor.key_sha256, anchor.org);
+                    Ok(())
+                }
+            }
+        }
+        OrgCommand::List => {
+            let anchors = zone.list_trust_anchors(&who)?;
+            let principals = zone.list_principals(&who)?;
+            let mut orgs: std::collections::BTreeMap<String, (Vec<&TrustAnchor>, Vec<&str>)> = Default::default();
+            for a in &anchors {
+                orgs.entry(a.org.clone()).or_default().0.push(a);
+            }
+            for p in &principals {
+                if let Some(org) = &p.org {
+                    orgs.entry(org.clone()).or_default().1.push(&p.name);
+                }
+            }
+            match ctx.mode {
+                Mode::Json => output::json(&orgs
+                    .iter()
+                    .map(|(org, (cas, names))| json!({ "org": org, "cas": cas, "principals": names }))
+                    .collect::<Vec<_>>()),
+                Mode::Human => {
+                    let mut t = output::table(["organisation", "client CAs (key sha256)", "principals"]);
+                    for (org, (cas, names)) in &orgs {
+                        let cas: Vec<String> = cas.iter().map(|a| format!("{} {}", short(&a.key_sha256), a.subject)).collect();
+                        let cas = if cas.is_empty() { "(none: its certificates are refused)".to_owned() } else { cas.join("\n") };
+                        t.add_row(vec![org.clone(), cas, names.join(", ")]);
+                    }
+                    outln!("{t}");
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+pub fn cert(ctx: &Ctx<'_>, command: &CertCommand) -> anyhow::Result<()> {
+    let (zone, who) = ctx.open_as()?;
+    match command {
+        CertCommand::List => {
+            let all = zone.certificates(&who)?;
+            match ctx.mode {
+                Mode::Json => output::json(&all),
+                Mode::Human => {
+                    let mut t = output::table(["sha256", "principal", "valid until", "revoked"]);
+                    for c in &all {
+                        let revoked = match (&c.revoked_at, &c.reason) {
+                            (Some(at), Some(why)) => format!("{at} ({})", inert(why)),
+                            (Some(at), None) => at.clone(),
+                            _ => String::new(),
+                        };
+                        t.add_row(vec![
+                            c.sha256.clone(),
+                            c.principal.clone().unwrap_or_default(),
+                            c.not_after.clone().unwrap_or_default(),
+                            revoked,
+                        ]);
+                    }
+                    outln!("{t}");
+                    Ok(())
+                }
+            }
+        }
+        CertCommand::Revoke(args) => {
+            let record = zone.revoke_certificate(&who, &args.fingerprint, &args.reason)?;
+            match ctx.mode {
+                Mode::Json => output::json(&record),
+                Mode::Human => {
+                    outln!("certificate {} is revoked: the server refuses it from the next request on", record.sha256);
                     Ok(())
                 }
             }

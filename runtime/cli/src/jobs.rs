@@ -171,12 +171,20 @@ pub fn print_job(job: &JobRecord) {
         outln!("  manifest   {}", short(m));
     }
     if let Some(n) = job.guest_messages.filter(|n| *n > 0) {
-        outln!("  guest      {n} message(s) kept in the zone (agency and inspector)");
+        outln!("  guest      {n} message(s) kept in the zone (for the providing agencies)");
     }
 }
 
 /// Guest text as the catalog keeps it: per instance, each message with its level; control characters escaped.
 fn print_guest_text(job: u64, text: &serde_json::Value) {
+    if let Some(w) = text.get("withheld") {
+        outln!(
+            "job {job}: the guest's text ({} bytes, sha256:{}) stays with the agencies whose data it saw",
+            w["bytes"].as_u64().unwrap_or(0),
+            w["sha256"].as_str().unwrap_or("-")
+        );
+        return;
+    }
     let parts = text.as_array().map(Vec::as_slice).unwrap_or_default();
     if parts.is_empty() {
         outln!("job {job}: the guest wrote nothing");

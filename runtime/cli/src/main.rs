@@ -66,6 +66,8 @@ pub(crate) fn dispatch(ctx: &context::Ctx<'_>) -> anyhow::Result<()> {
         Command::Zone(c) => commands::zone(ctx, c),
         Command::Dataset(c) => commands::dataset(ctx, c),
         Command::Principal(c) => governance::principal(ctx, c),
+        Command::Org(c) => governance::org(ctx, c),
+        Command::Cert(c) => governance::cert(ctx, c),
         Command::Grant(c) => governance::grant(ctx, c),
         Command::App(c) => governance::app(ctx, c),
         Command::Module(args::ModuleCommand::Check(args)) => module::check(ctx, args),

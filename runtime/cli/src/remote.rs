@@ -13,7 +13,7 @@ use zone_store::JobRecord;
 
 use crate::args::{
     AppCommand, ArtifactCommand, AuditCommand, Cli, Command, ComplaintCommand, DatasetCommand, GrantCommand,
-    JobCommand, ModuleCommand, PrincipalCommand, ReportCommand, ZoneCommand,
+    JobCommand, ModuleCommand, OrgCommand, PrincipalCommand, ReportCommand, ZoneCommand,
 };
 use crate::client::Remote;
 use crate::jobs::{RunEnded, print_cancel, print_job, print_jobs};
@@ -40,7 +40,11 @@ pub fn paths_mut(command: &mut Command) -> Vec<(PathRole, &mut PathBuf)> {
             v.extend(a.files.iter_mut().map(|f| (Input, f)));
         }
         Command::Dataset(DatasetCommand::Mock(a)) => v.push((OutputFile, &mut a.out)),
-        Command::Principal(PrincipalCommand::Add(a)) => v.extend(a.cert_out.as_mut().map(|p| (OutputDir, p))),
+        Command::Principal(PrincipalCommand::Add(a)) => {
+            v.extend(a.ca.as_mut().map(|p| (Input, p)));
+            v.extend(a.cert_out.as_mut().map(|p| (OutputDir, p)));
+        }
+        Command::Org(OrgCommand::Add(a)) => v.push((Input, &mut a.ca)),
         Command::Grant(GrantCommand::Create(a)) => v.extend(a.terms.as_mut().map(|p| (Input, p))),
         Command::App(AppCommand::Submit(a)) => {
             v.push((Input, &mut a.module));
@@ -76,9 +80,31 @@ pub fn paths_mut(command: &mut Command) -> Vec<(PathRole, &mut PathBuf)> {
         | Command::Artifact(_)
         | Command::Complaint(_)
         | Command::Incident(_)
+        | Command::Org(_)
+        | Command::Cert(_)
         | Command::Demo(_) => {}
     }
     v
+}
+
+/// The dotted name of a command (`dataset.publish`, `app.submit`): what an upload is made for.
+pub fn command_name(command: &Command) -> String {
+    fn step(value: &serde_json::Value) -> Option<(String, &serde_json::Value)> {
+        match value {
+            serde_json::Value::String(s) => Some((s.to_ascii_lowercase(), &serde_json::Value::Null)),
+            serde_json::Value::Object(m) if m.len() == 1 => m.iter().next().map(|(k, v)| (k.to_ascii_lowercase(), v)),
+            _ => None,
+        }
+    }
+    let value = serde_json::to_value(command).unwrap_or_default();
+    let mut parts = Vec::new();
+    let mut at = &value;
+    while parts.len() < 2 {
+        let Some((name, inner)) = step(at) else { break };
+        parts.push(name);
+        at = inner;
+    }
+    parts.join(".")
 }
 
 /// Commands that need no zone, or make one, run on this machine even with --server.
@@ -298,12 +324,14 @@ fn command(cli: &Cli, mode: Mode, remote: &Remote) -> anyhow::Result<()> {
         a.cert_out = Some(PathBuf::from("."));
     }
     let mut destinations = Vec::new();
+    let name = command_name(&command);
     for (slot, (role, path)) in paths_mut(&mut command).into_iter().enumerate() {
         match role {
             PathRole::Input => {
-                let sha256 = remote.upload(path)?;
-                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file").to_owned();
-                *path = PathBuf::from(format!("upload:{sha256}/{name}"));
+                // An upload is ours alone, for this command, once.
+                let token = remote.upload(path, &name)?;
+                let file = path.file_name().and_then(|n| n.to_str()).unwrap_or("file").to_owned();
+                *path = PathBuf::from(format!("upload:{token}/{file}"));
             }
             PathRole::OutputFile | PathRole::OutputDir => {
                 destinations.push((slot, role, path.clone()));
@@ -433,5 +461,17 @@ mod tests {
         assert!(runs_locally(&cli(&["audit", "verify", "--bundle", "b.json"]).command));
         assert!(!runs_locally(&cli(&["audit", "verify"]).command));
         assert!(!runs_locally(&cli(&["job", "list"]).command));
+    }
+
+    #[test]
+    fn commands_have_dotted_names() {
+        let name = |argv: &[&str]| {
+            let cli = Cli::try_parse_from(std::iter::once("cleanroom").chain(argv.iter().copied())).expect("parses");
+            command_name(&cli.command)
+        };
+        assert_eq!(name(&["dataset", "publish", "--policy", "p.toml", "a.parquet"]), "dataset.publish");
+        assert_eq!(name(&["module", "check", "m.wasm"]), "module.check");
+        assert_eq!(name(&["principal", "list"]), "principal.list");
+        assert_eq!(name(&["org", "add", "tax", "--ca", "ca.pem"]), "org.add");
     }
 }

@@ -1,8 +1,11 @@
 //! `cleanroom serve`: the zone over HTTPS with mutual TLS (tokio, rustls with ring, hyper, axum). A client
-//! certificate that chains to `--client-ca` is required in the handshake; its subject CN names the principal, and
-//! every request is decided by the same `Zone` methods — so the same authorization layer and audit log — as the
-//! local CLI, with the certificate's identity stamped on each audit entry. Jobs go through the durable queue of the
-//! store and run in a bounded pool of worker threads.
+//! certificate that chains to a registered organisation CA (or `--client-ca`) is required in the handshake; on every
+//! request its subject CN names the principal, its O must be the principal's organisation, it must have been issued
+//! by a CA registered for that organisation (`org add`), and neither it nor its principal may be revoked or
+//! suspended. Every request is then decided by the same `Zone` methods — so the same authorization layer and audit
+//! log — as the local CLI, with the certificate's identity stamped on each audit entry. Uploads belong to the
+//! principal that made them, for one command, once. Jobs go through the durable queue of the store and run in a
+//! bounded pool of worker threads.
 
 use std::fs;
 use std::net::SocketAddr;
@@ -14,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context as _;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Path as UrlPath, State};
+use axum::extract::{FromRequestParts, Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -23,6 +26,7 @@ use futures::StreamExt as _;
 use hyper_util::rt::TokioIo;
 use ring::rand::SecureRandom as _;
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
@@ -31,11 +35,13 @@ use tokio::io::AsyncWriteExt as _;
 use tower::ServiceExt as _;
 use zone_store::{ACCESS_LOG, AccessLogHash, Claim, Principal, RunFailure, StoreError, Zone};
 
-use crate::args::{ArtifactCommand, Cli, Command, JobCommand, ServeArgs};
+use crate::args::{ArtifactCommand, Cli, Command, JobCommand, OrgCommand, PrincipalCommand, ServeArgs};
 use crate::certs::{CertIdentity, DevCa};
 use crate::context::Ctx;
 use crate::output::{self, Mode};
-use crate::remote::{CommandAnswer, Output, OutputFile, PathRole, ProductAnswer, paths_mut, runs_locally};
+use crate::remote::{
+    CommandAnswer, Output, OutputFile, PathRole, ProductAnswer, command_name, paths_mut, runs_locally,
+};
 
 /// The API description, checked in and served at `/v1/openapi.json`.
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -78,7 +84,137 @@ pub struct ServerState {
     queue: Arc<Queue>,
     max_queued: usize,
     max_upload: u64,
+    /// Per principal: bytes and files of unused uploads.
+    upload_quota: u64,
+    max_uploads: usize,
     access: Arc<AccessLog>,
+    /// The handshake's verifier, refreshed when organisations' CAs are registered.
+    verifier: Option<Arc<ZoneClientVerifier>>,
+}
+
+/// The handshake's client-certificate check: the chain must lead to a CA registered for some organisation (or one
+/// of `--client-ca`), re-read from the catalog when that set changes. It grants nothing by itself: which
+/// organisation a CA speaks for is checked on every request ([`open_as`]).
+#[derive(Debug)]
+pub struct ZoneClientVerifier {
+    root: PathBuf,
+    extra: Vec<CertificateDer<'static>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    current: std::sync::RwLock<(Vec<String>, Arc<dyn ClientCertVerifier>)>,
+}
+
+impl ZoneClientVerifier {
+    fn new(
+        root: &Path,
+        extra: Vec<CertificateDer<'static>>,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+    ) -> anyhow::Result<ZoneClientVerifier> {
+        let built = Self::build(root, &extra, &provider)?;
+        Ok(ZoneClientVerifier { root: root.to_path_buf(), extra, provider, current: std::sync::RwLock::new(built) })
+    }
+
+    fn build(
+        root: &Path,
+        extra: &[CertificateDer<'static>],
+        provider: &Arc<rustls::crypto::CryptoProvider>,
+    ) -> anyhow::Result<(Vec<String>, Arc<dyn ClientCertVerifier>)> {
+        let anchors = Zone::open(root)?.trust_anchors(None)?;
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in extra {
+            roots.add(ca.clone()).context("a --client-ca certificate is not a usable CA")?;
+        }
+        let mut keys: Vec<String> = anchors.iter().map(|a| a.key_sha256.clone()).collect();
+        for anchor in &anchors {
+            for der in CertificateDer::pem_slice_iter(anchor.cert_pem.as_bytes()).flatten() {
+                if let Err(e) = roots.add(der) {
+                    tracing::warn!(org = %anchor.org, error = %e, "a registered client CA cannot be used");
+                }
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        if roots.is_empty() {
+            anyhow::bail!(
+                "no client CA: register each organisation's CA with `cleanroom org add ORG --ca FILE` (a zone made \
+                 with --dev-ca has its development CA registered), or give --client-ca"
+            );
+        }
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .context("client certificate verifier")?;
+        Ok((keys, verifier))
+    }
+
+    /// Re-reads the registered CAs; the new set takes effect for the next handshake.
+    pub fn refresh(&self) {
+        let changed = match self.current.read() {
+            Ok(current) => Zone::open(&self.root)
+                .and_then(|z| z.trust_anchors(None))
+                .map(|a| {
+                    let mut keys: Vec<String> = a.into_iter().map(|a| a.key_sha256).collect();
+                    keys.sort();
+                    keys.dedup();
+                    keys != current.0
+                })
+                .unwrap_or(false),
+            Err(_) => true,
+        };
+        if !changed {
+            return;
+        }
+        match Self::build(&self.root, &self.extra, &self.provider) {
+            Ok(built) => match self.current.write() {
+                Ok(mut current) => *current = built,
+                Err(poisoned) => *poisoned.into_inner() = built,
+            },
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "the registered client CAs could not be reloaded"),
+        }
+    }
+
+    fn inner(&self) -> Arc<dyn ClientCertVerifier> {
+        match self.current.read() {
+            Ok(c) => c.1.clone(),
+            Err(poisoned) => poisoned.into_inner().1.clone(),
+        }
+    }
+}
+
+impl ClientCertVerifier for ZoneClientVerifier {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        // No hints: a client presents the one certificate it has, and the set can change while the server runs.
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.inner().verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner().verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner().verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner().supported_verify_schemes()
+    }
 }
 
 /// Every request (with the certificate it came with, the route and the status) and every refused handshake, one JSON
@@ -155,13 +291,19 @@ impl AccessLog {
 
 /// Seals the access log at once (what an earlier run left), then every `every` until the server stops, then once
 /// more.
-fn sealer(root: &Path, access: &AccessLog, queue: &Queue, every: Duration) {
+fn sealer(root: &Path, access: &AccessLog, queue: &Queue, every: Duration, verifier: &ZoneClientVerifier) {
     if let Err(e) = access.seal(root) {
         tracing::error!(error = %format!("{e:#}"), "the access log could not be sealed at start");
     }
     let mut last = std::time::Instant::now();
+    let mut refreshed = std::time::Instant::now();
     while !queue.stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100).min(every));
+        // CAs registered by a local `org add` while the server runs take effect within two seconds.
+        if refreshed.elapsed() >= Duration::from_secs(2) {
+            verifier.refresh();
+            refreshed = std::time::Instant::now();
+        }
         if last.elapsed() >= every {
             if let Err(e) = access.seal(root) {
                 tracing::error!(error = %format!("{e:#}"), "the access log could not be sealed");
@@ -327,22 +469,57 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// Opens the zone for one request, as the caller's principal: the certificate's CN must name a principal (an
-/// unknown name is refused and recorded), and a certificate that names an organisation must name the principal's.
+/// Opens the zone for one request, as the caller's principal. The certificate's CN must name a principal that is
+/// neither suspended nor removed; its O must be the principal's organisation (a certificate without O is refused);
+/// it must have been issued by a CA registered for that organisation, and not be revoked. Every refusal is recorded.
 fn open_as(root: &Path, caller: &CertIdentity) -> ApiResult<(Zone, Principal)> {
     let mut zone = Zone::open(root)?;
     zone.set_via(Some(caller.via()));
+    // Unknown, suspended and removed principals are refused (and recorded) here.
     let who = zone.actor(&caller.common_name)?;
-    if let (Some(cert_org), Some(org)) = (&caller.organisation, &who.org)
-        && cert_org != org
-    {
-        let detail = format!(
-            "the certificate's organisation `{}` is not principal `{}`'s (`{org}`)",
-            cert_org.escape_debug(),
-            who.name
-        );
-        zone.record_refusal(&who, "zone.access", &[format!("principal:{}", who.name)], "access.certificate", &detail)?;
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "access.certificate", detail));
+    let refuse = |class: &str, detail: String| -> ApiError {
+        let objects = [format!("principal:{}", who.name), format!("cert:{}", caller.fingerprint)];
+        match zone.record_refusal(&who, "zone.access", &objects, class, &detail) {
+            Ok(()) => ApiError::new(StatusCode::FORBIDDEN, class, detail),
+            Err(e) => ApiError::from(e),
+        }
+    };
+    let Some(cert_org) = &caller.organisation else {
+        return Err(refuse(
+            "access.certificate",
+            "the certificate's subject has no organisation (O): a certificate must name its principal's organisation"
+                .to_owned(),
+        ));
+    };
+    let Some(org) = &who.org else {
+        return Err(refuse(
+            "access.certificate",
+            format!("principal `{}` has no organisation, so no CA speaks for it", who.name),
+        ));
+    };
+    if cert_org != org {
+        return Err(refuse(
+            "access.certificate",
+            format!(
+                "the certificate's organisation `{}` is not principal `{}`'s (`{org}`)",
+                cert_org.escape_debug(),
+                who.name
+            ),
+        ));
+    }
+    if let Some(revoked) = zone.certificate(&caller.fingerprint)?.filter(|c| c.revoked_at.is_some()) {
+        return Err(refuse(
+            "access.revoked",
+            format!(
+                "certificate {} was revoked on {}",
+                caller.fingerprint,
+                revoked.revoked_at.as_deref().unwrap_or_default()
+            ),
+        ));
+    }
+    let anchors: Vec<String> = zone.trust_anchors(Some(org))?.into_iter().map(|a| a.cert_pem).collect();
+    if let Err(why) = crate::certs::issued_by_one_of(&caller.chain, &anchors) {
+        return Err(refuse("access.certificate", format!("the certificate does not speak for `{org}`: {why}")));
     }
     Ok((zone, who))
 }
@@ -546,16 +723,89 @@ async fn reject_app(
     decide(s, c, id, false, d.reason).await
 }
 
-/// Streams a request body into the upload area, hashing as it goes; the file is named by its SHA-256.
-async fn upload(State(s): State<Arc<ServerState>>, Caller(c): Caller, body: Body) -> ApiResult<Response> {
-    {
-        let (root, c) = (s.root.clone(), c.clone());
-        blocking(move || open_as(&root, &c).map(|_| ())).await?;
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadQuery {
+    /// The command the upload is for, dotted (`dataset.publish`).
+    command: String,
+}
+
+/// What the server keeps beside an upload: whose it is (its folder), and for which command.
+#[derive(Debug, serde::Serialize, Deserialize)]
+struct UploadMeta {
+    command: String,
+    sha256: String,
+    bytes: u64,
+}
+
+/// The dotted names of the commands that take input files.
+fn commands_with_inputs() -> &'static [&'static str] {
+    &[
+        "dataset.publish",
+        "principal.add",
+        "org.add",
+        "grant.create",
+        "app.submit",
+        "module.check",
+        "audit.verify",
+        "complaint.file",
+    ]
+}
+
+/// The caller's unused uploads: (files, bytes), partial ones included.
+fn upload_usage(dir: &Path) -> (usize, u64) {
+    let Ok(entries) = fs::read_dir(dir) else { return (0, 0) };
+    let mut files = 0;
+    let mut bytes = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if name.to_string_lossy().ends_with(".json") {
+            continue;
+        }
+        files += 1;
+        bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
     }
-    let dir = s.spool("uploads");
+    (files, bytes)
+}
+
+/// Streams a request body into the caller's own upload area, hashing as it goes, within the caller's quota. The
+/// answer's token is usable by the caller only, once, for the command named.
+async fn upload(
+    State(s): State<Arc<ServerState>>,
+    Caller(c): Caller,
+    Query(q): Query<UploadQuery>,
+    body: Body,
+) -> ApiResult<Response> {
+    let who = {
+        let (root, c) = (s.root.clone(), c.clone());
+        blocking(move || open_as(&root, &c).map(|(_, who)| who)).await?
+    };
+    if !commands_with_inputs().contains(&q.command.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "request.invalid",
+            format!(
+                "`{}` takes no file: uploads are for {}",
+                q.command.escape_debug(),
+                commands_with_inputs().join(", ")
+            ),
+        ));
+    }
+    let dir = s.spool("uploads").join(&who.name);
     tokio::fs::create_dir_all(&dir).await.map_err(|e| io_error("create", &dir, e))?;
     sweep(&dir, UPLOAD_TTL);
-    let partial = dir.join(format!(".partial-{}", random_token()?));
+    let (files, used) = upload_usage(&dir);
+    if files >= s.max_uploads {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "upload.quota",
+            format!("{} holds {files} unused uploads, the most the server keeps per principal", who.name),
+        ));
+    }
+    let room = s.upload_quota.saturating_sub(used);
+    let limit = s.max_upload.min(room);
+    let token = random_token()?;
+    let partial = dir.join(format!(".partial-{token}"));
     let mut file = tokio::fs::File::create(&partial).await.map_err(|e| io_error("create", &partial, e))?;
     let mut hasher = Sha256::new();
     let mut bytes = 0u64;
@@ -564,12 +814,13 @@ async fn upload(State(s): State<Arc<ServerState>>, Caller(c): Caller, body: Body
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "request.body", e.to_string()))?;
             bytes += chunk.len() as u64;
-            if bytes > s.max_upload {
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "request.too_large",
-                    format!("the upload is over the server's limit of {} bytes", s.max_upload),
-                ));
+            if bytes > limit {
+                let (class, detail) = if limit == s.max_upload {
+                    ("request.too_large", format!("the upload is over the server's limit of {} bytes", s.max_upload))
+                } else {
+                    ("upload.quota", format!("the upload is over what is left of the principal's quota ({room} bytes)"))
+                };
+                return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, class, detail));
             }
             hasher.update(&chunk);
             file.write_all(&chunk).await.map_err(|e| io_error("write", &partial, e))?;
@@ -582,9 +833,49 @@ async fn upload(State(s): State<Arc<ServerState>>, Caller(c): Caller, body: Body
         return Err(e);
     }
     let sha256 = hex::encode(hasher.finalize());
-    let target = dir.join(&sha256);
-    tokio::fs::rename(&partial, &target).await.map_err(|e| io_error("rename", &target, e))?;
-    Ok((StatusCode::CREATED, Json(serde_json::json!({ "sha256": sha256, "bytes": bytes }))).into_response())
+    let meta = UploadMeta { command: q.command.clone(), sha256: sha256.clone(), bytes };
+    let meta_path = dir.join(format!("{token}.json"));
+    let written = async {
+        let text = serde_json::to_vec(&meta).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "io", e.to_string()))?;
+        tokio::fs::write(&meta_path, text).await.map_err(|e| io_error("write", &meta_path, e))?;
+        let target = dir.join(&token);
+        tokio::fs::rename(&partial, &target).await.map_err(|e| io_error("rename", &target, e))
+    }
+    .await;
+    if let Err(e) = written {
+        let _ = tokio::fs::remove_file(&partial).await;
+        let _ = tokio::fs::remove_file(&meta_path).await;
+        return Err(e);
+    }
+    let answer = serde_json::json!({ "upload": token, "command": q.command, "sha256": sha256, "bytes": bytes });
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+/// Takes the caller's upload `token` for command `command` into `dest` (moved: an upload is used once). Another
+/// principal's token is not found; a token made for another command is refused (and spent).
+fn take_upload(s: &ServerState, who: &Principal, token: &str, command: &str, dest: &Path) -> ApiResult<()> {
+    let unknown = || ApiError::new(StatusCode::NOT_FOUND, "upload.unknown", format!("no upload {token} of yours"));
+    let dir = s.spool("uploads").join(&who.name);
+    let (data, meta_path) = (dir.join(token), dir.join(format!("{token}.json")));
+    let meta: UploadMeta =
+        fs::read(&meta_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).ok_or_else(unknown)?;
+    if !data.is_file() {
+        return Err(unknown());
+    }
+    let _ = fs::remove_file(&meta_path);
+    if meta.command != command {
+        let _ = fs::remove_file(&data);
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "upload.command",
+            format!("upload {token} was made for `{}`, not for `{command}`; upload it again", meta.command),
+        ));
+    }
+    if fs::rename(&data, dest).is_err() {
+        fs::copy(&data, dest).map_err(|e| io_error("copy", dest, e))?;
+        let _ = fs::remove_file(&data);
+    }
+    Ok(())
 }
 
 /// Removes entries of `dir` older than `ttl` (best effort).
@@ -708,33 +999,31 @@ fn command(s: &ServerState, c: &CertIdentity, req: CommandRequest) -> ApiResult<
     let (zone, who) = open_as(&s.root, c)?;
     drop(zone);
     let (token, dir) = new_download(s, &who)?;
-    let uploads = s.spool("uploads");
+    let name = command_name(&command);
     let mut outputs = Vec::new();
     for (slot, (role, path)) in paths_mut(&mut command).into_iter().enumerate() {
         let text = path.to_string_lossy().into_owned();
         match role {
             PathRole::Input => {
-                let (sha, name) = text.strip_prefix("upload:").and_then(|r| r.split_once('/')).ok_or_else(|| {
-                    bad(format!("path `{}` is not an upload (upload:SHA256/NAME)", text.escape_debug()))
+                let (upload, file) = text.strip_prefix("upload:").and_then(|r| r.split_once('/')).ok_or_else(|| {
+                    bad(format!("path `{}` is not an upload (upload:TOKEN/NAME)", text.escape_debug()))
                 })?;
-                let plain = !name.is_empty()
-                    && name.len() <= 255
-                    && !name.starts_with('.')
-                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-                if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) || !plain {
+                let plain = !file.is_empty()
+                    && file.len() <= 255
+                    && !file.starts_with('.')
+                    && file.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+                if upload.len() != 32 || !upload.bytes().all(|b| b.is_ascii_hexdigit()) || !plain {
+                    let _ = fs::remove_dir_all(&dir);
                     return Err(bad(format!("`{}` is not an upload name the server accepts", text.escape_debug())));
-                }
-                let stored = uploads.join(sha);
-                if !stored.is_file() {
-                    return Err(ApiError::new(StatusCode::NOT_FOUND, "upload.unknown", format!("no upload {sha}")));
                 }
                 let place = dir.join("in").join(slot.to_string());
                 fs::create_dir_all(&place).map_err(|e| io_error("create", &place, e))?;
-                let linked = place.join(name);
-                if fs::hard_link(&stored, &linked).is_err() {
-                    fs::copy(&stored, &linked).map_err(|e| io_error("copy", &linked, e))?;
+                let taken = place.join(file);
+                if let Err(e) = take_upload(s, &who, upload, &name, &taken) {
+                    let _ = fs::remove_dir_all(&dir);
+                    return Err(e);
                 }
-                *path = linked;
+                *path = taken;
             }
             PathRole::OutputFile | PathRole::OutputDir => {
                 if text != format!("output:{slot}") {
@@ -756,6 +1045,12 @@ fn command(s: &ServerState, c: &CertIdentity, req: CommandRequest) -> ApiResult<
     let ctx = Ctx { cli: &cli, mode, via: Some(c.via()) };
     let (result, captured) = output::capture(|| crate::dispatch(&ctx));
     let _ = fs::remove_dir_all(dir.join("in"));
+    // A CA registered through the server takes effect for the next handshake.
+    if matches!(cli.command, Command::Org(OrgCommand::Add(_)) | Command::Principal(PrincipalCommand::Add(_)))
+        && let Some(v) = &s.verifier
+    {
+        v.refresh();
+    }
     if let Err(e) = result {
         let _ = fs::remove_dir_all(&dir);
         let mut err = ApiError::from(e);
@@ -799,16 +1094,14 @@ fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
 }
 
 /// The TLS configuration: TLS 1.3 (and 1.2's AEAD suites with --tls12), client certificates required and verified
-/// against `client_ca`.
-pub fn tls_config(cert: &Path, key: &Path, client_ca: &Path, tls12: bool) -> anyhow::Result<rustls::ServerConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in read_certs(client_ca)? {
-        roots.add(ca).with_context(|| format!("{}: not a usable CA certificate", client_ca.display()))?;
-    }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .context("client certificate verifier")?;
+/// by `verifier`.
+pub fn tls_config(
+    cert: &Path,
+    key: &Path,
+    verifier: Arc<ZoneClientVerifier>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    tls12: bool,
+) -> anyhow::Result<rustls::ServerConfig> {
     let versions: &[&rustls::SupportedProtocolVersion] =
         if tls12 { &[&rustls::version::TLS13, &rustls::version::TLS12] } else { &[&rustls::version::TLS13] };
     let chain = read_certs(cert)?;
@@ -838,8 +1131,23 @@ pub fn serve(ctx: &Ctx<'_>, args: &ServeArgs) -> anyhow::Result<()> {
     };
     let cert = pick(&args.tls_cert, &dev.server_cert, "--tls-cert")?;
     let key = pick(&args.tls_key, &dev.server_key, "--tls-key")?;
-    let client_ca = pick(&args.client_ca, &dev.ca_cert, "--client-ca")?;
-    let tls = tls_config(&cert, &key, &client_ca, args.tls12)?;
+    let extra = match &args.client_ca {
+        Some(path) => read_certs(path)?,
+        None => Vec::new(),
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(ZoneClientVerifier::new(&root, extra, provider.clone())?);
+    let tls = tls_config(&cert, &key, verifier.clone(), provider, args.tls12)?;
+    // Organisations whose certificates nothing speaks for are refused on every request: say so at the start.
+    let anchored: std::collections::BTreeSet<String> = zone.trust_anchors(None)?.into_iter().map(|a| a.org).collect();
+    let unanchored: std::collections::BTreeSet<String> =
+        zone.principals()?.into_iter().filter_map(|p| p.org).filter(|o| !anchored.contains(o)).collect();
+    if !unanchored.is_empty() {
+        tracing::warn!(
+            orgs = ?unanchored,
+            "no client CA is registered for these organisations: their principals are refused until `org add`"
+        );
+    }
     if args.workers == 0 || args.workers > 64 {
         anyhow::bail!("--workers must be 1 to 64");
     }
@@ -868,7 +1176,10 @@ pub fn serve(ctx: &Ctx<'_>, args: &ServeArgs) -> anyhow::Result<()> {
         queue: queue.clone(),
         max_queued: args.max_queued,
         max_upload: args.max_upload_mib.saturating_mul(1024 * 1024),
+        upload_quota: args.upload_quota_mib.saturating_mul(1024 * 1024),
+        max_uploads: args.max_uploads,
         access: access.clone(),
+        verifier: Some(verifier.clone()),
     });
     let workers: Vec<_> = (0..args.workers)
         .map(|i| {
@@ -879,10 +1190,10 @@ pub fn serve(ctx: &Ctx<'_>, args: &ServeArgs) -> anyhow::Result<()> {
         .context("start the job workers")?;
     let seal_every = Duration::from_secs(args.seal_every);
     let sealing = {
-        let (root, access, queue) = (root.clone(), access.clone(), queue.clone());
+        let (root, access, queue, verifier) = (root.clone(), access.clone(), queue.clone(), verifier.clone());
         std::thread::Builder::new()
             .name("zone-access-seal".into())
-            .spawn(move || sealer(&root, &access, &queue, seal_every))
+            .spawn(move || sealer(&root, &access, &queue, seal_every, &verifier))
             .context("start the access log's sealer")?
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -952,9 +1263,12 @@ async fn accept_loop(
                     return;
                 }
             };
-            let identity = match stream.get_ref().1.peer_certificates().and_then(|c| c.first()) {
-                Some(cert) => CertIdentity::from_der(cert.as_ref()),
-                None => Err("no client certificate".to_owned()),
+            let identity = match stream.get_ref().1.peer_certificates() {
+                Some(chain) if !chain.is_empty() => CertIdentity::from_der(chain[0].as_ref()).map(|mut id| {
+                    id.chain = Arc::new(chain.iter().map(|c| c.as_ref().to_vec()).collect());
+                    id
+                }),
+                _ => Err("no client certificate".to_owned()),
             };
             let identity = PeerIdentity(Arc::new(identity));
             let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
@@ -1071,7 +1385,10 @@ mod tests {
             queue: Arc::new(Queue::default()),
             max_queued: 1,
             max_upload: 1,
+            upload_quota: 1,
+            max_uploads: 1,
             access: Arc::new(AccessLog::default()),
+            verifier: None,
         });
         let app = router(state);
         for (method, path) in ROUTES {

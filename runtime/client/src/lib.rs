@@ -257,12 +257,18 @@ impl Remote {
         self.answer(&what, response)
     }
 
-    /// Streams a local file to the server's upload area; returns its SHA-256 (checked against the server's).
-    pub fn upload(&self, path: &Path) -> Result<String, ClientError> {
+    /// Streams a local file to the server's upload area for `command` (e.g. `dataset.publish`); returns the upload token,
+    /// which only this client's principal can use, once, for that command. The SHA-256 is checked against the server's.
+    pub fn upload(&self, path: &Path, command: &str) -> Result<String, ClientError> {
         let what = format!("upload {}", path.display());
         let sha256 = hash_file(path)?;
         let file = fs::File::open(path).map_err(ClientError::file("open", path))?;
-        let response = self.agent.put(self.url("/v1/uploads")).send(file).map_err(|e| self.transport(&what, e))?;
+        let response = self
+            .agent
+            .put(self.url("/v1/uploads"))
+            .query("command", command)
+            .send(file)
+            .map_err(|e| self.transport(&what, e))?;
         let stored: serde_json::Value = self.answer(&what, response)?;
         if stored["sha256"].as_str() != Some(sha256.as_str()) {
             return Err(ClientError::Answer {
@@ -270,7 +276,10 @@ impl Remote {
                 detail: format!("the server stored different bytes ({}) than were sent ({sha256})", stored["sha256"]),
             });
         }
-        Ok(sha256)
+        match stored["upload"].as_str() {
+            Some(token) if token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(token.to_owned()),
+            _ => Err(ClientError::Answer { what, detail: "the server gave no upload token".to_owned() }),
+        }
     }
 
     /// Streams a file the server prepared (`/v1/downloads/...`) into `dest`, which must not exist; checks its size

@@ -84,7 +84,12 @@ impl Exports {
 const CONTRACT_PACKAGE: &str = "zone:job/";
 const CONTRACT_MAJOR_MINOR: (u64, u64) = (0, 1);
 
-/// Guest text kept for the agency and the inspector: capped per message and per run.
+/// What every message costs against the per-run cap beside its bytes: an empty line is not free, so a guest cannot
+/// pile up messages (or a count of them) without using up its cap.
+pub const MESSAGE_OVERHEAD_BYTES: usize = 16;
+
+/// Guest text kept for the providing agencies: capped per message and per run (each message costs its bytes plus
+/// [`MESSAGE_OVERHEAD_BYTES`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Diagnostics {
     /// (level, text) in order.
@@ -150,21 +155,29 @@ impl bindings::zone::job::diagnostics::Host for HostState {
 impl HostState {
     /// Keeps one message of guest text within the caps (per message, per run); counts what it drops.
     fn keep(&mut self, level: u8, msg: String) {
+        self.diagnostics.keep(level, &msg, self.max_message_bytes, self.max_log_bytes);
+    }
+}
+
+impl Diagnostics {
+    /// Keeps `msg` within `max_message_bytes` and what is left of `max_log_bytes` (a message costs its bytes plus
+    /// [`MESSAGE_OVERHEAD_BYTES`]); counts what it drops.
+    pub fn keep(&mut self, level: u8, msg: &str, max_message_bytes: usize, max_log_bytes: usize) {
         if level >= LEVEL_PANIC {
-            self.diagnostics.panicked = true;
+            self.panicked = true;
         }
-        let d = &mut self.diagnostics;
-        if d.kept_bytes >= self.max_log_bytes {
-            d.dropped_messages += 1;
+        let left = max_log_bytes.saturating_sub(self.kept_bytes);
+        if left <= MESSAGE_OVERHEAD_BYTES {
+            self.dropped_messages += 1;
             return;
         }
-        let mut cut = msg.len().min(self.max_message_bytes).min(self.max_log_bytes - d.kept_bytes);
+        let mut cut = msg.len().min(max_message_bytes).min(left - MESSAGE_OVERHEAD_BYTES);
         while !msg.is_char_boundary(cut) {
             cut -= 1;
         }
-        d.truncated_bytes += msg.len() - cut;
-        d.kept_bytes += cut;
-        d.messages.push((level, msg[..cut].to_owned()));
+        self.truncated_bytes += msg.len() - cut;
+        self.kept_bytes += cut + MESSAGE_OVERHEAD_BYTES;
+        self.messages.push((level, msg[..cut].to_owned()));
     }
 }
 
@@ -767,6 +780,22 @@ fn check_artifacts(listed: Vec<(String, Vec<u8>)>) -> Result<Vec<GuestArtifact>,
 #[cfg(test)]
 mod artifact_tests {
     use super::*;
+
+    #[test]
+    fn empty_messages_use_up_the_cap_too() {
+        let mut d = Diagnostics::default();
+        for _ in 0..10_000 {
+            d.keep(2, "", 256, 1024);
+        }
+        assert_eq!(d.messages.len(), 1024 / MESSAGE_OVERHEAD_BYTES - 1);
+        assert_eq!(d.dropped_messages, 10_000 - d.messages.len());
+        assert!(d.kept_bytes <= 1024);
+        // Long messages are cut at a character boundary, within the message and the run caps.
+        let mut d = Diagnostics::default();
+        d.keep(2, &"税".repeat(100), 10, 1024);
+        assert_eq!(d.messages[0].1, "税".repeat(3));
+        assert_eq!(d.truncated_bytes, 300 - 9);
+    }
 
     #[test]
     fn artifact_names_and_counts_are_checked() {
