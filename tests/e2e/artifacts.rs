@@ -140,7 +140,7 @@ fn a_reviewed_run_holds_its_artifacts_until_the_agency_releases_them() {
     assert_eq!(verified["files"][0]["name"], "model.json", "{verified}");
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(out_dir.join("manifest.json")).expect("manifest")).expect("json");
-    assert_eq!(manifest["manifest"]["format"], "zone-artifact-v2");
+    assert_eq!(manifest["manifest"]["format"], "zone-artifact-v3");
     assert_eq!(manifest["manifest"]["released_by"][0], "market-regulation:market-regulation");
     assert_eq!(manifest["manifest"]["job"], job);
     let rejected = zone.run_as("acme", &["--json", "artifact", "output", &report_id, "--out", s(&zone.path("r"))]);

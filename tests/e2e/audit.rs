@@ -33,7 +33,7 @@ fn actions_and_refusals_are_recorded_and_tampering_is_named() {
             .as_array()
             .expect("hashes")
             .iter()
-            .any(|h| h.as_str().is_some_and(|h| h.starts_with("sha256:")))
+            .any(|h| h.as_str().is_some_and(|h| h.starts_with("file:commitment:")))
     );
     assert_eq!(entries[2]["reason"], "input.missing");
     let only = zone.run(&["--json", "audit", "log", "--dataset", "enterprise_registry"]).json();

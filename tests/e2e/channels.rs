@@ -156,11 +156,13 @@ fn counters_the_guest_controls_stay_with_the_agency_and_the_inspector() {
     }
     let human = zone.run_as("acme", &["job", "status", "1"]).ok();
     assert!(!human.contains("suppressed") && !human.contains("elapsed"), "{human}");
-    // The manifest the operator takes out is v2: no counter the guest controls.
+    // The manifest the operator takes out is v3: no counter the guest controls, input files by keyed commitment.
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(zone.path("operator-1").join("manifest.json")).expect("manifest"))
             .expect("json");
-    assert_eq!(manifest["manifest"]["format"], "zone-product-v2");
+    assert_eq!(manifest["manifest"]["format"], "zone-product-v3");
+    assert!(manifest["manifest"]["datasets"][0]["files"].is_null(), "{manifest}");
+    assert_eq!(manifest["manifest"]["datasets"][0]["file_commitments"].as_array().map(Vec::len), Some(1));
     // The agency sees what the gate counted: one group per enterprise's representative, every one under k.
     let agency = agency_view(&zone, "1");
     let suppressed = agency["counts"]["groups_suppressed"].as_u64().expect("counted");

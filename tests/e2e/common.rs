@@ -89,7 +89,7 @@ pub const PRINCIPALS: [(&str, &str, Option<&str>); 6] = [
     ("health-commission", "agency", Some("health-commission")),
     ("acme", "operator", Some("acme-credit")),
     ("zenith", "operator", Some("zenith-data")),
-    ("inspector", "inspector", None),
+    ("inspector", "inspector", Some("data-supervision")),
 ];
 
 impl TestZone {

@@ -7,6 +7,7 @@ mod channels;
 mod common;
 mod crash;
 mod governance;
+mod identity;
 mod jobs;
 mod mock;
 mod module;

@@ -66,7 +66,12 @@ fn publish_the_three_fixtures_list_and_show() {
     assert_eq!(class_of("uscc"), Some("subject".into()));
     assert_eq!(class_of("name"), Some("hidden".into()));
     assert_eq!(class_of("phone"), Some("masked".into()));
-    assert_eq!(show["files"][0]["sha256"].as_str().map(str::len), Some(64));
+    // The authority sees the keyed commitment a manifest carries, not the raw file's hash; the provider sees both.
+    assert!(show["files"][0]["sha256"].is_null(), "{show}");
+    assert_eq!(show["files"][0]["commitment"].as_str().map(str::len), Some(64));
+    let own = zone.run_as("market-regulation", &["--json", "dataset", "show", "enterprise_registry@1"]).json();
+    assert_eq!(own["files"][0]["sha256"].as_str().map(str::len), Some(64));
+    assert_eq!(own["files"][0]["commitment"], show["files"][0]["commitment"]);
     assert_eq!(show["release"]["min_group_size"], 10);
 
     // The human table names columns and classes and never prints a value of the data.

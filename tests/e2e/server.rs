@@ -17,18 +17,18 @@ const FINANCE: &str = example_guests::FINANCE_CAPITAL.path;
 const HOSTILE: &str = example_guests::HOSTILE_RELEASE.path;
 
 /// A running `cleanroom serve` on a free loopback port; killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     zone: PathBuf,
 }
 
 impl Server {
-    fn start(zone: &Path, workers: usize) -> Server {
+    pub(crate) fn start(zone: &Path, workers: usize) -> Server {
         Server::start_with(zone, workers, &[])
     }
 
-    fn start_with(zone: &Path, workers: usize, extra: &[&str]) -> Server {
+    pub(crate) fn start_with(zone: &Path, workers: usize, extra: &[&str]) -> Server {
         let mut child = Command::new(BIN)
             .args(["--zone", s(zone), "serve", "--listen", "127.0.0.1:0", "--workers", &workers.to_string()])
             .args(extra)
@@ -49,7 +49,7 @@ impl Server {
         Server { child, url, zone: zone.to_path_buf() }
     }
 
-    fn client_files(&self, who: &str) -> (PathBuf, PathBuf, PathBuf) {
+    pub(crate) fn client_files(&self, who: &str) -> (PathBuf, PathBuf, PathBuf) {
         let ca = self.zone.join("dev-ca");
         (
             ca.join("clients").join(format!("{who}.pem")),
@@ -59,16 +59,16 @@ impl Server {
     }
 
     /// `cleanroom --server URL --cert ... ARGS` as principal `who`, from `cwd`.
-    fn cli_in(&self, who: &str, cwd: &Path, args: &[&str]) -> Run {
+    pub(crate) fn cli_in(&self, who: &str, cwd: &Path, args: &[&str]) -> Run {
         let (cert, key, ca) = self.client_files(who);
         self.cli_with(&cert, &key, &ca, cwd, args)
     }
 
-    fn cli(&self, who: &str, args: &[&str]) -> Run {
+    pub(crate) fn cli(&self, who: &str, args: &[&str]) -> Run {
         self.cli_in(who, &std::env::temp_dir(), args)
     }
 
-    fn cli_with(&self, cert: &Path, key: &Path, ca: &Path, cwd: &Path, args: &[&str]) -> Run {
+    pub(crate) fn cli_with(&self, cert: &Path, key: &Path, ca: &Path, cwd: &Path, args: &[&str]) -> Run {
         let output = Command::new(BIN)
             .current_dir(cwd)
             .args(["--server", &self.url, "--cert", s(cert), "--key", s(key), "--ca", s(ca)])
@@ -98,7 +98,7 @@ impl Drop for Server {
 }
 
 /// A zone with a dev CA, the registry published, grant 1 for `acme`.
-fn served_registry() -> TestZone {
+pub(crate) fn served_registry() -> TestZone {
     let zone = TestZone::with_dev_ca();
     zone.publish_fixture("enterprise_registry");
     grant_acme(&zone, "market-regulation");
@@ -300,7 +300,13 @@ fn three_principals_work_through_the_server_from_their_own_certificates() {
     server.cli_in("inspector", &work, &["audit", "export", "--out", "bundle.json"]).ok();
     common::cleanroom(&zone.zone, &["audit", "verify", "--bundle", s(&work.join("bundle.json")), "--key", &key]).ok();
     // Issuing a certificate through the server: the authority gets it back in its own folder.
-    server.cli_in("dsb", &work, &["principal", "add", "auditor", "--role", "inspector", "--issue-cert"]).ok();
+    server
+        .cli_in(
+            "dsb",
+            &work,
+            &["principal", "add", "auditor", "--role", "inspector", "--org", "data-supervision", "--issue-cert"],
+        )
+        .ok();
     assert!(work.join("auditor.pem").is_file() && work.join("auditor.key").is_file());
     server.cli_in("auditor", &work, &["job", "list"]).fails(); // no job for an inspector to… see
     // Every request is in the access log with its certificate: the operator's polls too.

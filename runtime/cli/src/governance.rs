@@ -26,7 +26,8 @@ pub fn principal(ctx: &Ctx<'_>, command: &PrincipalCommand) -> anyhow::Result<()
             // Everything that can be checked is checked before the principal is added: nothing changes on a refusal.
             let anchor = match &args.ca {
                 Some(path) => {
-                    let org = new.org.as_deref().context("--ca registers a CA for the principal's --org; give --org")?;
+                    let org =
+                        new.org.as_deref().context("--ca registers a CA for the principal's --org; give --org")?;
                     Some(read_anchor(org, path)?)
                 }
                 None => None,
@@ -54,8 +55,7 @@ pub fn principal(ctx: &Ctx<'_>, command: &PrincipalCommand) -> anyhow::Result<()
                     let out = args.cert_out.clone().unwrap_or_else(|| crate::certs::DevCa::at(&root).clients);
                     // The development CA speaks for the organisations it has issued for, and no other.
                     zone.add_trust_anchor(&who, &read_anchor(org, &crate::certs::DevCa::at(&root).ca_cert)?)?;
-                    let issued =
-                        crate::certs::issue_client(&root, &out, &new.name, role.name(), org, args.cert_days)?;
+                    let issued = crate::certs::issue_client(&root, &out, &new.name, role.name(), org, args.cert_days)?;
                     zone.record_issued_certificate(&who, &issued.sha256, &new.name, &issued.not_after)?;
                     Some(issued)
                 }
@@ -72,7 +72,12 @@ pub fn principal(ctx: &Ctx<'_>, command: &PrincipalCommand) -> anyhow::Result<()
                 Mode::Human => {
                     outln!("added {} `{}`{}", role, new.name, org_text(&new));
                     if let Some(a) = &anchor {
-                        outln!("client CA `{}` (key sha256:{}) may speak for {}", a.subject, short(&a.key_sha256), a.org);
+                        outln!(
+                            "client CA `{}` (key sha256:{}) may speak for {}",
+                            a.subject,
+                            short(&a.key_sha256),
+                            a.org
+                        );
                     }
                     if let Some(crate::certs::Issued { cert, key, sha256, not_after }) = &issued {
                         let name = |p: &std::path::Path| match &args.cert_out {
@@ -101,7 +106,12 @@ pub fn principal(ctx: &Ctx<'_>, command: &PrincipalCommand) -> anyhow::Result<()
                             Some(why) if r.standing != Standing::Active => format!("{} ({})", r.standing, inert(why)),
                             _ => r.standing.to_string(),
                         };
-                        t.add_row(vec![p.name.clone(), p.role.to_string(), p.org.clone().unwrap_or_default(), standing]);
+                        t.add_row(vec![
+                            p.name.clone(),
+                            p.role.to_string(),
+                            p.org.clone().unwrap_or_default(),
+                            standing,
+                        ]);
                     }
                     outln!("{t}");
                     Ok(())
@@ -155,7 +165,12 @@ pub fn org(ctx: &Ctx<'_>, command: &OrgCommand) -> anyhow::Result<()> {
                 })),
                 Mode::Human => {
                     let what = if added { "may now speak" } else { "already speaks" };
-                    outln!("client CA `{}` (key sha256:{}) {what} for {}", anchor.subject, anchor.key_sha256, anchor.org);
+                    outln!(
+                        "client CA `{}` (key sha256:{}) {what} for {}",
+                        anchor.subject,
+                        anchor.key_sha256,
+                        anchor.org
+                    );
                     Ok(())
                 }
             }
@@ -173,15 +188,22 @@ pub fn org(ctx: &Ctx<'_>, command: &OrgCommand) -> anyhow::Result<()> {
                 }
             }
             match ctx.mode {
-                Mode::Json => output::json(&orgs
-                    .iter()
-                    .map(|(org, (cas, names))| json!({ "org": org, "cas": cas, "principals": names }))
-                    .collect::<Vec<_>>()),
+                Mode::Json => output::json(
+                    &orgs
+                        .iter()
+                        .map(|(org, (cas, names))| json!({ "org": org, "cas": cas, "principals": names }))
+                        .collect::<Vec<_>>(),
+                ),
                 Mode::Human => {
                     let mut t = output::table(["organisation", "client CAs (key sha256)", "principals"]);
                     for (org, (cas, names)) in &orgs {
-                        let cas: Vec<String> = cas.iter().map(|a| format!("{} {}", short(&a.key_sha256), a.subject)).collect();
-                        let cas = if cas.is_empty() { "(none: its certificates are refused)".to_owned() } else { cas.join("\n") };
+                        let cas: Vec<String> =
+                            cas.iter().map(|a| format!("{} {}", short(&a.key_sha256), a.subject)).collect();
+                        let cas = if cas.is_empty() {
+                            "(none: its certificates are refused)".to_owned()
+                        } else {
+                            cas.join("\n")
+                        };
                         t.add_row(vec![org.clone(), cas, names.join(", ")]);
                     }
                     outln!("{t}");

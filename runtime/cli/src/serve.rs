@@ -836,7 +836,8 @@ async fn upload(
     let meta = UploadMeta { command: q.command.clone(), sha256: sha256.clone(), bytes };
     let meta_path = dir.join(format!("{token}.json"));
     let written = async {
-        let text = serde_json::to_vec(&meta).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "io", e.to_string()))?;
+        let text = serde_json::to_vec(&meta)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "io", e.to_string()))?;
         tokio::fs::write(&meta_path, text).await.map_err(|e| io_error("write", &meta_path, e))?;
         let target = dir.join(&token);
         tokio::fs::rename(&partial, &target).await.map_err(|e| io_error("rename", &target, e))
@@ -930,13 +931,19 @@ async fn download(
     Caller(c): Caller,
     UrlPath((token, slot, name)): UrlPath<(String, u32, String)>,
 ) -> ApiResult<Response> {
+    // The same identity checks as every other route: a suspended principal, a revoked certificate or one from a CA
+    // that does not speak for the principal's organisation takes nothing out.
+    let who = {
+        let (root, c) = (s.root.clone(), c.clone());
+        blocking(move || open_as(&root, &c).map(|(_, who)| who)).await?
+    };
     let not_found = || ApiError::new(StatusCode::NOT_FOUND, "download.unknown", "no such download");
     if token.len() != 32 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(not_found());
     }
     let dir = s.spool("downloads").join(&token);
     let owner = tokio::fs::read_to_string(dir.join(".owner")).await.map_err(|_| not_found())?;
-    if owner != c.common_name {
+    if owner != who.name {
         return Err(not_found());
     }
     let slot_dir = dir.join(slot.to_string());

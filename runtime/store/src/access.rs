@@ -66,7 +66,13 @@ impl Zone {
                 Ok(()) => Ok(p),
                 Err(err) => {
                     // A suspended or removed principal's attempt is recorded under its name.
-                    self.record_refusal(&p, "zone.access", &[format!("principal:{}", p.name)], err.class(), &err.to_string())?;
+                    self.record_refusal(
+                        &p,
+                        "zone.access",
+                        &[format!("principal:{}", p.name)],
+                        err.class(),
+                        &err.to_string(),
+                    )?;
                     Err(err)
                 }
             },

@@ -209,10 +209,10 @@ impl Zone {
         })?;
         tracing::info!(principal = %name, standing = %to, "principal standing changed");
         let records = self.principal_records(who)?;
-        records.into_iter().find(|r| r.principal.name == target.name).ok_or(StoreError::UnknownPrincipal {
-            name: name.to_owned(),
-            known: Vec::new(),
-        })
+        records
+            .into_iter()
+            .find(|r| r.principal.name == target.name)
+            .ok_or(StoreError::UnknownPrincipal { name: name.to_owned(), known: Vec::new() })
     }
 
     /// Registers `anchor` as a CA that may speak for its organisation (the authority's act, `org.trust`). `Ok(false)`
@@ -305,7 +305,9 @@ impl Zone {
         let change = || {
             self.permit(who, &Action::PrincipalAdd)?;
             if !is_hex64(sha256) {
-                return Err(StoreError::BadInput { detail: "a certificate fingerprint is 64 lowercase hex digits".into() });
+                return Err(StoreError::BadInput {
+                    detail: "a certificate fingerprint is 64 lowercase hex digits".into(),
+                });
             }
             self.catalog()
                 .conn
@@ -324,7 +326,12 @@ impl Zone {
 
     /// Revokes the certificate with fingerprint `sha256` (the authority's act, `cert.revoke`): the server refuses it
     /// from the next request on, whoever it names.
-    pub fn revoke_certificate(&self, who: &Principal, sha256: &str, reason: &str) -> Result<CertificateRecord, StoreError> {
+    pub fn revoke_certificate(
+        &self,
+        who: &Principal,
+        sha256: &str,
+        reason: &str,
+    ) -> Result<CertificateRecord, StoreError> {
         let sha256 = sha256.trim().to_ascii_lowercase();
         let objects = [format!("cert:{sha256}")];
         let change = || {
@@ -352,8 +359,11 @@ impl Zone {
                 .map_err(StoreError::catalog("revoke certificate"))?;
             Ok(())
         };
-        self.logged_change(who, "cert.revoke", &objects, change, |_, e| e.detail(reason.trim().escape_debug().to_string()))?;
-        self.certificate(&sha256)?.ok_or_else(|| StoreError::BadInput { detail: "the revocation was not recorded".into() })
+        self.logged_change(who, "cert.revoke", &objects, change, |_, e| {
+            e.detail(reason.trim().escape_debug().to_string())
+        })?;
+        self.certificate(&sha256)?
+            .ok_or_else(|| StoreError::BadInput { detail: "the revocation was not recorded".into() })
     }
 
     /// The record of certificate `sha256`, if the zone has one.
@@ -441,7 +451,12 @@ mod tests {
             .filter(|e| e.action.starts_with("principal.") || e.action == "zone.access")
             .map(|e| format!("{} {}", e.action, serde_json::to_value(&e.outcome).expect("outcome")))
             .collect();
-        for expected in ["principal.suspend \"ok\"", "principal.resume \"ok\"", "principal.remove \"ok\"", "zone.access \"refused\""] {
+        for expected in [
+            "principal.suspend \"ok\"",
+            "principal.resume \"ok\"",
+            "principal.remove \"ok\"",
+            "zone.access \"refused\"",
+        ] {
             assert!(actions.iter().any(|a| a == expected), "{expected} not in {actions:?}");
         }
     }

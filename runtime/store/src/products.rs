@@ -26,8 +26,14 @@ pub const MANIFEST: &str = "manifest.json";
 /// did, still verify.
 /// v3 names each input file by its keyed commitment, not its SHA-256 (which would let whoever holds a copy of a file
 /// confirm it is the data).
-const FORMATS: [&str; 6] =
-    ["zone-product-v3", "zone-artifact-v3", "zone-product-v2", "zone-artifact-v2", "zone-product-v1", "zone-artifact-v1"];
+const FORMATS: [&str; 6] = [
+    "zone-product-v3",
+    "zone-artifact-v3",
+    "zone-product-v2",
+    "zone-artifact-v2",
+    "zone-product-v1",
+    "zone-artifact-v1",
+];
 
 /// What signatures of manifests are bound to (never valid as another kind of message).
 const SIGNING_CONTEXT: &[u8] = b"zone-product-manifest-v1\0";

@@ -549,8 +549,7 @@ impl Zone {
         // The `dataset.publish` entry is appended inside the catalog transaction, before its commit: no version
         // exists without its entry.
         let keys = self.keys()?;
-        let log =
-            |version: u32| self.record(&mut [publish_entry(who, &keys, &name, version, &policy_sha256, &files)]);
+        let log = |version: u32| self.record(&mut [publish_entry(who, &keys, &name, version, &policy_sha256, &files)]);
         let version = self.catalog.insert_version(&new, log)?;
         fail_point("publish.after_commit");
         let recorded = self.catalog.version(&name, version)?.ok_or_else(|| StoreError::UnknownVersion {
