@@ -75,7 +75,7 @@ impl Zone {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().join("zone");
         let r = root.to_str().expect("utf-8").to_owned();
-        let mut init = vec!["--zone", &r, "zone", "init", "--authority", "dsb"];
+        let mut init = vec!["--zone", &r, "zone", "init", "--authority", "dsb", "--org", "data-bureau"];
         if dev_ca {
             init.push("--dev-ca");
         }

@@ -466,3 +466,32 @@ fn a_release_that_cannot_be_logged_releases_nothing() {
     let released = zone.audit().iter().filter(|e| e["action"] == "job.release" && e["outcome"] == "ok").count();
     assert_eq!(released, 0, "no release in the log");
 }
+
+#[test]
+fn suspending_the_operator_stops_its_running_job_and_refuses_its_next() {
+    let zone = registry_zone();
+    let mut child = spawn_slow_job(&zone);
+    let started = Instant::now();
+    loop {
+        let jobs = zone.run(&["--json", "job", "list"]).json();
+        if jobs.as_array().is_some_and(|j| j.iter().any(|j| j["state"] == "running")) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the job never started");
+        assert!(child.try_wait().expect("wait").is_none(), "the slow job ended before the suspension");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    zone.run(&["principal", "suspend", "acme", "--reason", "credentials leaked"]).ok();
+    let suspended_at = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        assert!(suspended_at.elapsed() < Duration::from_secs(10), "the job kept running after the suspension");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Read as the authority: the suspended operator reads nothing any more.
+    let jobs = zone.run(&["--json", "job", "list"]).json();
+    let stopped = jobs.as_array().and_then(|j| j.last()).expect("job").clone();
+    assert_eq!(stopped["state"], "failed", "{stopped}");
+    assert!(!zone.zone.join("products/1").exists());
+    let refused = zone.run_as("acme", &["--json", "job", "run", "1"]);
+    assert_eq!(refused.json()["error"]["class"], "access.suspended", "{}", refused.stdout);
+}

@@ -31,7 +31,7 @@ pub mod testing;
 pub use error::{FailureClass, SandboxError};
 pub use host::{
     CheckedModule, Diagnostics, GuestArtifact, GuestModule, GuestRun, LEVEL_PANIC, MAX_ARTIFACT_NAME_BYTES,
-    MAX_ARTIFACTS, RESERVED_ARTIFACT_NAME, Sandbox, StopSignal,
+    MAX_ARTIFACTS, MESSAGE_OVERHEAD_BYTES, RESERVED_ARTIFACT_NAME, Sandbox, StopSignal,
 };
 pub use limits::SandboxLimits;
 pub use output::{Aggregate, Measure, OutputDecl};

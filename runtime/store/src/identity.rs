@@ -449,7 +449,7 @@ mod tests {
             .expect("log")
             .into_iter()
             .filter(|e| e.action.starts_with("principal.") || e.action == "zone.access")
-            .map(|e| format!("{} {}", e.action, serde_json::to_value(&e.outcome).expect("outcome")))
+            .map(|e| format!("{} {}", e.action, serde_json::to_value(e.outcome).expect("outcome")))
             .collect();
         for expected in [
             "principal.suspend \"ok\"",
