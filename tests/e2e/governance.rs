@@ -109,6 +109,8 @@ fn every_role_action_pair_is_decided_by_one_layer_and_refusals_are_recorded() {
     let zone_verify = ["zone", "verify"];
     let export = ["audit", "export", "--out", s(&bundle)];
 
+    let fingerprint = "ab".repeat(32);
+    let revoke = ["cert", "revoke", &fingerprint, "--reason", "r"];
     // (command, who, allowed?). Principals: dsb (authority), market-regulation/taxation/health-commission
     // (agencies), acme/zenith (operators; acme holds grant 1 and made app 1), inspector.
     let cases: Vec<(&[&str], &str, bool)> = vec![
@@ -159,6 +161,16 @@ fn every_role_action_pair_is_decided_by_one_layer_and_refusals_are_recorded() {
         (&export, "taxation", false),
         (&export, "inspector", true),
         (&audit_log, "mallory", false),
+        (&["cert", "list"], "dsb", true),
+        (&["cert", "list"], "inspector", true),
+        (&["cert", "list"], "market-regulation", false),
+        (&["cert", "list"], "acme", false),
+        (&["org", "list"], "inspector", true),
+        (&["org", "list"], "acme", false),
+        (&["principal", "suspend", "zenith", "--reason", "r"], "market-regulation", false),
+        (&["principal", "suspend", "zenith", "--reason", "r"], "acme", false),
+        (&["principal", "suspend", "zenith", "--reason", "r"], "inspector", false),
+        (&revoke, "taxation", false),
     ];
     for (args, who, allowed) in cases {
         let mut full = vec!["--json"];

@@ -13,6 +13,8 @@
 //! | zone status / verify            | yes       | –                    | –               | yes       |
 //! | principal add                   | yes       | –                    | –               | –         |
 //! | principal list                  | yes       | yes                  | –               | yes       |
+//! | principal suspend/resume/remove, org add, cert revoke | yes | –     | –               | –         |
+//! | cert list (fingerprints)        | yes       | –                    | –               | yes       |
 //! | dataset publish                 | –         | own provider         | –               | –         |
 //! | dataset list / show (no values) | yes       | yes                  | yes             | yes       |
 //! | dataset rows                    | –         | own provider         | –               | –         |
@@ -101,6 +103,10 @@ pub enum Action<'a> {
     ZoneRead,
     PrincipalAdd,
     PrincipalList,
+    /// Suspend, resume or remove a principal; register an organisation's CA; revoke a certificate.
+    IdentityManage,
+    /// The certificates the zone issued or revoked (fingerprints, holders, dates).
+    CertificateRead,
     /// `provider`: the provider the policy names, once the policy is read (`None`: only the role is checked).
     DatasetPublish {
         provider: Option<&'a str>,
@@ -183,6 +189,8 @@ impl Action<'_> {
             Action::ZoneRead => "zone.read",
             Action::PrincipalAdd => "principal.add",
             Action::PrincipalList => "principal.list",
+            Action::IdentityManage => "identity.manage",
+            Action::CertificateRead => "cert.read",
             Action::DatasetPublish { .. } => "dataset.publish",
             Action::DatasetRead => "dataset.read",
             Action::DatasetRows { .. } => "dataset.rows",
@@ -228,6 +236,8 @@ fn words(action: &Action<'_>) -> &'static str {
         Action::ZoneRead => "read the zone's status",
         Action::PrincipalAdd => "add principals",
         Action::PrincipalList => "list principals",
+        Action::IdentityManage => "suspend or remove principals, register CAs or revoke certificates",
+        Action::CertificateRead => "read the zone's certificate records",
         Action::DatasetPublish { .. } => "publish datasets",
         Action::DatasetRead => "read the catalog",
         Action::DatasetRows { .. } => "read a dataset's rows",
@@ -276,9 +286,12 @@ pub fn authorize(who: &Principal, action: &Action<'_>) -> Result<(), Denied> {
     let org_text = || who.org.clone().unwrap_or_else(|| "no organisation".to_owned());
     match *action {
         Action::ZoneRead | Action::AuditRead => role_only(&[Authority, Inspector]),
-        Action::PrincipalAdd | Action::GrantManage | Action::IncidentManage | Action::AuditCompact => {
-            role_only(&[Authority])
-        }
+        Action::PrincipalAdd
+        | Action::IdentityManage
+        | Action::GrantManage
+        | Action::IncidentManage
+        | Action::AuditCompact => role_only(&[Authority]),
+        Action::CertificateRead => role_only(&[Authority, Inspector]),
         Action::IncidentRead => role_only(&[Authority, Inspector]),
         Action::ReportRead => role_only(&[Authority, Agency, Inspector]),
         Action::PrincipalList => role_only(&[Authority, Agency, Inspector]),
@@ -410,6 +423,8 @@ mod tests {
             (Action::ZoneRead, vec![&authority, &inspector]),
             (Action::PrincipalAdd, vec![&authority]),
             (Action::PrincipalList, vec![&authority, &mr, &tax, &inspector]),
+            (Action::IdentityManage, vec![&authority]),
+            (Action::CertificateRead, vec![&authority, &inspector]),
             (Action::DatasetPublish { provider: None }, vec![&mr, &tax]),
             (Action::DatasetPublish { provider: Some("market-regulation") }, vec![&mr]),
             (Action::DatasetRead, everyone.to_vec()),

@@ -791,6 +791,8 @@ async fn upload(
             ),
         ));
     }
+    // Every principal's folder untouched for the TTL goes (its files are all older), then the caller's old files.
+    sweep(&s.spool("uploads"), UPLOAD_TTL);
     let dir = s.spool("uploads").join(&who.name);
     tokio::fs::create_dir_all(&dir).await.map_err(|e| io_error("create", &dir, e))?;
     sweep(&dir, UPLOAD_TTL);

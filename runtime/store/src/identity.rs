@@ -177,7 +177,7 @@ impl Zone {
         };
         let objects = [format!("principal:{name}")];
         let change = || {
-            self.permit(who, &Action::PrincipalAdd)?;
+            self.permit(who, &Action::IdentityManage)?;
             check_reason(reason)?;
             if who.name == name {
                 return Err(StoreError::BadInput {
@@ -225,7 +225,7 @@ impl Zone {
         };
         let known = self.trust_anchors(Some(&anchor.org))?.iter().any(|a| a.key_sha256 == anchor.key_sha256);
         if known {
-            self.permit(who, &Action::PrincipalAdd)?;
+            self.permit(who, &Action::IdentityManage)?;
             return Ok(false);
         }
         self.logged_change(who, "org.trust", &objects, change, |_, e| {
@@ -240,7 +240,7 @@ impl Zone {
 
     /// The anchor's row, inside a caller's transaction (also used by `principal add --ca`).
     pub(crate) fn add_trust_anchor_unrecorded(&self, who: &Principal, anchor: &TrustAnchor) -> Result<(), StoreError> {
-        self.permit(who, &Action::PrincipalAdd)?;
+        self.permit(who, &Action::IdentityManage)?;
         check_name("organisation", &anchor.org)?;
         if !is_hex64(&anchor.key_sha256) {
             return Err(StoreError::BadInput { detail: "a CA key pin is 64 lowercase hex digits".to_owned() });
@@ -303,7 +303,7 @@ impl Zone {
     ) -> Result<(), StoreError> {
         let objects = [format!("principal:{principal}")];
         let change = || {
-            self.permit(who, &Action::PrincipalAdd)?;
+            self.permit(who, &Action::IdentityManage)?;
             if !is_hex64(sha256) {
                 return Err(StoreError::BadInput {
                     detail: "a certificate fingerprint is 64 lowercase hex digits".into(),
@@ -335,7 +335,7 @@ impl Zone {
         let sha256 = sha256.trim().to_ascii_lowercase();
         let objects = [format!("cert:{sha256}")];
         let change = || {
-            self.permit(who, &Action::PrincipalAdd)?;
+            self.permit(who, &Action::IdentityManage)?;
             check_reason(reason)?;
             if !is_hex64(&sha256) {
                 return Err(StoreError::BadInput {
@@ -383,7 +383,7 @@ impl Zone {
     /// Every certificate the zone knows of (issued by its development CA, or revoked), for the authority and the
     /// inspector.
     pub fn certificates(&self, who: &Principal) -> Result<Vec<CertificateRecord>, StoreError> {
-        self.authorize(who, &Action::IncidentRead, &[])?;
+        self.authorize(who, &Action::CertificateRead, &[])?;
         let mut stmt = self
             .catalog()
             .conn
