@@ -173,10 +173,18 @@ pub fn issue_client(zone: &Path, out: &Path, name: &str, role: &str, org: &str, 
     issue_with(&issuer, out, name, role, org, days)
 }
 
-/// The development CA's certificate, PEM.
-pub fn dev_ca_pem(zone: &Path) -> anyhow::Result<String> {
-    let path = DevCa::at(zone).ca_cert;
-    fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))
+/// Reads a CA certificate file as a trust anchor for `org` (pinned by its public key).
+pub fn read_anchor(org: &str, path: &Path) -> anyhow::Result<zone_store::TrustAnchor> {
+    let pem = fs::read_to_string(path).with_context(|| format!("read the CA certificate {}", path.display()))?;
+    let (key_sha256, subject) = ca_anchor(&pem, path)?;
+    Ok(zone_store::TrustAnchor {
+        org: org.to_owned(),
+        key_sha256,
+        subject,
+        cert_pem: pem,
+        added_by: String::new(),
+        added_at: String::new(),
+    })
 }
 
 fn issue_with(

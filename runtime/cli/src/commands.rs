@@ -28,17 +28,7 @@ pub fn zone(ctx: &Ctx<'_>, command: &ZoneCommand) -> anyhow::Result<()> {
                 (true, Some(org)) => {
                     let (ca, issued) = crate::certs::create_dev_ca(root, &zone.info().zone_id, &args.authority, org)?;
                     let authority = zone.actor(&args.authority)?;
-                    let pem = crate::certs::dev_ca_pem(root)?;
-                    let (key_sha256, subject) = crate::certs::ca_anchor(&pem, &ca.ca_cert)?;
-                    let anchor = zone_store::TrustAnchor {
-                        org: org.to_owned(),
-                        key_sha256,
-                        subject,
-                        cert_pem: pem,
-                        added_by: String::new(),
-                        added_at: String::new(),
-                    };
-                    zone.add_trust_anchor(&authority, &anchor)?;
+                    zone.add_trust_anchor(&authority, &crate::certs::read_anchor(org, &ca.ca_cert)?)?;
                     zone.record_issued_certificate(&authority, &issued.sha256, &args.authority, &issued.not_after)?;
                     Some(ca)
                 }

@@ -28,7 +28,7 @@ pub fn principal(ctx: &Ctx<'_>, command: &PrincipalCommand) -> anyhow::Result<()
                 Some(path) => {
                     let org =
                         new.org.as_deref().context("--ca registers a CA for the principal's --org; give --org")?;
-                    Some(read_anchor(org, path)?)
+                    Some(crate::certs::read_anchor(org, path)?)
                 }
                 None => None,
             };
@@ -54,7 +54,10 @@ pub fn principal(ctx: &Ctx<'_>, command: &PrincipalCommand) -> anyhow::Result<()
                     let root = ctx.root()?;
                     let out = args.cert_out.clone().unwrap_or_else(|| crate::certs::DevCa::at(&root).clients);
                     // The development CA speaks for the organisations it has issued for, and no other.
-                    zone.add_trust_anchor(&who, &read_anchor(org, &crate::certs::DevCa::at(&root).ca_cert)?)?;
+                    zone.add_trust_anchor(
+                        &who,
+                        &crate::certs::read_anchor(org, &crate::certs::DevCa::at(&root).ca_cert)?,
+                    )?;
                     let issued = crate::certs::issue_client(&root, &out, &new.name, role.name(), org, args.cert_days)?;
                     zone.record_issued_certificate(&who, &issued.sha256, &new.name, &issued.not_after)?;
                     Some(issued)
@@ -139,25 +142,11 @@ pub fn principal(ctx: &Ctx<'_>, command: &PrincipalCommand) -> anyhow::Result<()
     }
 }
 
-/// Reads a CA certificate file as a trust anchor for `org`.
-fn read_anchor(org: &str, path: &std::path::Path) -> anyhow::Result<TrustAnchor> {
-    let pem = std::fs::read_to_string(path).with_context(|| format!("read the CA certificate {}", path.display()))?;
-    let (key_sha256, subject) = crate::certs::ca_anchor(&pem, path)?;
-    Ok(TrustAnchor {
-        org: org.to_owned(),
-        key_sha256,
-        subject,
-        cert_pem: pem,
-        added_by: String::new(),
-        added_at: String::new(),
-    })
-}
-
 pub fn org(ctx: &Ctx<'_>, command: &OrgCommand) -> anyhow::Result<()> {
     let (zone, who) = ctx.open_as()?;
     match command {
         OrgCommand::Add(args) => {
-            let anchor = read_anchor(&args.org, &args.ca)?;
+            let anchor = crate::certs::read_anchor(&args.org, &args.ca)?;
             let added = zone.add_trust_anchor(&who, &anchor)?;
             match ctx.mode {
                 Mode::Json => output::json(&json!({
