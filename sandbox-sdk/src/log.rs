@@ -33,21 +33,3 @@ macro_rules! warn {
 macro_rules! debug {
     ($($arg:tt)*) => { $crate::log::log($crate::log::Level::Debug, &::std::format!($($arg)*)) };
 }
-
-pub(crate) fn install_panic_hook() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        std::panic::set_hook(Box::new(|info| {
-            // The host caps messages at 1 KiB; cut here too, on a character boundary.
-            let mut text = info.to_string();
-            if text.len() > 1024 {
-                let mut end = 1024;
-                while !text.is_char_boundary(end) {
-                    end -= 1;
-                }
-                text.truncate(end);
-            }
-            log(Level::Panic, &text);
-        }));
-    });
-}

@@ -1,6 +1,7 @@
 //! End-to-end tests: they drive the real `cleanroom` binary on real files in temporary zones.
 //! One test binary for all of them keeps link time down.
 
+mod architecture;
 mod artifacts;
 mod audit;
 mod channels;

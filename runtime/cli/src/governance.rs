@@ -3,10 +3,8 @@
 use anyhow::Context as _;
 use chrono::NaiveDate;
 use serde_json::json;
-use zone_sandbox::Sandbox;
 use zone_store::{
-    AppOutput, AppRequest, AppView, CheckedModule, Grant, GrantChange, GrantStatus, NewGrant, OutputColumn,
-    PreparedApp, Principal, Role, Standing, TrustAnchor, Zone, today,
+    AppRequest, AppView, Grant, GrantChange, GrantStatus, NewGrant, Principal, Role, Standing, TrustAnchor, Zone, today,
 };
 
 use crate::args::{
@@ -565,99 +563,15 @@ fn print_app(v: &AppView) {
 /// `app submit`: the zone's checks, then the sandbox's (contract, `init` on the application's guest schema),
 /// then the declared output against every policy. Every refusal is recorded.
 fn submit(zone: &Zone, who: &Principal, args: &AppSubmitArgs) -> anyhow::Result<AppView> {
-    let params = crate::module::parse_params(&args.params)?;
     let request = AppRequest {
         datasets: args.datasets.clone(),
         domain: args.domain.clone(),
         purpose: args.purpose.clone(),
         mode: args.mode.clone(),
-        params,
+        params: zone_ops::parse_params(&args.params)?,
         security_notes: args.security_notes.clone(),
         batch_rows: args.batch_rows,
         partitions: args.partitions,
     };
-    let prepared = zone.prepare_app(who, &request)?;
-    let objects: Vec<String> =
-        prepared.versions.iter().map(|v| format!("dataset:{}@{}", v.dataset, v.version)).collect();
-    let refuse = |class: &str, err: anyhow::Error| -> anyhow::Error {
-        match zone.record_refusal(who, "app.submit", &objects, class, &format!("{err:#}")) {
-            Ok(()) => err,
-            Err(record) => anyhow::Error::new(record).context(format!("{err:#}")),
-        }
-    };
-    let wasm = std::fs::read(&args.module)
-        .map_err(|e| refuse("input.missing", anyhow::anyhow!("reading {}: {e}", args.module.display())))?;
-    let module = check_module(zone, &prepared, &wasm, &request.params)
-        .map_err(|(class, e)| refuse(class, e.context(format!("{} is refused", args.module.display()))))?;
-    Ok(zone.submit_app(who, &request, &prepared, &module)?)
-}
-
-/// The sandbox's checks: contract, limits, and `init` with the application's guest schema and parameters.
-fn check_module(
-    zone: &Zone,
-    prepared: &PreparedApp,
-    wasm: &[u8],
-    params: &[(String, String)],
-) -> Result<CheckedModule, (&'static str, anyhow::Error)> {
-    // No data is involved here (the guest sees the schema and its parameters only): the operator is told everything
-    // about its own module, what it returned included.
-    let sandbox_error = |e: zone_sandbox::SandboxError| {
-        let shown = e.zone_detail.as_deref().map(|z| format!("{e} ({})", inert(z)));
-        let err = anyhow::Error::new(e.clone());
-        let err = match shown {
-            Some(shown) => err.context(shown),
-            None => err,
-        };
-        (e.class.name(), err)
-    };
-    let limits = zone.sandbox_settings().map_err(|e| ("zone.settings", anyhow::Error::new(e)))?;
-    let sandbox = Sandbox::new(crate::limits::sandbox_limits(&limits)).map_err(sandbox_error)?;
-    let checked = sandbox.check(wasm).map_err(sandbox_error)?;
-    let schema = guest_schema(prepared).map_err(|e| ("app.refused", e))?;
-    let loaded = sandbox.load(&checked.serialized).map_err(sandbox_error)?;
-    // Reviewed mode needs the artifact world (`finish`); `start_reviewed` refuses a module without it.
-    let run = match prepared.mode() {
-        policies::ReleaseMode::Reviewed => sandbox.start_reviewed(&loaded, &schema, params),
-        policies::ReleaseMode::Aggregate => sandbox.start(&loaded, &schema, params),
-    }
-    .map_err(sandbox_error)?;
-    let declared =
-        run.output().cloned().ok_or_else(|| ("contract", anyhow::anyhow!("the module declared no output at init")))?;
-    Ok(CheckedModule {
-        wasm: wasm.to_vec(),
-        sha256: checked.sha256.clone(),
-        artifact: checked.serialized.clone(),
-        output: app_output(&declared),
-    })
-}
-
-/// A module's declaration as the catalog keeps it (and as a run compares it with what was approved).
-pub(crate) fn app_output(declared: &zone_sandbox::OutputDecl) -> AppOutput {
-    let mut columns: Vec<OutputColumn> = declared
-        .keys
-        .iter()
-        .map(|k| OutputColumn {
-            name: k.name().clone(),
-            role: "key".into(),
-            data_type: k.data_type().to_string(),
-            aggregate: None,
-            bounds: None,
-        })
-        .collect();
-    columns.extend(declared.measures.iter().map(|m| OutputColumn {
-        name: m.field.name().clone(),
-        role: "measure".into(),
-        data_type: m.field.data_type().to_string(),
-        aggregate: Some(m.aggregate.name().to_owned()),
-        bounds: m.bounds.map(|(lo, hi)| [lo, hi]),
-    }));
-    AppOutput { columns, reads: declared.inputs.clone() }
-}
-
-/// What the guest sees of the application's datasets: the guest schema a run will give it (the host joins the
-/// datasets on the subject).
-fn guest_schema(prepared: &PreparedApp) -> anyhow::Result<arrow_schema::SchemaRef> {
-    let named: Vec<(&str, &policies::CompiledPolicy)> =
-        prepared.versions.iter().map(|v| v.dataset.as_str()).zip(&prepared.policies).collect();
-    zone_jobs::joined_guest_schema(&named).map_err(|e| anyhow::anyhow!(e))
+    Ok(zone_ops::submit_app(zone, who, &request, &args.module)?)
 }

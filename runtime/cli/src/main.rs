@@ -12,7 +12,6 @@ mod context;
 mod demo;
 mod governance;
 mod jobs;
-mod limits;
 mod module;
 mod oversight;
 mod progress;
@@ -100,12 +99,18 @@ fn report(error: &anyhow::Error, mode: Mode) {
             outln!("{value}");
             return;
         }
+        let ops = error.downcast_ref::<zone_ops::OpsError>();
+        let store = error.downcast_ref::<zone_store::StoreError>().or(match ops {
+            Some(zone_ops::OpsError::Store(e)) => Some(e),
+            _ => None,
+        });
         let class = match (
-            error.downcast_ref::<zone_store::StoreError>(),
+            store,
             error.downcast_ref::<zone_sandbox::SandboxError>(),
             error.downcast_ref::<zone_audit::BundleError>(),
         ) {
             (Some(e), _, _) => e.class(),
+            (None, _, _) if ops.is_some() => ops.map_or("error", zone_ops::OpsError::class),
             (None, Some(e), _) => e.class.name(),
             (None, None, Some(_)) => "audit.bundle",
             (None, None, None) => {
@@ -117,7 +122,7 @@ fn report(error: &anyhow::Error, mode: Mode) {
                 }
             }
         };
-        let rules: Vec<String> = match error.downcast_ref::<zone_store::StoreError>() {
+        let rules: Vec<String> = match store {
             Some(zone_store::StoreError::PolicyRefused(e)) => e.rules().iter().map(|r| r.to_string()).collect(),
             _ => Vec::new(),
         };

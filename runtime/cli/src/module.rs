@@ -2,7 +2,6 @@
 
 use anyhow::Context as _;
 use serde_json::json;
-use zone_sandbox::{Sandbox, SandboxLimits};
 use zone_store::Zone;
 
 use crate::args::ModuleCheckArgs;
@@ -13,8 +12,8 @@ pub fn check(ctx: &Ctx<'_>, args: &ModuleCheckArgs) -> anyhow::Result<()> {
     let (zone_dir, mode) = (ctx.cli.zone.as_deref(), ctx.mode);
     let wasm = std::fs::read(&args.module).with_context(|| format!("reading {}", args.module.display()))?;
     let params = parse_params(&args.params)?;
-    // Inside a zone, the zone's limits (`zone.toml [sandbox]`); outside, the defaults.
-    // Inside a zone, someone allowed to check modules is acting (the zone's limits are its business).
+    // Inside a zone, the zone's limits (`zone.toml [sandbox]`), and someone allowed to check modules is acting (the
+    // zone's limits are its business); outside, the defaults.
     let zone = match zone_dir {
         Some(root) if root.join("zone.toml").exists() => {
             let zone = Zone::open(root)?;
@@ -24,27 +23,13 @@ pub fn check(ctx: &Ctx<'_>, args: &ModuleCheckArgs) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let limits = match &zone {
-        Some(zone) => crate::limits::sandbox_limits(&zone.sandbox_settings()?),
-        None => SandboxLimits::default(),
-    };
-    let sandbox = Sandbox::new(limits)?;
-    let checked = sandbox.check(&wasm).with_context(|| format!("{} is refused", args.module.display()))?;
-    let mut declared = None;
-    if let Some(spec) = &args.dataset {
+    if args.dataset.is_some() && zone.is_none() {
         let root = zone_dir.context("--dataset needs a zone: pass --zone DIR or set CLEANROOM_ZONE")?;
-        let zone = match zone {
-            Some(zone) => zone,
-            None => Zone::open(root)?,
-        };
-        let version = zone.dataset(spec)?;
-        let schema = zone.policy(&version)?.guest_schema();
-        let module = sandbox.load(&checked.serialized)?;
-        let run = sandbox
-            .start(&module, &schema, &params)
-            .with_context(|| format!("{} is refused at init", args.module.display()))?;
-        declared = run.output().cloned();
+        // A folder that is not a zone: opening it says so.
+        Zone::open(root)?;
     }
+    let report = zone_ops::check_module(zone.as_ref(), &wasm, &args.module, args.dataset.as_deref(), &params)?;
+    let (checked, declared) = (&report, &report.declared);
     let columns: Vec<serde_json::Value> = declared
         .iter()
         .flat_map(|d| {
@@ -95,10 +80,5 @@ pub fn check(ctx: &Ctx<'_>, args: &ModuleCheckArgs) -> anyhow::Result<()> {
 
 /// `--param KEY=VALUE` arguments, in order.
 pub fn parse_params(args: &[String]) -> anyhow::Result<Vec<(String, String)>> {
-    args.iter()
-        .map(|p| {
-            let (k, v) = p.split_once('=').with_context(|| format!("--param `{p}` is not KEY=VALUE"))?;
-            Ok((k.to_owned(), v.to_owned()))
-        })
-        .collect()
+    Ok(zone_ops::parse_params(args)?)
 }

@@ -184,10 +184,10 @@ pub fn run(cli: &Cli, mode: Mode, remote: &Remote) -> anyhow::Result<()> {
                 errln!("job {}: queued (application {})", queued.id, args.app);
             }
             let record = wait(remote, queued.id)?;
-            if record.state != "released" {
+            if record.state != zone_store::JobState::Released {
                 return Err(RunEnded {
                     job: record.id,
-                    class: record.error_class.unwrap_or_else(|| record.state.clone()),
+                    class: record.error_class.unwrap_or_else(|| record.state.to_string()),
                     detail: record.error_detail.unwrap_or_default(),
                 }
                 .into());
@@ -260,7 +260,7 @@ fn wait(remote: &Remote, id: u64) -> anyhow::Result<JobRecord> {
         if record.is_final() {
             return Ok(record);
         }
-        if record.state == "running" && !announced_running {
+        if record.state == zone_store::JobState::Running && !announced_running {
             errln!("job {id}: running");
             announced_running = true;
         }

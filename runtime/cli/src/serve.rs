@@ -413,15 +413,21 @@ pub fn status_for(class: &str) -> StatusCode {
 
 impl From<anyhow::Error> for ApiError {
     fn from(error: anyhow::Error) -> ApiError {
-        let class = match (error.downcast_ref::<StoreError>(), error.downcast_ref::<crate::jobs::RunEnded>()) {
-            (Some(e), _) => e.class().to_owned(),
-            (None, Some(e)) => e.class.clone(),
-            (None, None) => match error.downcast_ref::<zone_sandbox::SandboxError>() {
+        let ops = error.downcast_ref::<zone_ops::OpsError>();
+        let store = error.downcast_ref::<StoreError>().or(match ops {
+            Some(zone_ops::OpsError::Store(e)) => Some(e),
+            _ => None,
+        });
+        let class = match (store, ops, error.downcast_ref::<crate::jobs::RunEnded>()) {
+            (Some(e), _, _) => e.class().to_owned(),
+            (None, Some(e), _) => e.class().to_owned(),
+            (None, None, Some(e)) => e.class.clone(),
+            (None, None, None) => match error.downcast_ref::<zone_sandbox::SandboxError>() {
                 Some(e) => e.class.name().to_owned(),
                 None => "request.invalid".to_owned(),
             },
         };
-        let rules = match error.downcast_ref::<StoreError>() {
+        let rules = match store {
             Some(StoreError::PolicyRefused(e)) => e.rules().iter().map(|r| r.to_string()).collect(),
             _ => Vec::new(),
         };
@@ -1328,10 +1334,10 @@ fn run_next(zone: &mut Zone) -> anyhow::Result<bool> {
             Claim::Run { ticket, operator, via } => {
                 zone.set_via(via);
                 let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    crate::jobs::run_ticket(zone, &operator, &ticket, false)
+                    zone_ops::run_ticket(zone, &operator, &ticket, zone_ops::RunOptions::default())
                 }));
                 let outcome = match ran {
-                    Ok(r) => r.map(|_| ()),
+                    Ok(r) => r.map(|_| ()).map_err(anyhow::Error::from),
                     Err(_) => {
                         let failure = RunFailure {
                             class: "zone.panic".into(),

@@ -6,35 +6,8 @@ use zone_access::{Action, Principal, Role, authorize};
 use zone_audit::{Entry, Outcome};
 
 use crate::error::StoreError;
-use crate::zone::{Zone, now};
-
-/// Names are short, lowercase, and safe in logs and file names.
-pub(crate) fn check_name(what: &str, name: &str) -> Result<(), StoreError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(StoreError::BadInput {
-            detail: format!(
-                "{what} `{name}` is not a valid name: use 1–64 lowercase letters, digits, `-`, `_` or `.`, starting \
-                 with a letter or digit"
-            ),
-        })
-    }
-}
-
-/// Whether `who` may see the raw SHA-256 of a file of `provider`'s: the providing agency and the inspector. Anyone
-/// else holding a copy (or a guess) could confirm with it what a dataset contains.
-pub(crate) fn sees_raw_hashes(who: &Principal, provider: &str) -> bool {
-    match who.role {
-        Role::Inspector => true,
-        Role::Agency => who.org.as_deref() == Some(provider),
-        Role::Authority | Role::Operator => false,
-    }
-}
+use crate::record::{check_name, entry, now};
+use crate::zone::Zone;
 
 /// Why a [`Zone::write_ahead`] change did not happen.
 #[derive(Debug)]
@@ -51,11 +24,6 @@ impl From<WriteAhead> for StoreError {
             WriteAhead::Refused(e) | WriteAhead::NotLogged(e) => e,
         }
     }
-}
-
-/// An audit entry for `who` doing `action`.
-pub(crate) fn entry(who: &Principal, action: &str, outcome: Outcome) -> Entry {
-    Entry::new(now(), &who.name, who.role.name(), action, outcome)
 }
 
 impl Zone {

@@ -14,8 +14,9 @@ use zone_access::{Action, Principal, Role};
 
 use crate::catalog::DatasetVersion;
 use crate::error::StoreError;
-use crate::grants::{json, today};
-use crate::zone::{Zone, now};
+use crate::record::now;
+use crate::record::{json, today};
+use crate::zone::Zone;
 
 /// One column of a module's declared output (from `init`), in a form the catalog keeps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

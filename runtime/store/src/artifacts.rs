@@ -12,7 +12,8 @@ use zone_access::{Action, Principal};
 use crate::error::StoreError;
 use crate::jobs::JobRecord;
 use crate::products::{MANIFEST, ManifestFile, SignedManifest, write_signed_folder};
-use crate::zone::{Zone, now};
+use crate::record::now;
+use crate::zone::Zone;
 
 /// The folder under `products/` where released artifacts are written, one folder per artifact.
 pub const ARTIFACTS_DIR: &str = "artifacts";

@@ -15,8 +15,9 @@ use zone_access::{Action, GrantState, Principal};
 
 use crate::apps::AppStatus;
 use crate::error::StoreError;
-use crate::grants::json;
-use crate::zone::{NoProgress, PublishOutcome, PublishRequest, Zone, now};
+use crate::record::json;
+use crate::record::now;
+use crate::zone::{NoProgress, PublishOutcome, PublishRequest, Zone};
 
 /// The scope of the subject tokens of complaints: never equal to a data token.
 const SUBJECT_SCOPE: &str = "complaint-subject";
@@ -455,7 +456,7 @@ impl Zone {
         let correct_by = chrono::NaiveDate::parse_from_str(correct_by, "%Y-%m-%d").map_err(|e| {
             StoreError::BadInput { detail: format!("--correct-by `{correct_by}` is not a date (YYYY-MM-DD): {e}") }
         })?;
-        let today = crate::grants::today();
+        let today = crate::record::today();
         let mut suspended = Vec::new();
         for g in self.all_grants()? {
             let covers =

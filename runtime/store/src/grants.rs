@@ -7,7 +7,8 @@ use rusqlite::{OptionalExtension, params};
 use zone_access::{Action, Grant, GrantScope, GrantState, GrantStatus, Principal, Role};
 
 use crate::error::StoreError;
-use crate::zone::{Zone, now};
+use crate::record::{json, now, today};
+use crate::zone::Zone;
 
 /// What `grant create` asks for.
 #[derive(Debug, Clone)]
@@ -38,11 +39,6 @@ impl GrantChange {
             GrantChange::Terminate { .. } => "grant.terminate",
         }
     }
-}
-
-/// Today, in the zone's calendar (UTC).
-pub fn today() -> NaiveDate {
-    chrono::Utc::now().date_naive()
 }
 
 impl Zone {
@@ -342,24 +338,24 @@ impl GrantWatch {
     }
 }
 
-impl Zone {
-    /// A watch on the grant of a job that has passed the gate.
-    pub fn grant_watch(&self, ticket: &crate::jobs::JobTicket) -> Result<GrantWatch, StoreError> {
-        let path = self.root().join("catalog.db");
+impl GrantWatch {
+    /// A watch of job `job` (by `operator`, under `grant`, reading `datasets` as (dataset, provider) for `domain`), on
+    /// a read-only connection of its own to the catalog at `catalog`.
+    pub(crate) fn open(
+        catalog: &std::path::Path,
+        job: u64,
+        grant: u64,
+        datasets: Vec<(String, String)>,
+        domain: String,
+        operator: String,
+    ) -> Result<GrantWatch, StoreError> {
         let conn = rusqlite::Connection::open_with_flags(
-            &path,
+            catalog,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(StoreError::catalog(format!("open {} to watch the grant", path.display())))?;
+        .map_err(StoreError::catalog(format!("open {} to watch the grant", catalog.display())))?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(StoreError::catalog("set busy timeout"))?;
-        Ok(GrantWatch {
-            conn,
-            job: ticket.job,
-            grant: ticket.app.app.grant_id,
-            datasets: ticket.datasets.iter().map(|d| (d.version.dataset.clone(), d.version.provider.clone())).collect(),
-            domain: ticket.app.app.domain.clone(),
-            operator: ticket.app.app.operator.clone(),
-        })
+        Ok(GrantWatch { conn, job, grant, datasets, domain, operator })
     }
 }
 
@@ -388,9 +384,4 @@ fn grant_from(row: GrantRow) -> Result<Grant, StoreError> {
         created_by,
         created_at,
     })
-}
-
-pub(crate) fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value)
-        .map_err(|e| StoreError::Catalog { context: format!("serialize: {e}"), source: rusqlite::Error::InvalidQuery })
 }

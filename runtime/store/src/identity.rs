@@ -6,9 +6,10 @@ use rusqlite::{OptionalExtension as _, params};
 use serde::Serialize;
 use zone_access::{Action, Principal};
 
-use crate::access::check_name;
 use crate::error::StoreError;
-use crate::zone::{Zone, now};
+use crate::record::check_name;
+use crate::record::now;
+use crate::zone::Zone;
 
 /// Whether a principal may act.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -13,10 +13,12 @@ use sha2::{Digest, Sha256};
 use zone_access::{Action, GrantStatus, Principal};
 
 use crate::error::StoreError;
-use crate::grants::{GrantChange, json, today};
+use crate::grants::GrantChange;
 use crate::objects::sync_dir;
 use crate::products::MANIFEST;
-use crate::zone::{Zone, now};
+use crate::record::now;
+use crate::record::{json, today};
+use crate::zone::Zone;
 
 /// The folder of the zone that holds incidents' evidence, one folder per incident.
 pub const INCIDENTS_DIR: &str = "incidents";

@@ -13,16 +13,19 @@ use serde::{Deserialize, Serialize};
 use zone_access::{Action, Principal};
 use zone_audit::Outcome;
 
-use crate::access::{WriteAhead, entry};
+use crate::access::WriteAhead;
 use crate::apps::{AppStatus, AppView, Binding, RunSettings};
 use crate::catalog::DatasetVersion;
 use crate::error::StoreError;
-use crate::grants::{json, today};
+use crate::grants::GrantWatch;
 use crate::products::{
     MANIFEST, Manifest, ManifestDataset, ManifestFile, ManifestRelease, PRODUCT_CSV, PRODUCT_PARQUET, ProductError,
     SignedManifest, encode_product, write_product,
 };
-use crate::zone::{Zone, now};
+use crate::record::entry;
+use crate::record::now;
+use crate::record::{json, today};
+use crate::zone::Zone;
 
 /// The class (and, for a job, the final state) of a run stopped at its operator's request.
 pub const CANCELLED: &str = "job.cancelled";
@@ -104,6 +107,61 @@ pub struct RunFailure {
     pub diagnostics: serde_json::Value,
 }
 
+/// Where a job is: stored (and serialized) by its id string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting in the server's queue.
+    Queued,
+    Running,
+    /// Its product passed the gate and is signed.
+    Released,
+    /// It ran and released nothing.
+    Failed,
+    /// The gate said no when its turn in the queue came.
+    Refused,
+    /// Its operator cancelled it.
+    Cancelled,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 6] = [
+        JobState::Queued,
+        JobState::Running,
+        JobState::Released,
+        JobState::Failed,
+        JobState::Refused,
+        JobState::Cancelled,
+    ];
+
+    /// The stable id (`released`), as the catalog and the API write it.
+    pub fn id(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Released => "released",
+            JobState::Failed => "failed",
+            JobState::Refused => "refused",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn from_id(id: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|s| s.id() == id)
+    }
+
+    /// Whether a job in this state will not change any more.
+    pub fn is_final(self) -> bool {
+        !matches!(self, JobState::Queued | JobState::Running)
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
 /// A job as recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
@@ -112,7 +170,7 @@ pub struct JobRecord {
     pub operator: String,
     /// `running`, `released` or `failed`; through the HTTPS API's queue also `queued`, `refused` (the gate said no
     /// when its turn came) and `cancelled`.
-    pub state: String,
+    pub state: JobState,
     pub binding: Binding,
     pub started_at: String,
     pub finished_at: Option<String>,
@@ -139,12 +197,12 @@ impl JobRecord {
     /// the zone's own ends ([`ZONE_CLASSES`]) keep their class: the guest had no part in them.
     pub fn for_operator(mut self) -> JobRecord {
         let zones_own = self.error_class.as_deref().is_some_and(|c| ZONE_CLASSES.contains(&c));
-        if self.state == "failed" && !zones_own {
+        if self.state == JobState::Failed && !zones_own {
             self.error_class = Some(FAILED.to_owned());
             self.error_detail = Some(FAILED_DETAIL.to_owned());
         }
-        self.counts = match (self.state.as_str(), self.counts.take()) {
-            ("released", Some(c)) => {
+        self.counts = match (self.state, self.counts.take()) {
+            (JobState::Released, Some(c)) => {
                 Some(RunCounts { rows_read: c.rows_read, rows_released: c.rows_released, ..RunCounts::default() })
             }
             _ => None,
@@ -155,11 +213,23 @@ impl JobRecord {
 
     /// Whether the job will not change any more.
     pub fn is_final(&self) -> bool {
-        matches!(self.state.as_str(), "released" | "failed" | "refused" | "cancelled")
+        self.state.is_final()
     }
 }
 
 impl Zone {
+    /// A watch on the grant (and the operator's standing, and a cancellation) of a job that has passed the gate.
+    pub fn grant_watch(&self, ticket: &JobTicket) -> Result<GrantWatch, StoreError> {
+        GrantWatch::open(
+            &self.root().join("catalog.db"),
+            ticket.job,
+            ticket.app.app.grant_id,
+            ticket.datasets.iter().map(|d| (d.version.dataset.clone(), d.version.provider.clone())).collect(),
+            ticket.app.app.domain.clone(),
+            ticket.app.app.operator.clone(),
+        )
+    }
+
     /// The gate of `job run`: refuses (and records) unless `who` is the application's operator, the application is
     /// approved for the current binding, an active grant covers every dataset and the domain today, and the module
     /// and artifact objects hash to what was approved. Then records the job as running.
@@ -569,6 +639,10 @@ impl Zone {
                 .map_or(0, |parts| parts.iter().map(|p| p["messages"].as_array().map_or(0, Vec::len)).sum::<usize>()),
             None => 0,
         };
+        let state = JobState::from_id(&state).ok_or_else(|| StoreError::Catalog {
+            context: format!("job {id} has an unknown state `{state}`"),
+            source: rusqlite::Error::InvalidQuery,
+        })?;
         Ok(Some(JobRecord {
             id,
             app,
@@ -699,7 +773,7 @@ impl Zone {
         let job = self.job_row(id)?.ok_or(StoreError::UnknownJob { id })?;
         self.permit(who, &Action::ProductRead { operator: &job.operator })?;
         self.products_held(job.app)?;
-        if job.state != "released" {
+        if job.state != JobState::Released {
             return Err(StoreError::JobRefused {
                 class: "job.no_product",
                 detail: format!("job {id} released nothing (it is {})", job.state),

@@ -40,6 +40,7 @@ mod objects;
 mod products;
 mod publish;
 mod queue;
+mod record;
 mod reports;
 mod server_log;
 mod settings;
@@ -53,11 +54,11 @@ pub use artifacts::{ARTIFACTS_DIR, ArtifactDecision, ArtifactReview, HeldArtifac
 pub use catalog::{ColumnStats, DatasetSummary, DatasetVersion, FormatCheck, StoredFile};
 pub use complaints::{Complaint, Resolution};
 pub use error::StoreError;
-pub use grants::{GrantChange, GrantWatch, NewGrant, WatchStop, today};
+pub use grants::{GrantChange, GrantWatch, NewGrant, WatchStop};
 pub use identity::{CertificateRecord, PrincipalRecord, Standing, TrustAnchor};
 pub use incidents::{INCIDENTS_DIR, Incident};
 pub use jobs::{
-    CANCELLED, FAILED, FAILED_DETAIL, JobDataset, JobRecord, JobTicket, ReleasedTable, RunCounts, RunFailure,
+    CANCELLED, FAILED, FAILED_DETAIL, JobDataset, JobRecord, JobState, JobTicket, ReleasedTable, RunCounts, RunFailure,
 };
 pub use keys::ZoneKeys;
 pub use products::{
@@ -65,6 +66,7 @@ pub use products::{
     ProductReport, SignedManifest, encode_product, verify_product,
 };
 pub use queue::{Cancelled, Claim};
+pub use record::today;
 pub use reports::{DatasetUsage, OperatorUsage, UsageReport};
 pub use server_log::{ACCESS_LOG, ACCESS_SEAL, AccessLogCheck, AccessLogHash};
 pub use settings::{AuditSection, JobsSection, SandboxSection, SandboxSettings};

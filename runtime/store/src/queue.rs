@@ -11,9 +11,10 @@ use zone_access::{Action, Principal};
 use zone_audit::{Entry, Outcome};
 
 use crate::error::StoreError;
-use crate::grants::json;
-use crate::jobs::{CANCELLED, JobRecord, JobTicket};
-use crate::zone::{Zone, now};
+use crate::jobs::{CANCELLED, JobRecord, JobState, JobTicket};
+use crate::record::json;
+use crate::record::now;
+use crate::zone::Zone;
 
 /// What a worker got when it claimed a queued job.
 #[derive(Debug)]
@@ -121,7 +122,7 @@ impl Zone {
         let objects = vec![format!("job:{id}"), format!("app:{}", row.app)];
         match self.gate(&operator, row.app, row.batch_rows) {
             Err(err) => {
-                if !self.end_queued(id, "refused", err.class(), &err.to_string())? {
+                if !self.end_queued(id, JobState::Refused, err.class(), &err.to_string())? {
                     return Ok(Claim::NotQueued);
                 }
                 self.record_refusal(&operator, "job.run", &objects, err.class(), &err.to_string())?;
@@ -178,15 +179,20 @@ impl Zone {
     fn cancel_job_unrecorded(&self, who: &Principal, id: u64) -> Result<Cancelled, StoreError> {
         let record = self.job_record_unchecked(id)?;
         self.permit(who, &Action::JobRun { operator: &record.operator })?;
-        match record.state.as_str() {
-            "queued" => {
-                if self.end_queued(id, "cancelled", CANCELLED, &format!("cancelled by `{}` before it ran", who.name))? {
+        match record.state {
+            JobState::Queued => {
+                if self.end_queued(
+                    id,
+                    JobState::Cancelled,
+                    CANCELLED,
+                    &format!("cancelled by `{}` before it ran", who.name),
+                )? {
                     return Ok(Cancelled::BeforeRun(self.job_record_unchecked(id)?));
                 }
                 // A worker claimed it in between: stop the run instead.
                 self.cancel_job_unrecorded(who, id)
             }
-            "running" => {
+            JobState::Running => {
                 self.catalog()
                     .conn
                     .execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?1", [id])
@@ -202,14 +208,14 @@ impl Zone {
 
     /// Ends job `id` in `state` with `class` and `detail` if it is still queued; `false` when a worker (or another
     /// request) got to it first.
-    fn end_queued(&self, id: u64, state: &str, class: &str, detail: &str) -> Result<bool, StoreError> {
+    fn end_queued(&self, id: u64, state: JobState, class: &str, detail: &str) -> Result<bool, StoreError> {
         let changed = self
             .catalog()
             .conn
             .execute(
                 "UPDATE jobs SET state = ?2, finished_at = ?3, error_class = ?4, error_detail = ?5
                  WHERE id = ?1 AND state = 'queued'",
-                params![id, state, now(), class, detail],
+                params![id, state.id(), now(), class, detail],
             )
             .map_err(StoreError::catalog("end a queued job"))?;
         Ok(changed == 1)
@@ -255,9 +261,19 @@ impl Zone {
             }
             let (state, class, detail, outcome_detail) = if cancel != 0 {
                 let d = "cancelled while it ran; the server stopped before the run ended, nothing is released";
-                ("cancelled", Some(CANCELLED), Some(d), format!("run {attempts} interrupted; the job was cancelled"))
+                (
+                    JobState::Cancelled,
+                    Some(CANCELLED),
+                    Some(d),
+                    format!("run {attempts} interrupted; the job was cancelled"),
+                )
             } else {
-                ("queued", None, None, format!("run {attempts} interrupted by a stop of the server; queued again"))
+                (
+                    JobState::Queued,
+                    None,
+                    None,
+                    format!("run {attempts} interrupted by a stop of the server; queued again"),
+                )
             };
             self.catalog()
                 .conn
@@ -265,7 +281,7 @@ impl Zone {
                     "UPDATE jobs SET state = ?2, finished_at = CASE WHEN ?2 = 'queued' THEN NULL ELSE ?3 END,
                             error_class = ?4, error_detail = ?5, stats_json = NULL, manifest_sha256 = NULL
                      WHERE id = ?1 AND state = 'running'",
-                    params![id, state, now(), class, detail],
+                    params![id, state.id(), now(), class, detail],
                 )
                 .map_err(StoreError::catalog("recover job"))?;
             let mut e = Entry::new(now(), "zone", "zone", "job.interrupted", Outcome::Ok)
@@ -273,7 +289,7 @@ impl Zone {
                 .detail(outcome_detail);
             e.via = via;
             self.record(&mut [e])?;
-            if state == "queued" {
+            if state == JobState::Queued {
                 requeued.push(id);
             }
         }

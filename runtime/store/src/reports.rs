@@ -10,7 +10,7 @@ use zone_access::{Action, Principal, Role};
 use zone_audit::{Entry, Outcome};
 
 use crate::error::StoreError;
-use crate::jobs::JobRecord;
+use crate::jobs::{JobRecord, JobState};
 use crate::zone::Zone;
 
 /// One operator's usage.
@@ -146,9 +146,9 @@ impl Zone {
         for job in jobs {
             let rows = job.counts.as_ref().map_or(0, |c| c.rows_read);
             if let Some(usage) = operators.get_mut(&job.operator) {
-                match job.state.as_str() {
-                    "released" => usage.runs_released += 1,
-                    "failed" => usage.runs_failed += 1,
+                match job.state {
+                    JobState::Released => usage.runs_released += 1,
+                    JobState::Failed => usage.runs_failed += 1,
                     _ => {}
                 }
                 usage.rows_released += job.counts.as_ref().map_or(0, |c| c.rows_released);

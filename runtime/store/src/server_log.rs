@@ -11,7 +11,8 @@ use sha2::{Digest, Sha256};
 use zone_audit::{Entry, Outcome};
 
 use crate::error::StoreError;
-use crate::zone::{Zone, now};
+use crate::record::now;
+use crate::zone::Zone;
 
 /// The access log, relative to the zone's root.
 pub const ACCESS_LOG: &str = "server/access.jsonl";

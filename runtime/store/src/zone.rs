@@ -20,6 +20,7 @@ use crate::error::StoreError;
 use crate::keys::{self, ZoneKeys};
 use crate::objects::{ObjectStore, Staged, sync_dir};
 use crate::publish::{inspect, merge_stats, parquet_schema, schema_difference};
+use crate::record::now;
 use crate::settings::{AuditSection, JobsSection, SandboxSection, SandboxSettings};
 use zone_access::{Action, Principal, Role};
 use zone_audit::{AuditLog, Entry, Outcome, VerifyReport};
@@ -147,17 +148,13 @@ pub(crate) fn fail_point(name: &str) {
     let _ = name;
 }
 
-pub(crate) fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 impl Zone {
     /// Creates a zone in `root` (a new or empty folder): layout, keys, catalog, the first authority (`authority`,
     /// of `org`), then `zone.toml`.
     pub fn init(root: &Path, authority: &str, org: Option<&str>) -> Result<Zone, StoreError> {
-        crate::access::check_name("principal", authority)?;
+        crate::record::check_name("principal", authority)?;
         if let Some(org) = org {
-            crate::access::check_name("organisation", org)?;
+            crate::record::check_name("organisation", org)?;
         }
         let marker = root.join("zone.toml");
         if marker.exists() {
@@ -328,7 +325,7 @@ impl Zone {
             Some(i) => format!("receipt for entry {i} in the signed log of {size} entries"),
             None => format!("full bundle of {size} entries, {} checkpoints", bundle.checkpoints.len()),
         };
-        self.record(&mut [crate::access::entry(who, "audit.export", Outcome::Ok).object("audit:log").detail(what)])?;
+        self.record(&mut [crate::record::entry(who, "audit.export", Outcome::Ok).object("audit:log").detail(what)])?;
         Ok(bundle)
     }
 
@@ -347,7 +344,7 @@ impl Zone {
         let result = (|| {
             self.permit(who, &Action::AuditCompact)?;
             let days = self.audit_retention_days()?;
-            let kept_from = crate::grants::today() - chrono::Duration::days(i64::try_from(days).unwrap_or(i64::MAX));
+            let kept_from = crate::record::today() - chrono::Duration::days(i64::try_from(days).unwrap_or(i64::MAX));
             if before > kept_from {
                 return Err(StoreError::AuditKept {
                     class: "audit.retention",
@@ -426,7 +423,7 @@ impl Zone {
                 publish_entry(who, &self.keys()?, &v.dataset, v.version, &v.policy_sha256, &v.files)
                     .detail("unchanged: the latest version has these files and this policy")
             }
-            Err(err) => crate::access::entry(who, "dataset.publish", Outcome::Refused)
+            Err(err) => crate::record::entry(who, "dataset.publish", Outcome::Refused)
                 .object(format!("dataset:{name}"))
                 .reason(err.class())
                 .detail(err.to_string()),
@@ -595,7 +592,7 @@ impl Zone {
         self.authorize(who, &Action::DatasetRead, &[format!("dataset:{spec}")])?;
         let mut version = self.dataset(spec)?;
         let keys = self.keys()?;
-        let raw = crate::access::sees_raw_hashes(who, &version.provider);
+        let raw = crate::record::sees_raw_hashes(who, &version.provider);
         for f in &mut version.files {
             f.commitment = Some(keys.file_commitment(&f.sha256));
             if !raw {
@@ -654,7 +651,7 @@ impl Zone {
             }
         }
         let shown: usize = batches.iter().map(arrow_array::RecordBatch::num_rows).sum();
-        self.record(&mut [crate::access::entry(who, "dataset.rows", Outcome::Ok)
+        self.record(&mut [crate::record::entry(who, "dataset.rows", Outcome::Ok)
             .object(objects[0].clone())
             .detail(format!("{shown} raw rows shown to the providing agency"))])?;
         Ok((version, batches))
@@ -700,7 +697,7 @@ fn publish_entry(
     policy_sha256: &str,
     files: &[StoredFile],
 ) -> Entry {
-    let mut e = crate::access::entry(who, "dataset.publish", Outcome::Ok)
+    let mut e = crate::record::entry(who, "dataset.publish", Outcome::Ok)
         .object(format!("dataset:{dataset}@{version}"))
         .hash(format!("policy:sha256:{policy_sha256}"));
     for f in files {

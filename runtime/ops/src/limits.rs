@@ -48,3 +48,29 @@ pub fn sandbox_limits(settings: &SandboxSettings) -> SandboxLimits {
     }
     limits
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unset_settings_keep_the_sandbox_defaults_and_set_ones_replace_them_in_their_units() {
+        let defaults = SandboxLimits::default();
+        let same = sandbox_limits(&SandboxSettings::default());
+        assert_eq!(same.memory_bytes, defaults.memory_bytes);
+        assert_eq!(same.call_timeout, defaults.call_timeout);
+        let set = SandboxSettings {
+            memory_mib: Some(64),
+            call_timeout_ms: Some(250),
+            max_log_kib: Some(2),
+            max_wasm_stack_kib: Some(512),
+            ..SandboxSettings::default()
+        };
+        let limits = sandbox_limits(&set);
+        assert_eq!(limits.memory_bytes, 64 << 20);
+        assert_eq!(limits.call_timeout, Duration::from_millis(250));
+        assert_eq!(limits.max_log_bytes_per_job, 2048);
+        assert_eq!(limits.max_wasm_stack, 512 << 10);
+        assert_eq!(limits.job_timeout, defaults.job_timeout);
+    }
+}
