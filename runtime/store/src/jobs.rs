@@ -799,3 +799,20 @@ impl Zone {
         Ok(copied)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_states_are_stored_and_serialized_by_their_id() {
+        for state in JobState::ALL {
+            assert_eq!(JobState::from_id(state.id()), Some(state));
+            assert_eq!(serde_json::to_value(state).expect("json"), serde_json::json!(state.id()));
+            assert_eq!(state.to_string(), state.id());
+        }
+        assert_eq!(JobState::from_id("Released"), None);
+        let finals: Vec<&str> = JobState::ALL.into_iter().filter(|s| s.is_final()).map(JobState::id).collect();
+        assert_eq!(finals, ["released", "failed", "refused", "cancelled"]);
+    }
+}
