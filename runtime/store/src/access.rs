@@ -273,7 +273,7 @@ impl Zone {
     }
 }
 
-fn principal_from(name: String, role: &str, org: Option<String>) -> Result<Principal, StoreError> {
+pub(crate) fn principal_from(name: String, role: &str, org: Option<String>) -> Result<Principal, StoreError> {
     let role = Role::from_name(role).ok_or_else(|| StoreError::Catalog {
         context: format!("principal `{name}` has an unknown role `{role}`"),
         source: rusqlite::Error::InvalidQuery,

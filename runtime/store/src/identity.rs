@@ -145,21 +145,35 @@ impl Zone {
     /// Every principal with its standing, for someone allowed to list them.
     pub fn principal_records(&self, who: &Principal) -> Result<Vec<PrincipalRecord>, StoreError> {
         self.authorize(who, &Action::PrincipalList, &[])?;
-        let mut out = Vec::new();
-        for principal in self.principals()? {
-            let (state, reason, by, at) = self
-                .catalog()
-                .conn
-                .query_row(
-                    "SELECT state, state_reason, state_by, state_at FROM principals WHERE name = ?1",
-                    [&principal.name],
-                    |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )
-                .map_err(StoreError::catalog("read principal standing"))?;
-            let standing = Standing::from_name(&state).unwrap_or(Standing::Removed);
-            out.push(PrincipalRecord { principal, standing, reason, changed_by: by, changed_at: at });
-        }
-        Ok(out)
+        self.records(None)
+    }
+
+    /// The records of every principal (or of `name` only), by name, in one read.
+    fn records(&self, name: Option<&str>) -> Result<Vec<PrincipalRecord>, StoreError> {
+        type Row = (String, String, Option<String>, String, Option<String>, Option<String>, Option<String>);
+        let mut stmt = self
+            .catalog()
+            .conn
+            .prepare(
+                "SELECT name, role, org, state, state_reason, state_by, state_at FROM principals
+                 WHERE ?1 IS NULL OR name = ?1 ORDER BY name",
+            )
+            .map_err(StoreError::catalog("list principals"))?;
+        let rows: Vec<Row> = stmt
+            .query_map([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
+            .map_err(StoreError::catalog("list principals"))?
+            .collect::<Result<_, _>>()
+            .map_err(StoreError::catalog("list principals"))?;
+        rows.into_iter()
+            .map(|(name, role, org, state, reason, changed_by, changed_at)| {
+                let standing = Standing::from_name(&state).ok_or_else(|| StoreError::Catalog {
+                    context: format!("principal `{name}` has an unknown standing `{state}`"),
+                    source: rusqlite::Error::InvalidQuery,
+                })?;
+                let principal = crate::access::principal_from(name, &role, org)?;
+                Ok(PrincipalRecord { principal, standing, reason, changed_by, changed_at })
+            })
+            .collect()
     }
 
     /// Suspends, resumes or removes principal `name` (the authority's act, `principal.suspend|resume|remove`). A
@@ -209,10 +223,8 @@ impl Zone {
             e.detail(format!("{to}: {}", reason.trim().escape_debug()))
         })?;
         tracing::info!(principal = %name, standing = %to, "principal standing changed");
-        let records = self.principal_records(who)?;
-        records
-            .into_iter()
-            .find(|r| r.principal.name == target.name)
+        self.records(Some(&target.name))?
+            .pop()
             .ok_or(StoreError::UnknownPrincipal { name: name.to_owned(), known: Vec::new() })
     }
 
