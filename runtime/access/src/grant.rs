@@ -5,7 +5,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 /// What a grant covers. A dataset is covered when it is named in `datasets` or its provider is in `providers`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GrantScope {
     #[serde(default)]
     pub datasets: Vec<String>,
@@ -15,7 +15,7 @@ pub struct GrantScope {
 }
 
 /// The recorded state; expiry is not recorded, it follows from the dates.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum GrantState {
     Active,
@@ -24,7 +24,7 @@ pub enum GrantState {
 }
 
 /// The state in force on a given day.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GrantStatus {
     /// Before `valid_from`.
@@ -49,7 +49,7 @@ impl GrantStatus {
 }
 
 /// A grant as recorded in the catalog.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Grant {
     pub id: u64,
     pub operator: String,

@@ -51,7 +51,7 @@ pub use grant::{Grant, GrantScope, GrantState, GrantStatus};
 use serde::{Deserialize, Serialize};
 
 /// The four roles of public-data authorized operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// The authorizing body (the data administration): grants, approves applications, manages principals.
@@ -88,7 +88,7 @@ impl std::fmt::Display for Role {
 }
 
 /// Someone who acts in a zone.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Principal {
     pub name: String,
     pub role: Role,

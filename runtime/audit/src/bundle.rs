@@ -70,10 +70,10 @@ pub enum BundleError {
 }
 
 /// What a bundle proved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BundleReport {
     /// `full` or `receipt`.
-    pub kind: &'static str,
+    pub kind: String,
     pub log_id: String,
     pub public_key: String,
     pub entries: u64,
@@ -248,7 +248,7 @@ fn verify_full(bundle: &Bundle, public_key: &[u8]) -> Result<BundleReport, Bundl
     }
     let last = bundle.checkpoints.last();
     Ok(BundleReport {
-        kind: "full",
+        kind: "full".to_owned(),
         log_id: bundle.log_id.clone(),
         public_key: bundle.public_key.clone(),
         entries: report.entries,
@@ -294,7 +294,7 @@ fn verify_receipt(bundle: &Bundle, proof: &InclusionProof, public_key: &[u8]) ->
         )));
     }
     Ok(BundleReport {
-        kind: "receipt",
+        kind: "receipt".to_owned(),
         log_id: bundle.log_id.clone(),
         public_key: bundle.public_key.clone(),
         entries: 1,

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// How an action ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Ok,
@@ -12,7 +12,7 @@ pub enum Outcome {
 
 /// An entry of the audit log. Its leaf is the exact JSON bytes written, so fields added later never break the
 /// verification of older entries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Entry {
     /// Position in the log, from 0; assigned by the log.
     pub seq: u64,

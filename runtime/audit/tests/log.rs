@@ -259,7 +259,10 @@ fn evidence_bundles_verify_offline_and_every_change_is_refused() {
     let pk = public(&key);
     let bundle = full_bundle(&bin, &cps, LOG_ID, &pk, "2026-11-27T10:00:00Z").expect("bundle");
     let report = verify_bundle(&bundle, Some(&pk)).expect("verifies");
-    assert_eq!((report.kind, report.entries, report.checkpoints, report.consistency_proofs), ("full", 40, 14, 13));
+    assert_eq!(
+        (report.kind.as_str(), report.entries, report.checkpoints, report.consistency_proofs),
+        ("full", 40, 14, 13)
+    );
     // Through its JSON form, as an inspector receives it.
     let text = serde_json::to_string(&bundle).expect("json");
     let back: zone_audit::Bundle = serde_json::from_str(&text).expect("parse");
@@ -310,7 +313,7 @@ fn evidence_bundles_verify_offline_and_every_change_is_refused() {
         let r = receipt(&bin, &cps, LOG_ID, &pk, index, "2026-11-27T10:00:00Z").expect("receipt");
         assert_eq!(r.entries.len(), 1);
         let report = verify_bundle(&r, Some(&pk)).expect("receipt verifies");
-        assert_eq!((report.kind, report.size), ("receipt", 40));
+        assert_eq!((report.kind.as_str(), report.size), ("receipt", 40));
         let mut bad = r.clone();
         bad.entries[0].entry = bad.entries[0].entry.replace("dataset:", "dataset:x");
         assert!(verify_bundle(&bad, None).is_err());

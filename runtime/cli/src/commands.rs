@@ -568,7 +568,7 @@ fn verify_bundle(path: &std::path::Path, key: Option<&str>, mode: Mode) -> anyho
     match mode {
         Mode::Json => output::json(&json!({"bundle": path, "intact": true, "report": report})),
         Mode::Human => {
-            match report.kind {
+            match report.kind.as_str() {
                 "receipt" => outln!(
                     "receipt intact: entry {} is in the signed log of {} entries (root {})",
                     bundle.first_index,

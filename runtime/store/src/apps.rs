@@ -19,7 +19,7 @@ use crate::record::{json, today};
 use crate::zone::Zone;
 
 /// One column of a module's declared output (from `init`), in a form the catalog keeps.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OutputColumn {
     pub name: String,
     /// `key` or `measure`.
@@ -32,7 +32,7 @@ pub struct OutputColumn {
 }
 
 /// What a module declared at `init` for the application's input.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AppOutput {
     pub columns: Vec<OutputColumn>,
     /// The input columns it reads; `None`: every column the policies show.
@@ -42,7 +42,7 @@ pub struct AppOutput {
 /// How a job's rows are cut before they reach the guest: rows per batch (per call of `map-batch`) and partitions
 /// (one guest instance each). Both change what one call of the guest sees, so both are part of what is approved:
 /// a run with other settings is `job.drift`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunSettings {
     pub batch_rows: u64,
     pub partitions: u64,
@@ -110,7 +110,7 @@ pub struct CheckedModule {
 }
 
 /// One dataset of an application.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AppDataset {
     pub name: String,
     /// Set when the application named `NAME@VERSION`.
@@ -119,7 +119,7 @@ pub struct AppDataset {
 }
 
 /// An application as recorded.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Application {
     pub id: u64,
     pub operator: String,
@@ -149,7 +149,7 @@ impl Application {
 }
 
 /// What an approval is bound to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Binding {
     pub module_sha256: String,
     pub params: Vec<(String, String)>,
@@ -159,7 +159,7 @@ pub struct Binding {
     pub run: Option<RunSettings>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BoundDataset {
     pub dataset: String,
     pub version: u32,
@@ -173,7 +173,7 @@ impl Binding {
 }
 
 /// A recorded decision.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Decision {
     pub principal: String,
     pub role: String,
@@ -186,7 +186,7 @@ pub struct Decision {
     pub time: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AppStatus {
     /// Waiting for some parties.
@@ -211,7 +211,7 @@ impl AppStatus {
 }
 
 /// An application with its state as of now.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AppView {
     #[serde(flatten)]
     pub app: Application,

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use rusqlite::{OptionalExtension, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use zone_access::{Action, Principal};
 
 use crate::error::StoreError;
@@ -19,7 +19,7 @@ use crate::zone::Zone;
 pub const ARTIFACTS_DIR: &str = "artifacts";
 
 /// One provider's decision on an artifact.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ArtifactDecision {
     pub provider: String,
     pub agency: String,
@@ -30,7 +30,7 @@ pub struct ArtifactDecision {
 }
 
 /// An artifact as recorded: never its content.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HeldArtifact {
     pub id: u64,
     pub job: u64,

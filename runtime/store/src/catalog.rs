@@ -238,7 +238,7 @@ CREATE TABLE certificates (
 ];
 
 /// Quality figures of one column, computed at publish time without keeping any value (Art. 16).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ColumnStats {
     pub column: String,
     pub nulls: u64,
@@ -248,7 +248,7 @@ pub struct ColumnStats {
 }
 
 /// How many values of a declared format are valid (check digit and all).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FormatCheck {
     pub format: String,
     pub valid: u64,
@@ -256,7 +256,7 @@ pub struct FormatCheck {
 }
 
 /// One Parquet file of a version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StoredFile {
     /// SHA-256 of the file: empty in the view of anyone but the providing agency and the inspector
     /// ([`crate::Zone::dataset_view`]).
@@ -270,12 +270,14 @@ pub struct StoredFile {
 }
 
 /// An immutable published version of a dataset.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DatasetVersion {
     pub dataset: String,
     pub provider: String,
     pub version: u32,
     pub policy_sha256: String,
+    /// The Arrow schema of the files (arrow's own JSON form).
+    #[schemars(with = "serde_json::Value")]
     pub schema: Schema,
     pub rows: u64,
     pub bytes: u64,
@@ -285,7 +287,7 @@ pub struct DatasetVersion {
 }
 
 /// A dataset and its latest version, for listings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DatasetSummary {
     pub name: String,
     pub provider: String,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use arrow_array::{Array, BooleanArray, RecordBatch, StringArray};
 use policies::{TokenKey, tokenize};
 use rusqlite::{OptionalExtension, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use zone_access::{Action, GrantState, Principal};
 
 use crate::apps::AppStatus;
@@ -47,7 +47,7 @@ impl Resolution {
 }
 
 /// A complaint as recorded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Complaint {
     pub id: u64,
     pub dataset: String,

@@ -3,7 +3,7 @@
 //! (issued by its development CA, or revoked). Every change is the authority's act and is logged write-ahead.
 
 use rusqlite::{OptionalExtension as _, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use zone_access::{Action, Principal};
 
 use crate::error::StoreError;
@@ -12,7 +12,7 @@ use crate::record::now;
 use crate::zone::Zone;
 
 /// Whether a principal may act.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Standing {
     Active,
@@ -43,7 +43,7 @@ impl std::fmt::Display for Standing {
 }
 
 /// A principal with its standing, for listings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PrincipalRecord {
     #[serde(flatten)]
     pub principal: Principal,
@@ -59,7 +59,7 @@ pub struct PrincipalRecord {
 
 /// A client CA that may speak for one organisation: a certificate presented for a principal of `org` must chain
 /// to one of `org`'s anchors.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TrustAnchor {
     pub org: String,
     /// SHA-256 of the CA certificate's SubjectPublicKeyInfo (DER), hex: the pin.
@@ -74,7 +74,7 @@ pub struct TrustAnchor {
 }
 
 /// A client certificate the zone knows of.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CertificateRecord {
     /// SHA-256 of the certificate (DER), hex: what the server checks on every request.
     pub sha256: String,

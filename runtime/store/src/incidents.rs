@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use rusqlite::{OptionalExtension, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zone_access::{Action, GrantStatus, Principal};
 
@@ -24,7 +24,7 @@ use crate::zone::Zone;
 pub const INCIDENTS_DIR: &str = "incidents";
 
 /// An incident as recorded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Incident {
     pub id: u64,
     pub operator: String,

@@ -59,7 +59,7 @@ pub struct JobTicket {
 /// What a run counted, as recorded. The counters the guest controls (how many groups it made, how many were
 /// under k, how many contributions the bound dropped) and the run's exact duration are for the providing agencies
 /// and the inspector: the operator's view of a job has them as `None` ([`JobRecord::for_operator`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunCounts {
     pub rows_read: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -108,7 +108,7 @@ pub struct RunFailure {
 }
 
 /// Where a job is: stored (and serialized) by its id string.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     /// Waiting in the server's queue.
@@ -163,7 +163,7 @@ impl std::fmt::Display for JobState {
 }
 
 /// A job as recorded.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct JobRecord {
     pub id: u64,
     pub app: u64,

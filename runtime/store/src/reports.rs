@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use zone_access::{Action, Principal, Role};
 use zone_audit::{Entry, Outcome};
 
@@ -14,7 +14,7 @@ use crate::jobs::{JobRecord, JobState};
 use crate::zone::Zone;
 
 /// One operator's usage.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OperatorUsage {
     pub operator: String,
     /// `job.start` entries.
@@ -30,7 +30,7 @@ pub struct OperatorUsage {
 }
 
 /// One dataset's usage.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DatasetUsage {
     pub dataset: String,
     pub provider: String,
@@ -42,7 +42,7 @@ pub struct DatasetUsage {
 }
 
 /// A usage report over a period (inclusive days, UTC; both open when not given).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UsageReport {
     pub from: Option<String>,
     pub to: Option<String>,

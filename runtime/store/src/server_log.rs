@@ -6,7 +6,7 @@ use std::fs;
 use std::io::Read;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zone_audit::{Entry, Outcome};
 
@@ -21,7 +21,7 @@ pub const ACCESS_LOG: &str = "server/access.jsonl";
 pub const ACCESS_SEAL: &str = "server.access_seal";
 
 /// What `zone verify` found of the access log's seals.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AccessLogCheck {
     /// Seals in the audit log, each checked.
     pub seals: usize,

@@ -29,7 +29,7 @@ use zone_audit::{AuditLog, Entry, Outcome, VerifyReport};
 pub const ZONE_FORMAT: i64 = 1;
 
 /// `zone.toml`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ZoneInfo {
     pub format: i64,
@@ -37,12 +37,15 @@ pub struct ZoneInfo {
     pub created_at: String,
     /// Limits of every job in this zone (see `settings.rs`); absent keys take the sandbox's defaults.
     #[serde(default, skip_serializing_if = "is_default")]
+    #[schemars(with = "serde_json::Value")]
     pub sandbox: SandboxSection,
     /// How long audit entries are kept (see `settings.rs`).
     #[serde(default, skip_serializing_if = "is_default_audit")]
+    #[schemars(with = "serde_json::Value")]
     pub audit: AuditSection,
     /// How finely a run's end is made known (see `settings.rs`).
     #[serde(default, skip_serializing_if = "is_default_jobs")]
+    #[schemars(with = "serde_json::Value")]
     pub jobs: JobsSection,
 }
 
@@ -88,7 +91,7 @@ pub struct PublishRequest {
 }
 
 /// What publishing did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum PublishOutcome {
     /// A new immutable version was recorded.
@@ -106,7 +109,7 @@ impl PublishOutcome {
 }
 
 /// What `verify` found.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ZoneCheck {
     pub objects_checked: usize,
     /// Referenced objects that are missing or whose bytes no longer hash to their name.
