@@ -124,11 +124,11 @@ fn class(answer: &serde_json::Value) -> &str {
     answer["error"]["class"].as_str().unwrap_or_default()
 }
 
-/// `/v1/commands` body for `dataset publish` of uploads `policy` and `data`.
+/// `POST /v1/datasets` body for uploads `policy` and `data`.
 fn publish_body(policy: &str, data: &str) -> Vec<u8> {
-    serde_json::json!({ "command": { "Dataset": { "Publish": {
-        "policy": format!("upload:{policy}/policy.toml"), "name": null, "files": [format!("upload:{data}/data.parquet")],
-    }}}})
+    serde_json::json!({
+        "policy": format!("upload:{policy}/policy.toml"), "files": [format!("upload:{data}/data.parquet")],
+    })
     .to_string()
     .into_bytes()
 }
@@ -157,19 +157,18 @@ fn uploads_belong_to_their_uploader_and_content_to_its_provider() {
 
     // Another agency cites the token (or the hash, the old way): not found / not an upload name.
     let (status, answer) =
-        call(&server, &zone.zone, &tax, "POST", "/v1/commands", &publish_body(&policy_token, &data_token));
+        call(&server, &zone.zone, &tax, "POST", "/v1/datasets", &publish_body(&policy_token, &data_token));
     assert_eq!((status, class(&answer)), (404, "upload.unknown"), "{answer}");
-    let (status, answer) = call(&server, &zone.zone, &tax, "POST", "/v1/commands", &publish_body(&sha, &sha));
+    let (status, answer) = call(&server, &zone.zone, &tax, "POST", "/v1/datasets", &publish_body(&sha, &sha));
     assert_eq!(status, 400, "{answer}");
 
     // The uploader itself, for another command than it was made for: refused, and the upload is spent.
-    let check = serde_json::json!({ "command": { "Module": { "Check": {
-        "module": format!("upload:{data_token}/m.wasm"), "dataset": null, "params": [],
-    }}}});
-    let (status, answer) = call(&server, &zone.zone, &health, "POST", "/v1/commands", check.to_string().as_bytes());
+    let check = serde_json::json!({ "module": format!("upload:{data_token}/m.wasm") });
+    let (status, answer) =
+        call(&server, &zone.zone, &health, "POST", "/v1/modules/check", check.to_string().as_bytes());
     assert!(status == 409 || status == 400, "{status} {answer}");
     let (status, answer) =
-        call(&server, &zone.zone, &health, "POST", "/v1/commands", &publish_body(&policy_token, &data_token));
+        call(&server, &zone.zone, &health, "POST", "/v1/datasets", &publish_body(&policy_token, &data_token));
     assert_eq!((status, class(&answer)), (404, "upload.unknown"), "spent: {answer}");
 
     // Uploads take no command that reads no file; the quota counts unused uploads.
@@ -264,11 +263,8 @@ fn a_ca_speaks_only_for_the_organisations_it_is_registered_for() {
         let (status, answer) = whoami(&forged);
         assert_eq!((status, class(&answer)), (403, "access.certificate"), "{label}: {answer}");
         // The forged authority cannot add an authority.
-        let add = serde_json::json!({ "command": { "Principal": { "Add": {
-            "name": "evil", "role": "authority", "org": "data-bureau", "issue_cert": false, "cert_out": null,
-            "cert_days": 90, "ca": null,
-        }}}});
-        let (status, _) = call(&server, &zone.zone, &forged, "POST", "/v1/commands", add.to_string().as_bytes());
+        let add = serde_json::json!({ "name": "evil", "role": "authority", "org": "data-bureau" });
+        let (status, _) = call(&server, &zone.zone, &forged, "POST", "/v1/principals", add.to_string().as_bytes());
         assert_eq!(status, 403, "{label}");
     }
     let principals = zone.run(&["--json", "principal", "list"]).json();
@@ -412,12 +408,6 @@ fn the_route_role_organisation_ca_and_standing_matrix_through_the_server() {
     let approve = format!("/v1/apps/{pending}/approve");
     let reject = format!("/v1/apps/{pending}/reject");
     let decision = br#"{"reason":"matrix"}"#.as_slice();
-    let command = |c: serde_json::Value| serde_json::json!({ "command": c }).to_string().into_bytes();
-    let rows = command(serde_json::json!({ "Dataset": { "Rows": { "dataset": "enterprise_registry", "limit": 1 } } }));
-    let log = command(serde_json::json!({ "Audit": { "Log": {
-        "action": null, "dataset": null, "operator": null, "app": null, "since": null,
-    } } }));
-    let list = command(serde_json::json!({ "Principal": "List" }));
     let routes: Vec<(&str, String, Vec<u8>, [u16; 6])> = vec![
         ("GET", "/v1/whoami".into(), Vec::new(), [200, 200, 200, 200, 200, 200]),
         ("GET", "/v1/zone".into(), Vec::new(), [200, 200, 200, 200, 200, 200]),
@@ -436,9 +426,9 @@ fn the_route_role_organisation_ca_and_standing_matrix_through_the_server() {
             Vec::new(),
             [404, 404, 404, 404, 404, 404],
         ),
-        ("POST", "/v1/commands".into(), rows, [403, 200, 403, 403, 403, 403]),
-        ("POST", "/v1/commands".into(), log, [200, 403, 403, 403, 403, 200]),
-        ("POST", "/v1/commands".into(), list, [200, 200, 200, 403, 403, 200]),
+        ("GET", "/v1/datasets/enterprise_registry/rows?limit=1".into(), Vec::new(), [403, 200, 403, 403, 403, 403]),
+        ("GET", "/v1/audit".into(), Vec::new(), [200, 403, 403, 403, 403, 200]),
+        ("GET", "/v1/principals".into(), Vec::new(), [200, 200, 200, 403, 403, 200]),
     ];
     let mut mismatches = Vec::new();
     for (method, path, body, expected) in &routes {

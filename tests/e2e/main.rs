@@ -6,6 +6,7 @@ mod artifacts;
 mod audit;
 mod channels;
 mod common;
+mod conformance;
 mod crash;
 mod governance;
 mod identity;

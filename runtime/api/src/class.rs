@@ -209,6 +209,8 @@ classes! {
     RequestTooLarge = "request.too_large", 413;
     /// No such route.
     RequestRoute = "request.route", 404;
+    /// The request came without a client certificate (the server's own connections always have one).
+    RequestUnauthenticated = "request.unauthenticated", 401;
     /// The principal exists already.
     PrincipalExists = "principal.exists", 409;
     // --- the sandbox (a guest's failure; shown to the operator only as `job.failed`)

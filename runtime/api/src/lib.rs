@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use class::ErrorClass;
-pub use openapi::openapi;
+pub use openapi::{UploadAnswer, openapi};
 
 /// The version of the API, as in its paths (`/v1/…`) and the OpenAPI document.
 pub const API_VERSION: &str = "1.0.0";

@@ -2,7 +2,6 @@
 //! attributes the wire uses), paths from each [`Call`]'s method and template.
 
 use schemars::generate::{SchemaGenerator, SchemaSettings};
-use schemars::transform::Transform as _;
 use serde_json::{Map, Value, json};
 
 use crate::routes::{Visit, visit};

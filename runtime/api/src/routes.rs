@@ -223,6 +223,8 @@ pub struct DatasetShowAnswer {
     pub version: DatasetVersion,
     pub description: Option<String>,
     pub domains: Vec<String>,
+    /// The subject column: it stays with the host.
+    pub subject_column: Option<String>,
     pub release: ReleaseView,
     pub columns: Vec<ColumnView>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -621,10 +623,12 @@ by_id!(JobStatus, JobCancel, JobDiagnostics, JobProduct, ArtifactOutput);
 /// A released product (or artifact) ready to download, with the key its manifest must be signed with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ProductAnswer {
+    /// The job (for an artifact: the artifact's id).
     pub job: u64,
-    pub download: String,
-    pub files: Vec<crate::OutputFile>,
+    /// The zone's public key (hex), which the manifest must be signed with.
     pub public_key: String,
+    /// The product's files and its signed manifest.
+    pub output: Outputs,
 }
 
 // ---------------------------------------------------------------------------------------------------- artifacts
@@ -667,6 +671,7 @@ pub struct ArtifactReviewAnswer {
     pub job: JobRecord,
     pub content: ArtifactContent,
     pub shown_bytes: u64,
+    pub total_bytes: u64,
     /// With `save`: the whole content.
     #[serde(default)]
     pub output: Outputs,

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use anyhow::Context as _;
+use zone_api::routes::{self as api, ArtifactContent};
 use zone_store::HeldArtifact;
 
 use crate::args::{ArtifactCommand, ArtifactReviewArgs};
@@ -12,10 +12,9 @@ use crate::context::Ctx;
 use crate::output::{self, Mode, short};
 
 pub fn artifact(ctx: &Ctx<'_>, command: &ArtifactCommand) -> anyhow::Result<()> {
-    let (zone, who) = ctx.open_as()?;
     match command {
         ArtifactCommand::List { job } => {
-            let list = zone.artifacts(&who, *job)?;
+            let list = ctx.call(api::ArtifactList { job: *job })?;
             match ctx.mode {
                 Mode::Json => output::json(&list),
                 Mode::Human => {
@@ -41,20 +40,24 @@ pub fn artifact(ctx: &Ctx<'_>, command: &ArtifactCommand) -> anyhow::Result<()> 
                 }
             }
         }
-        ArtifactCommand::Review(args) => review(ctx, &zone, &who, args),
+        ArtifactCommand::Review(args) => review(ctx, args),
         ArtifactCommand::Release(args) | ArtifactCommand::Reject(args) => {
             let release = matches!(command, ArtifactCommand::Release(_));
-            let a = zone.decide_artifact(&who, args.id, release, &args.reason)?;
+            let (id, reason) = (args.id, args.reason.clone());
+            let a = if release {
+                ctx.call(api::ArtifactRelease { id, reason })?
+            } else {
+                ctx.call(api::ArtifactReject { id, reason })?
+            };
             match ctx.mode {
                 Mode::Json => output::json(&a),
                 Mode::Human => {
                     outln!(
-                        "artifact {} ({}) of job {}: {} by {}; now {}",
+                        "artifact {} ({}) of job {}: {}; now {}",
                         a.id,
                         a.name,
                         a.job,
                         if release { "released" } else { "rejected" },
-                        who.name,
                         state_text(&a)
                     );
                     if a.state == "released" {
@@ -65,18 +68,8 @@ pub fn artifact(ctx: &Ctx<'_>, command: &ArtifactCommand) -> anyhow::Result<()> 
             }
         }
         ArtifactCommand::Output(args) => {
-            let files = zone.artifact_output(&who, args.id, &args.out)?;
-            match ctx.mode {
-                Mode::Json => output::json(&serde_json::json!({ "artifact": args.id, "files": files })),
-                Mode::Human => {
-                    outln!("artifact {}: written to {}", args.id, args.out.display());
-                    for f in &files {
-                        outln!("  {}", f.display());
-                    }
-                    outln!("check it anywhere with: cleanroom product verify {}", args.out.display());
-                    Ok(())
-                }
-            }
+            let answer = ctx.call_into(api::ArtifactOutput { id: args.id }, Some(&args.out))?;
+            crate::jobs::take_out(ctx, &answer, &args.out, "artifact")
         }
     }
 }
@@ -93,29 +86,19 @@ fn state_text(a: &HeldArtifact) -> String {
     text
 }
 
-fn review(
-    ctx: &Ctx<'_>,
-    zone: &zone_store::Zone,
-    who: &zone_store::Principal,
-    args: &ArtifactReviewArgs,
-) -> anyhow::Result<()> {
-    let review = zone.review_artifact(who, args.id)?;
-    if let Some(path) = &args.out {
-        std::fs::write(path, &review.content).with_context(|| format!("writing {}", path.display()))?;
-    }
+fn review(ctx: &Ctx<'_>, args: &ArtifactReviewArgs) -> anyhow::Result<()> {
+    let request = api::ArtifactReview { id: args.id, max_bytes: args.max_bytes as u64, save: args.out.is_some() };
+    let review = match &args.out {
+        Some(path) => ctx.call_to_file(request, path, |a| &a.output)?,
+        None => ctx.call(request)?,
+    };
     let a = &review.artifact;
-    let text = printable_text(&review.content);
     if ctx.mode == Mode::Json {
-        let shown = &review.content[..review.content.len().min(args.max_bytes)];
-        let content = match text {
-            Some(t) => serde_json::json!({ "text": cut_text(t, args.max_bytes) }),
-            None => serde_json::json!({ "hex": hex::encode(shown) }),
-        };
         return output::json(&serde_json::json!({
             "artifact": a,
             "job": review.job,
-            "content": content,
-            "shown_bytes": shown.len(),
+            "content": review.content,
+            "shown_bytes": review.shown_bytes,
         }));
     }
     outln!("artifact {} `{}` of job {} (application {}, operator {})", a.id, a.name, a.job, a.app, a.operator);
@@ -132,37 +115,25 @@ fn review(
     if let Some(path) = &args.out {
         outln!("  written to {}", path.display());
     }
-    match text {
-        Some(t) => {
-            let shown = cut_text(t, args.max_bytes);
+    match &review.content {
+        ArtifactContent::Text(shown) => {
             outln!("── content (text) ──");
             outln!("{shown}");
-            if shown.len() < t.len() {
-                outln!("── {} more bytes not shown (--max-bytes, or --out FILE) ──", t.len() - shown.len());
+            if review.shown_bytes < review.total_bytes {
+                outln!(
+                    "── {} more bytes not shown (--max-bytes, or --out FILE) ──",
+                    review.total_bytes - review.shown_bytes
+                );
             }
         }
-        None => {
-            let shown = &review.content[..review.content.len().min(args.max_bytes).min(4096)];
+        ArtifactContent::Hex(hex) => {
+            let bytes = hex::decode(hex).unwrap_or_default();
+            let shown = &bytes[..bytes.len().min(4096)];
             outln!("── content (binary or control characters: hex dump of the first {} bytes) ──", shown.len());
             out!("{}", hex_dump(shown));
         }
     }
     Ok(())
-}
-
-/// The content as text when it is UTF-8 without control characters other than newline, tab and carriage return.
-fn printable_text(bytes: &[u8]) -> Option<&str> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    text.chars().all(|c| !c.is_control() || matches!(c, '\n' | '\t' | '\r')).then_some(text)
-}
-
-/// At most `max` bytes of `text`, cut at a character boundary.
-fn cut_text(text: &str, max: usize) -> &str {
-    let mut cut = text.len().min(max);
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    &text[..cut]
 }
 
 /// `offset  hex bytes  |printable|`, 16 bytes a line.
@@ -180,20 +151,6 @@ fn hex_dump(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escape_sequences_are_never_printed_as_text() {
-        assert_eq!(printable_text(b"model: 0.42\n\tok"), Some("model: 0.42\n\tok"));
-        assert_eq!(printable_text(b"\x1b[2Jall clear"), None);
-        assert_eq!(printable_text(b"\xff\xfe"), None);
-        assert_eq!(printable_text("报告\n".as_bytes()), Some("报告\n"));
-    }
-
-    #[test]
-    fn text_is_cut_on_a_character_boundary() {
-        assert_eq!(cut_text("报告", 4), "报");
-        assert_eq!(cut_text("abc", 10), "abc");
-    }
 
     #[test]
     fn hex_dump_shows_offsets_and_printable_bytes() {

@@ -1,21 +1,20 @@
 //! The `zone`, `dataset` and `audit` commands.
 
 use anyhow::Context as _;
-use policies::ColumnRule;
-use serde::Serialize;
 use serde_json::json;
-use zone_store::{Action, DatasetVersion, Principal, PublishOutcome, PublishRequest, Zone};
+use zone_api::routes as api;
+use zone_store::{PublishOutcome, Zone};
 
 use crate::args::{AuditCommand, DatasetCommand, MockArgs, PublishArgs, RowsArgs, ShowArgs, ZoneCommand};
 use crate::context::Ctx;
 use crate::output::{self, Mode, bytes, short};
-use crate::progress::Bars;
 
 pub fn zone(ctx: &Ctx<'_>, command: &ZoneCommand) -> anyhow::Result<()> {
     let mode = ctx.mode;
-    let root = &ctx.root()?;
+    let root = &ctx.root().unwrap_or_default();
     match command {
         ZoneCommand::Init(args) => {
+            let root = &ctx.root()?;
             if args.dev_ca && args.org.is_none() {
                 anyhow::bail!(
                     "--dev-ca needs --org: client certificates carry their principal's organisation, and the \
@@ -26,9 +25,9 @@ pub fn zone(ctx: &Ctx<'_>, command: &ZoneCommand) -> anyhow::Result<()> {
             let keys = zone.keys()?;
             let dev_ca = match (args.dev_ca, args.org.as_deref()) {
                 (true, Some(org)) => {
-                    let (ca, issued) = crate::certs::create_dev_ca(root, &zone.info().zone_id, &args.authority, org)?;
+                    let (ca, issued) = zone_ops::pki::create_dev_ca(root, &zone.info().zone_id, &args.authority, org)?;
                     let authority = zone.actor(&args.authority)?;
-                    zone.add_trust_anchor(&authority, &crate::certs::read_anchor(org, &ca.ca_cert)?)?;
+                    zone.add_trust_anchor(&authority, &zone_ops::pki::read_anchor(org, &ca.ca_cert)?)?;
                     zone.record_issued_certificate(&authority, &issued.sha256, &args.authority, &issued.not_after)?;
                     Some(ca)
                 }
@@ -62,47 +61,33 @@ pub fn zone(ctx: &Ctx<'_>, command: &ZoneCommand) -> anyhow::Result<()> {
             }
         }
         ZoneCommand::Status => {
-            let (zone, who) = ctx.open_as()?;
-            zone.authorize(&who, &Action::ZoneRead, &[format!("zone:{}", zone.info().zone_id)])?;
-            let datasets = zone.datasets()?;
-            let keys = zone.keys()?;
+            let status = ctx.call(api::ZoneStatus {})?;
+            let place = if ctx.is_remote() { None } else { Some(root.display().to_string()) };
             match mode {
-                Mode::Json => output::json(&json!({
-                    "zone": root,
-                    "info": zone.info(),
-                    "public_key": keys.public_key_hex(),
-                    "datasets": datasets.len(),
-                    "rows": datasets.iter().map(|d| d.rows).sum::<u64>(),
-                })),
+                Mode::Json => {
+                    let mut v = serde_json::to_value(&status)?;
+                    if let (Some(o), Some(p)) = (v.as_object_mut(), &place) {
+                        o.insert("zone".into(), json!(p));
+                    }
+                    output::json(&v)
+                }
                 Mode::Human => {
-                    outln!("zone        {}", zone.info().zone_id);
-                    outln!("path        {}", root.display());
-                    outln!("created     {}", zone.info().created_at);
-                    outln!("public key  {}", keys.public_key_hex());
-                    outln!(
-                        "datasets    {} ({} rows in latest versions)",
-                        datasets.len(),
-                        datasets.iter().map(|d| d.rows).sum::<u64>()
-                    );
+                    outln!("zone        {}", status.info.zone_id);
+                    if let Some(p) = &place {
+                        outln!("path        {p}");
+                    }
+                    outln!("created     {}", status.info.created_at);
+                    outln!("public key  {}", status.public_key);
+                    outln!("datasets    {} ({} rows in latest versions)", status.datasets, status.rows);
                     Ok(())
                 }
             }
         }
         ZoneCommand::Verify => {
-            let (zone, who) = ctx.open_as()?;
-            let check = zone.verify(&who, &mut Bars::default())?;
-            let audit = zone.verify_audit(&who)?;
+            let answer = ctx.call(api::ZoneVerify {})?;
+            let (check, audit) = (&answer.check, &answer.audit);
             match mode {
-                Mode::Json => {
-                    let mut v = serde_json::to_value(&check)?;
-                    if let Some(o) = v.as_object_mut() {
-                        o.insert(
-                            "audit".into(),
-                            serde_json::json!({"entries": audit.entries, "checkpoints": audit.checkpoints, "root": audit.root}),
-                        );
-                    }
-                    output::json(&v)?
-                }
+                Mode::Json => output::json(&answer)?,
                 Mode::Human => {
                     outln!("{} stored objects re-hashed", check.objects_checked);
                     for d in &check.damaged {
@@ -148,69 +133,47 @@ pub fn zone(ctx: &Ctx<'_>, command: &ZoneCommand) -> anyhow::Result<()> {
 }
 
 pub fn dataset(ctx: &Ctx<'_>, command: &DatasetCommand) -> anyhow::Result<()> {
-    let (mut zone, who) = ctx.open_as()?;
     match command {
-        DatasetCommand::Publish(args) => publish(&mut zone, &who, args, ctx.mode),
-        DatasetCommand::List => list(&zone, &who, ctx.mode),
-        DatasetCommand::Show(args) => show(&zone, &who, args, ctx.mode),
-        DatasetCommand::Rows(args) => rows(&zone, &who, args, ctx.mode),
-        DatasetCommand::Mock(args) => mock(&zone, &who, args, ctx.mode),
+        DatasetCommand::Publish(args) => publish(ctx, args),
+        DatasetCommand::List => list(ctx),
+        DatasetCommand::Show(args) => show(ctx, args),
+        DatasetCommand::Rows(args) => rows(ctx, args),
+        DatasetCommand::Mock(args) => mock(ctx, args),
     }
 }
 
 /// Synthetic guest-view rows of a dataset, written to a Parquet file.
-pub fn mock(zone: &Zone, who: &Principal, args: &MockArgs, mode: Mode) -> anyhow::Result<()> {
-    const MAX_ROWS: usize = 10_000_000;
-    zone.authorize(who, &Action::DatasetRead, &[format!("dataset:{}", args.dataset)])?;
-    anyhow::ensure!(args.rows <= MAX_ROWS, "--rows {} is more than {MAX_ROWS}", args.rows);
-    let version = zone.dataset(&args.dataset)?;
-    let policy = zone.policy(&version)?;
-    let tmp = args.out.with_extension("parquet.partial");
-    let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let write = || -> anyhow::Result<()> {
-        let mut writer = parquet::arrow::ArrowWriter::try_new(file, policy.guest_schema(), None)?;
-        let mut done = 0;
-        let mut chunk = 0u64;
-        while done < args.rows || (args.rows == 0 && chunk == 0) {
-            let n = (args.rows - done).min(65_536);
-            let seed = args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(chunk);
-            writer.write(&datasets_fixtures::mock::mock_guest_batch(&policy, n, seed)?)?;
-            done += n;
-            chunk += 1;
-        }
-        writer.close()?;
-        Ok(())
-    };
-    if let Err(e) = write() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e.context(format!("writing {}", args.out.display())));
-    }
-    std::fs::rename(&tmp, &args.out).with_context(|| format!("writing {}", args.out.display()))?;
-    let columns: Vec<String> =
-        policy.guest_schema().fields().iter().map(|f| format!("{} {}", f.name(), f.data_type())).collect();
-    match mode {
+fn mock(ctx: &Ctx<'_>, args: &MockArgs) -> anyhow::Result<()> {
+    let request = api::DatasetMock { dataset: args.dataset.clone(), rows: args.rows as u64, seed: args.seed };
+    let answer = ctx.call_to_file(request, &args.out, |a| &a.output)?;
+    match ctx.mode {
         Mode::Json => output::json(&json!({
-            "dataset": version.dataset, "version": version.version, "rows": args.rows, "out": args.out, "columns": columns,
+            "dataset": answer.dataset, "version": answer.version, "rows": answer.rows, "out": args.out,
+            "columns": answer.columns,
         })),
         Mode::Human => {
             outln!(
                 "wrote {} synthetic rows of {}@{} as a job sees them to {}",
-                args.rows,
-                version.dataset,
-                version.version,
+                answer.rows,
+                answer.dataset,
+                answer.version,
                 args.out.display()
             );
-            outln!("  columns: {}", columns.join(", "));
+            outln!("  columns: {}", answer.columns.join(", "));
             outln!("  no value in it comes from the data; the subject and hidden columns are absent");
             Ok(())
         }
     }
 }
 
-pub fn publish(zone: &mut Zone, who: &Principal, args: &PublishArgs, mode: Mode) -> anyhow::Result<()> {
-    let request = PublishRequest { files: args.files.clone(), policy: args.policy.clone(), name: args.name.clone() };
-    let outcome = zone.publish(who, &request, &mut Bars::default())?;
-    match mode {
+fn publish(ctx: &Ctx<'_>, args: &PublishArgs) -> anyhow::Result<()> {
+    let request = api::DatasetPublish {
+        policy: ctx.file::<api::DatasetPublish>(&args.policy)?,
+        files: args.files.iter().map(|f| ctx.file::<api::DatasetPublish>(f)).collect::<anyhow::Result<_>>()?,
+        name: args.name.clone(),
+    };
+    let outcome = ctx.call(request)?;
+    match ctx.mode {
         Mode::Json => output::json(&outcome),
         Mode::Human => {
             let v = outcome.version();
@@ -235,10 +198,9 @@ pub fn publish(zone: &mut Zone, who: &Principal, args: &PublishArgs, mode: Mode)
     }
 }
 
-pub fn list(zone: &Zone, who: &Principal, mode: Mode) -> anyhow::Result<()> {
-    zone.authorize(who, &Action::DatasetRead, &[])?;
-    let datasets = zone.datasets()?;
-    match mode {
+fn list(ctx: &Ctx<'_>) -> anyhow::Result<()> {
+    let datasets = ctx.call(api::DatasetList {})?;
+    match ctx.mode {
         Mode::Json => output::json(&datasets),
         Mode::Human => {
             if datasets.is_empty() {
@@ -263,123 +225,51 @@ pub fn list(zone: &Zone, who: &Principal, mode: Mode) -> anyhow::Result<()> {
     }
 }
 
-/// One column as `dataset show` reports it.
-#[derive(Debug, Serialize)]
-struct ColumnView {
-    name: String,
-    data_type: String,
-    nullable: bool,
-    class: &'static str,
-    rule: String,
-    format: Option<String>,
-    guest_type: Option<String>,
-    nulls: Option<u64>,
-    format_valid: Option<u64>,
-    format_invalid: Option<u64>,
-}
-
-#[derive(Debug, Serialize)]
-struct ShowView<'a> {
-    #[serde(flatten)]
-    version: &'a DatasetVersion,
-    domains: Vec<&'static str>,
-    release: serde_json::Value,
-    columns: Vec<ColumnView>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    policy_text: Option<String>,
-}
-
 /// The first raw rows, for the providing agency.
-pub fn rows(zone: &Zone, who: &Principal, args: &RowsArgs, mode: Mode) -> anyhow::Result<()> {
-    let (version, batches) = zone.dataset_rows(who, &args.dataset, args.limit)?;
-    match mode {
-        Mode::Json => {
-            use arrow_array::Array as _;
-            let options = arrow_cast::display::FormatOptions::default();
-            let mut rows = Vec::new();
-            for b in &batches {
-                let formatters = b
-                    .columns()
-                    .iter()
-                    .map(|c| arrow_cast::display::ArrayFormatter::try_new(c.as_ref(), &options))
-                    .collect::<Result<Vec<_>, _>>()?;
-                for i in 0..b.num_rows() {
-                    let mut row = serde_json::Map::new();
-                    for ((field, column), f) in b.schema().fields().iter().zip(b.columns()).zip(&formatters) {
-                        let value =
-                            if column.is_null(i) { serde_json::Value::Null } else { json!(f.value(i).to_string()) };
-                        row.insert(field.name().clone(), value);
-                    }
-                    rows.push(serde_json::Value::Object(row));
-                }
-            }
-            output::json(&json!({"dataset": version.dataset, "version": version.version, "rows": rows}))
-        }
+fn rows(ctx: &Ctx<'_>, args: &RowsArgs) -> anyhow::Result<()> {
+    let answer = ctx.call(api::DatasetRows { dataset: args.dataset.clone(), limit: args.limit as u64 })?;
+    match ctx.mode {
+        Mode::Json => output::json(&json!({"dataset": answer.dataset, "version": answer.version, "rows": answer.rows})),
         Mode::Human => {
             outln!(
                 "{}@{}: first {} rows (raw; shown to the providing agency only)",
-                version.dataset,
-                version.version,
+                answer.dataset,
+                answer.version,
                 args.limit
             );
-            outln!("{}", arrow_cast::pretty::pretty_format_batches(&batches)?);
+            let mut t = output::table(answer.columns.iter().map(String::as_str));
+            for row in &answer.rows {
+                t.add_row(
+                    answer
+                        .columns
+                        .iter()
+                        .map(|c| {
+                            row.get(c).cloned().flatten().map_or_else(String::new, |v| output::inert(&v).into_owned())
+                        })
+                        .collect::<Vec<_>>(),
+                );
+            }
+            outln!("{t}");
             Ok(())
         }
     }
 }
 
-pub fn show(zone: &Zone, who: &Principal, args: &ShowArgs, mode: Mode) -> anyhow::Result<()> {
-    let version = zone.dataset_view(who, &args.dataset)?;
-    let policy = zone.policy(&version).context("reading the version's policy")?;
-    let columns: Vec<ColumnView> = policy
-        .columns()
-        .iter()
-        .map(|c| {
-            let stats = version.stats.iter().find(|s| s.column == c.name);
-            let check = stats.and_then(|s| s.format.as_ref());
-            ColumnView {
-                name: c.name.clone(),
-                data_type: c.data_type.to_string(),
-                nullable: c.nullable,
-                class: c.rule.class_name(),
-                rule: c.rule.to_string(),
-                format: c.format.map(|f| f.to_string()),
-                guest_type: c.guest_field().map(|f| f.data_type().to_string()),
-                nulls: stats.map(|s| s.nulls),
-                format_valid: check.map(|f| f.valid),
-                format_invalid: check.map(|f| f.invalid),
-            }
-        })
-        .collect();
-    let r = policy.release();
-    let release = json!({
-        "min_group_size": r.min_group_size,
-        "max_groups_per_subject": r.max_groups_per_subject,
-        "max_rows_per_subject_in_group": r.max_rows_per_subject_in_group,
-        "max_output_rows": r.max_output_rows,
-        "max_output_bytes": r.max_output_bytes,
-        "max_artifact_bytes": r.max_artifact_bytes,
-        "modes": r.modes.iter().map(|m| m.name()).collect::<Vec<_>>(),
-    });
-    let policy_text = if args.policy { Some(zone.policy_text(&version)?) } else { None };
-    let view = ShowView {
-        version: &version,
-        domains: policy.dataset().domains.iter().map(|d| d.name()).collect(),
-        release,
-        columns,
-        policy_text,
-    };
-    if mode == Mode::Json {
+fn show(ctx: &Ctx<'_>, args: &ShowArgs) -> anyhow::Result<()> {
+    let view = ctx.call(api::DatasetShow { dataset: args.dataset.clone(), policy: args.policy })?;
+    if ctx.mode == Mode::Json {
         return output::json(&view);
     }
+    let version = &view.version;
     outln!("{}@{}  (provider {})", version.dataset, version.version, version.provider);
-    if let Some(d) = &policy.dataset().description {
+    if let Some(d) = &view.description {
         outln!("  {d}");
     }
     outln!("  published   {}", version.published_at);
     outln!("  rows        {} in {} file(s), {}", version.rows, version.files.len(), bytes(version.bytes));
     outln!("  policy      sha256:{}", version.policy_sha256);
     outln!("  domains     {}", view.domains.join(", "));
+    let r = &view.release;
     outln!(
         "  release     k={} L={} rows_per_subject_in_group={} max_rows={} max_bytes={} modes={}",
         r.min_group_size,
@@ -387,7 +277,7 @@ pub fn show(zone: &Zone, who: &Principal, args: &ShowArgs, mode: Mode) -> anyhow
         r.max_rows_per_subject_in_group,
         r.max_output_rows,
         r.max_output_bytes,
-        r.modes.iter().map(|m| m.name()).collect::<Vec<_>>().join("|")
+        r.modes.join("|")
     );
     for (i, f) in version.files.iter().enumerate() {
         // The raw hash for the providing agency and the inspector only; everyone sees the keyed commitment that
@@ -403,11 +293,11 @@ pub fn show(zone: &Zone, who: &Principal, args: &ShowArgs, mode: Mode) -> anyhow
             (Some(f), _, _) => f.clone(),
             _ => String::new(),
         };
-        let rule = c.rule.strip_prefix(c.class).unwrap_or(&c.rule).trim().to_owned();
+        let rule = c.rule.strip_prefix(c.class.as_str()).unwrap_or(&c.rule).trim().to_owned();
         t.add_row(vec![
             c.name.clone(),
             format!("{}{}", c.data_type, if c.nullable { "?" } else { "" }),
-            c.class.to_owned(),
+            c.class.clone(),
             rule,
             c.guest_type.clone().unwrap_or_else(|| "-".into()),
             c.nulls.map(|n| n.to_string()).unwrap_or_default(),
@@ -415,8 +305,10 @@ pub fn show(zone: &Zone, who: &Principal, args: &ShowArgs, mode: Mode) -> anyhow
         ]);
     }
     outln!("{t}");
-    let subject = policy.columns().iter().find(|c| c.rule == ColumnRule::Subject).map(|c| c.name.as_str());
-    outln!("subject column `{}` stays with the host; hidden columns are never read.", subject.unwrap_or("?"));
+    outln!(
+        "subject column `{}` stays with the host; hidden columns are never read.",
+        view.subject_column.as_deref().unwrap_or("?")
+    );
     if let Some(text) = &view.policy_text {
         outln!("\n{text}");
     }
@@ -430,28 +322,24 @@ pub fn audit(ctx: &Ctx<'_>, command: &AuditCommand) -> anyhow::Result<()> {
     {
         return verify_bundle(path, args.key.as_deref(), mode);
     }
-    let (zone, who) = ctx.open_as()?;
     match command {
         AuditCommand::Compact { before } => {
-            let before = chrono::NaiveDate::parse_from_str(before, "%Y-%m-%d")
-                .with_context(|| format!("--before `{before}` is not a date (YYYY-MM-DD)"))?;
-            zone.compact_audit(&who, before)?;
+            let done = ctx.call(api::AuditCompact { before: before.clone() })?;
+            if mode == Mode::Json {
+                output::json(&done)?;
+            }
             Ok(())
         }
         AuditCommand::Export(args) => {
-            let bundle = zone.audit_bundle(&who, args.entry)?;
-            let text = serde_json::to_vec(&bundle)?;
-            let tmp = args.out.with_extension("partial");
-            std::fs::write(&tmp, &text).with_context(|| format!("writing {}", tmp.display()))?;
-            std::fs::rename(&tmp, &args.out).with_context(|| format!("writing {}", args.out.display()))?;
-            let report = zone_audit::verify_bundle(&bundle, None)?;
+            let answer = ctx.call_to_file(api::AuditExport { entry: args.entry }, &args.out, |a| &a.output)?;
+            let report = &answer.report;
             match mode {
-                Mode::Json => output::json(&json!({"out": args.out, "report": report, "bytes": text.len()})),
+                Mode::Json => output::json(&json!({"out": args.out, "report": report, "bytes": answer.bytes})),
                 Mode::Human => {
                     outln!(
                         "wrote {} ({}): {} entries, {} checkpoints, signed size {} root {}",
                         args.out.display(),
-                        bytes(text.len() as u64),
+                        bytes(answer.bytes),
                         report.entries,
                         report.checkpoints,
                         report.size,
@@ -467,26 +355,13 @@ pub fn audit(ctx: &Ctx<'_>, command: &AuditCommand) -> anyhow::Result<()> {
             }
         }
         AuditCommand::Log(args) => {
-            let operator = args.operator.as_ref().map(|o| format!("principal:{o}"));
-            let app = args.app.map(|a| format!("app:{a}"));
-            let entries: Vec<_> = zone
-                .audit_entries(&who)?
-                .into_iter()
-                .filter(|e| {
-                    operator.as_ref().is_none_or(|o| {
-                        args.operator.as_deref() == Some(e.actor.as_str()) || e.objects.iter().any(|x| x == o)
-                    })
-                })
-                .filter(|e| app.as_ref().is_none_or(|a| e.objects.iter().any(|x| x == a)))
-                .filter(|e| args.action.as_ref().is_none_or(|a| &e.action == a))
-                .filter(|e| {
-                    args.dataset.as_ref().is_none_or(|d| {
-                        let prefix = format!("dataset:{d}");
-                        e.objects.iter().any(|o| o == &prefix || o.starts_with(&format!("{prefix}@")))
-                    })
-                })
-                .filter(|e| args.since.as_ref().is_none_or(|t| e.time.as_str() >= t.as_str()))
-                .collect();
+            let entries = ctx.call(api::AuditLog {
+                action: args.action.clone(),
+                dataset: args.dataset.clone(),
+                operator: args.operator.clone(),
+                app: args.app,
+                since: args.since.clone(),
+            })?;
             match mode {
                 Mode::Json => output::json(&entries)?,
                 Mode::Human => {
@@ -523,15 +398,9 @@ pub fn audit(ctx: &Ctx<'_>, command: &AuditCommand) -> anyhow::Result<()> {
             Ok(())
         }
         AuditCommand::Verify(_) => {
-            let report = zone.verify_audit(&who)?;
+            let report = ctx.call(api::AuditVerify {})?;
             match mode {
-                Mode::Json => output::json(&serde_json::json!({
-                    "entries": report.entries,
-                    "checkpoints": report.checkpoints,
-                    "root": report.root,
-                    "unsigned_tail": report.unsigned_tail,
-                    "intact": true,
-                }))?,
+                Mode::Json => output::json(&report)?,
                 Mode::Human => {
                     outln!(
                         "audit log intact: {} entries, {} signed checkpoints, root {}",

@@ -79,11 +79,18 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
             outln!("   {} published {}@{} ({} rows)", agency.name, v.dataset, v.version, v.rows);
         }
     }
-    let operator = zone.actor(OPERATOR)?;
-    commands::list(&zone, &operator, mode)?;
+    let as_operator = Cli::acting(
+        root.clone(),
+        OPERATOR,
+        mode == Mode::Json,
+        crate::args::Command::Demo(DemoArgs { rows: 0, seed: 0 }),
+    );
+    let operator_ctx = Ctx { cli: &as_operator, mode, remote: None };
+    commands::dataset(&operator_ctx, &crate::args::DatasetCommand::List)?;
 
     step(mode, "5. what the operator may see of enterprise_registry (classes and types, never a value)");
-    commands::show(&zone, &operator, &ShowArgs { dataset: "enterprise_registry".into(), policy: false }, mode)?;
+    let show = ShowArgs { dataset: "enterprise_registry".into(), policy: false };
+    commands::dataset(&operator_ctx, &crate::args::DatasetCommand::Show(show))?;
 
     step(mode, "6. the authority grants the operator the market regulator's data for finance, for one year");
     let today = zone_store::today();
@@ -114,7 +121,7 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
     );
     let as_operator = cli(OPERATOR);
     crate::governance::app(
-        &Ctx { cli: &as_operator, mode, via: None },
+        &Ctx { cli: &as_operator, mode, remote: None },
         &AppCommand::Submit(AppSubmitArgs {
             module: PathBuf::from(example_guests::FINANCE_CAPITAL.path),
             datasets: vec!["enterprise_registry".into()],
@@ -132,7 +139,7 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
     for who in [AUTHORITY, &clerk("market-regulation")] {
         let as_who = cli(who);
         crate::governance::app(
-            &Ctx { cli: &as_who, mode, via: None },
+            &Ctx { cli: &as_who, mode, remote: None },
             &AppCommand::Approve(AppDecideArgs {
                 id: 1,
                 reason: "purpose, output and security measures reviewed".into(),
@@ -145,7 +152,7 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
         "9. the operator runs the job: one plan — scan, desensitize, guest map in the sandbox, contribution bound, \
          aggregate, threshold k, output guard — and the product is released",
     );
-    let ctx = Ctx { cli: &as_operator, mode, via: None };
+    let ctx = Ctx { cli: &as_operator, mode, remote: None };
     crate::jobs::job(&ctx, &JobCommand::Run(JobRunArgs { app: 1, explain: false, batch_rows: None, detach: false }))?;
 
     step(
@@ -154,7 +161,7 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
          contributions over the bound) — counters the guest controls, which the operator never sees",
     );
     let as_agency = cli(&clerk("market-regulation"));
-    crate::jobs::job(&Ctx { cli: &as_agency, mode, via: None }, &JobCommand::Status { id: 1 })?;
+    crate::jobs::job(&Ctx { cli: &as_agency, mode, remote: None }, &JobCommand::Status { id: 1 })?;
 
     step(mode, "10. the operator takes the product out of the zone and verifies it against the zone's public key");
     let product = temp.path().join("product");
@@ -164,7 +171,7 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
 
     step(mode, "11. the inspector reads and verifies the audit log");
     let as_inspector = cli(INSPECTOR);
-    let ctx = Ctx { cli: &as_inspector, mode, via: None };
+    let ctx = Ctx { cli: &as_inspector, mode, remote: None };
     commands::audit(
         &ctx,
         &AuditCommand::Log(AuditLogArgs { action: None, dataset: None, operator: None, app: None, since: None }),

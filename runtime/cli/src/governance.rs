@@ -1,102 +1,75 @@
 //! The `principal`, `grant` and `app` commands: who may do what, and the two-party approval of applications.
 
 use anyhow::Context as _;
-use chrono::NaiveDate;
 use serde_json::json;
-use zone_store::{
-    AppRequest, AppView, Grant, GrantChange, GrantStatus, NewGrant, Principal, Role, Standing, TrustAnchor, Zone, today,
-};
+use zone_api::routes::{self as api, GrantChangeRequest, GrantView};
+use zone_store::{AppView, Grant, Role, Standing};
 
-use crate::args::{
-    AppCommand, AppSubmitArgs, CertCommand, GrantCommand, GrantCreateArgs, OrgCommand, PrincipalCommand,
-};
+use crate::args::{AppCommand, CertCommand, GrantCommand, OrgCommand, PrincipalCommand};
 use crate::context::Ctx;
 use crate::output::{self, Mode, bytes, inert, short};
 
 pub fn principal(ctx: &Ctx<'_>, command: &PrincipalCommand) -> anyhow::Result<()> {
-    let (zone, who) = ctx.open_as()?;
     match command {
         PrincipalCommand::Add(args) => {
             let role = Role::from_name(&args.role).with_context(|| {
                 format!("--role `{}` is not one of authority, agency, operator, inspector", args.role)
             })?;
-            let new = Principal { name: args.name.clone(), role, org: args.org.clone() };
-            // Everything that can be checked is checked before the principal is added: nothing changes on a refusal.
-            let anchor = match &args.ca {
-                Some(path) => {
-                    let org =
-                        new.org.as_deref().context("--ca registers a CA for the principal's --org; give --org")?;
-                    Some(crate::certs::read_anchor(org, path)?)
-                }
-                None => None,
+            let ca = args.ca.as_deref().map(|p| ctx.file::<api::PrincipalAdd>(p)).transpose()?;
+            let request = api::PrincipalAdd {
+                name: args.name.clone(),
+                role,
+                org: args.org.clone(),
+                ca,
+                issue_cert: args.issue_cert,
+                cert_days: args.cert_days,
             };
-            if args.issue_cert {
-                // A zone without a development CA refuses here, with nothing changed.
-                crate::certs::DevCa::at(&ctx.root()?).require()?;
-                if new.org.is_none() {
-                    anyhow::bail!(
-                        "--issue-cert needs --org: a client certificate carries its principal's organisation (O), and \
-                         the server accepts it only from a CA registered for that organisation"
-                    );
-                }
-                if !(1..=825).contains(&args.cert_days) {
-                    anyhow::bail!("--cert-days {} is out of range: 1 to 825 days", args.cert_days);
-                }
-            }
-            zone.add_principal(&who, &new)?;
-            if let Some(anchor) = &anchor {
-                zone.add_trust_anchor(&who, anchor)?;
-            }
-            let issued = match (args.issue_cert, new.org.as_deref()) {
-                (true, Some(org)) => {
-                    let root = ctx.root()?;
-                    let out = args.cert_out.clone().unwrap_or_else(|| crate::certs::DevCa::at(&root).clients);
-                    // The development CA speaks for the organisations it has issued for, and no other.
-                    zone.add_trust_anchor(
-                        &who,
-                        &crate::certs::read_anchor(org, &crate::certs::DevCa::at(&root).ca_cert)?,
-                    )?;
-                    let issued = crate::certs::issue_client(&root, &out, &new.name, role.name(), org, args.cert_days)?;
-                    zone.record_issued_certificate(&who, &issued.sha256, &new.name, &issued.not_after)?;
-                    Some(issued)
-                }
+            // Where the certificate and key go: as asked; else the zone's own folder of client certificates
+            // (locally) or the current folder (through a server).
+            let out = match (&args.cert_out, ctx.is_remote()) {
+                (Some(dir), _) => Some(dir.clone()),
+                (None, false) if args.issue_cert => Some(zone_ops::pki::DevCa::at(&ctx.root()?).clients),
+                (None, true) if args.issue_cert => Some(std::path::PathBuf::from(".")),
                 _ => None,
+            };
+            let added = ctx.call_into(request, out.as_deref())?;
+            let written = match &out {
+                Some(dir) => ctx.take(&added.output, dir)?,
+                None => Vec::new(),
             };
             match ctx.mode {
                 Mode::Json => output::json(&json!({
-                    "name": new.name, "role": new.role, "org": new.org,
-                    "certificate": issued.as_ref().map(|i| json!({
-                        "cert": i.cert, "key": i.key, "sha256": i.sha256, "not_after": i.not_after,
+                    "name": added.name, "role": added.role, "org": added.org,
+                    "certificate": added.certificate.as_ref().zip(out.as_ref()).map(|(c, dir)| json!({
+                        "cert": dir.join(&c.cert), "key": dir.join(&c.key), "sha256": c.sha256, "not_after": c.not_after,
                     })),
-                    "ca": anchor.as_ref().map(|a| json!({ "key_sha256": a.key_sha256, "subject": a.subject })),
+                    "ca": added.ca,
                 })),
                 Mode::Human => {
-                    outln!("added {} `{}`{}", role, new.name, org_text(&new));
-                    if let Some(a) = &anchor {
+                    outln!("added {} `{}`{}", added.role, added.name, org_text(added.org.as_deref()));
+                    if let Some(a) = &added.ca {
                         outln!(
                             "client CA `{}` (key sha256:{}) may speak for {}",
                             a.subject,
                             short(&a.key_sha256),
-                            a.org
+                            added.org.as_deref().unwrap_or_default()
                         );
                     }
-                    if let Some(crate::certs::Issued { cert, key, sha256, not_after }) = &issued {
-                        let name = |p: &std::path::Path| match &args.cert_out {
-                            // Through a server the files come back into the folder asked for, under their names.
-                            Some(_) if ctx.via.is_some() => {
-                                p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-                            }
-                            _ => p.display().to_string(),
-                        };
-                        outln!("client certificate {} and key {} (development CA)", name(cert), name(key));
-                        outln!("  sha256:{sha256}, valid until {not_after}");
+                    if let (Some(c), Some(dir)) = (&added.certificate, &out) {
+                        let _ = &written;
+                        outln!(
+                            "client certificate {} and key {} (development CA)",
+                            dir.join(&c.cert).display(),
+                            dir.join(&c.key).display()
+                        );
+                        outln!("  sha256:{}, valid until {}", c.sha256, c.not_after);
                     }
                     Ok(())
                 }
             }
         }
         PrincipalCommand::List => {
-            let all = zone.principal_records(&who)?;
+            let all = ctx.call(api::PrincipalList {})?;
             match ctx.mode {
                 Mode::Json => output::json(&all),
                 Mode::Human => {
@@ -120,17 +93,17 @@ pub fn principal(ctx: &Ctx<'_>, command: &PrincipalCommand) -> anyhow::Result<()
             }
         }
         PrincipalCommand::Suspend(a) | PrincipalCommand::Resume(a) | PrincipalCommand::Remove(a) => {
-            let to = match command {
-                PrincipalCommand::Suspend(_) => Standing::Suspended,
-                PrincipalCommand::Resume(_) => Standing::Active,
-                _ => Standing::Removed,
+            let (name, reason) = (a.name.clone(), a.reason.clone());
+            let record = match command {
+                PrincipalCommand::Suspend(_) => ctx.call(api::PrincipalSuspend { name, reason })?,
+                PrincipalCommand::Resume(_) => ctx.call(api::PrincipalResume { name, reason })?,
+                _ => ctx.call(api::PrincipalRemove { name, reason })?,
             };
-            let record = zone.set_standing(&who, &a.name, to, &a.reason)?;
             match ctx.mode {
                 Mode::Json => output::json(&record),
                 Mode::Human => {
                     outln!("principal `{}` is {}", record.principal.name, record.standing);
-                    if to != Standing::Active {
+                    if record.standing != Standing::Active {
                         outln!("every request with any of its certificates is refused from now on");
                     }
                     Ok(())
@@ -141,57 +114,33 @@ pub fn principal(ctx: &Ctx<'_>, command: &PrincipalCommand) -> anyhow::Result<()
 }
 
 pub fn org(ctx: &Ctx<'_>, command: &OrgCommand) -> anyhow::Result<()> {
-    let (zone, who) = ctx.open_as()?;
     match command {
         OrgCommand::Add(args) => {
-            let anchor = crate::certs::read_anchor(&args.org, &args.ca)?;
-            let added = zone.add_trust_anchor(&who, &anchor)?;
+            let added = ctx.call(api::OrgAdd { org: args.org.clone(), ca: ctx.file::<api::OrgAdd>(&args.ca)? })?;
             match ctx.mode {
-                Mode::Json => output::json(&json!({
-                    "org": anchor.org, "key_sha256": anchor.key_sha256, "subject": anchor.subject, "added": added,
-                })),
+                Mode::Json => output::json(&added),
                 Mode::Human => {
-                    let what = if added { "may now speak" } else { "already speaks" };
-                    outln!(
-                        "client CA `{}` (key sha256:{}) {what} for {}",
-                        anchor.subject,
-                        anchor.key_sha256,
-                        anchor.org
-                    );
+                    let what = if added.added { "may now speak" } else { "already speaks" };
+                    outln!("client CA `{}` (key sha256:{}) {what} for {}", added.subject, added.key_sha256, added.org);
                     Ok(())
                 }
             }
         }
         OrgCommand::List => {
-            let anchors = zone.list_trust_anchors(&who)?;
-            let principals = zone.list_principals(&who)?;
-            let mut orgs: std::collections::BTreeMap<String, (Vec<&TrustAnchor>, Vec<&str>)> = Default::default();
-            for a in &anchors {
-                orgs.entry(a.org.clone()).or_default().0.push(a);
-            }
-            for p in &principals {
-                if let Some(org) = &p.org {
-                    orgs.entry(org.clone()).or_default().1.push(&p.name);
-                }
-            }
+            let orgs = ctx.call(api::OrgList {})?;
             match ctx.mode {
-                Mode::Json => output::json(
-                    &orgs
-                        .iter()
-                        .map(|(org, (cas, names))| json!({ "org": org, "cas": cas, "principals": names }))
-                        .collect::<Vec<_>>(),
-                ),
+                Mode::Json => output::json(&orgs),
                 Mode::Human => {
                     let mut t = output::table(["organisation", "client CAs (key sha256)", "principals"]);
-                    for (org, (cas, names)) in &orgs {
+                    for o in &orgs {
                         let cas: Vec<String> =
-                            cas.iter().map(|a| format!("{} {}", short(&a.key_sha256), a.subject)).collect();
+                            o.cas.iter().map(|a| format!("{} {}", short(&a.key_sha256), a.subject)).collect();
                         let cas = if cas.is_empty() {
                             "(none: its certificates are refused)".to_owned()
                         } else {
                             cas.join("\n")
                         };
-                        t.add_row(vec![org.clone(), cas, names.join(", ")]);
+                        t.add_row(vec![o.org.clone(), cas, o.principals.join(", ")]);
                     }
                     outln!("{t}");
                     Ok(())
@@ -202,10 +151,9 @@ pub fn org(ctx: &Ctx<'_>, command: &OrgCommand) -> anyhow::Result<()> {
 }
 
 pub fn cert(ctx: &Ctx<'_>, command: &CertCommand) -> anyhow::Result<()> {
-    let (zone, who) = ctx.open_as()?;
     match command {
         CertCommand::List => {
-            let all = zone.certificates(&who)?;
+            let all = ctx.call(api::CertList {})?;
             match ctx.mode {
                 Mode::Json => output::json(&all),
                 Mode::Human => {
@@ -229,7 +177,8 @@ pub fn cert(ctx: &Ctx<'_>, command: &CertCommand) -> anyhow::Result<()> {
             }
         }
         CertCommand::Revoke(args) => {
-            let record = zone.revoke_certificate(&who, &args.fingerprint, &args.reason)?;
+            let record =
+                ctx.call(api::CertRevoke { fingerprint: args.fingerprint.clone(), reason: args.reason.clone() })?;
             match ctx.mode {
                 Mode::Json => output::json(&record),
                 Mode::Human => {
@@ -241,27 +190,32 @@ pub fn cert(ctx: &Ctx<'_>, command: &CertCommand) -> anyhow::Result<()> {
     }
 }
 
-fn org_text(p: &Principal) -> String {
-    p.org.as_ref().map(|o| format!(" of {o}")).unwrap_or_default()
-}
-
-fn date(text: &str, flag: &str) -> anyhow::Result<NaiveDate> {
-    text.parse().with_context(|| format!("{flag} `{text}` is not a date (YYYY-MM-DD)"))
+fn org_text(org: Option<&str>) -> String {
+    org.map(|o| format!(" of {o}")).unwrap_or_default()
 }
 
 pub fn grant(ctx: &Ctx<'_>, command: &GrantCommand) -> anyhow::Result<()> {
-    let (zone, who) = ctx.open_as()?;
     match command {
         GrantCommand::Create(args) => {
-            let grant = create(&zone, &who, args)?;
+            let request = api::GrantCreate {
+                operator: args.operator.clone(),
+                datasets: args.datasets.clone(),
+                providers: args.providers.clone(),
+                domains: args.domains.clone(),
+                from: args.from.clone(),
+                to: args.to.clone(),
+                terms: args.terms.as_deref().map(|p| ctx.file::<api::GrantCreate>(p)).transpose()?,
+            };
+            let view = ctx.call(request)?;
+            let grant = &view.grant;
             match ctx.mode {
-                Mode::Json => output::json(&grant_value(&grant)),
+                Mode::Json => output::json(&view),
                 Mode::Human => {
                     outln!(
                         "grant {} for `{}`: {} ({} to {})",
                         grant.id,
                         grant.operator,
-                        scope_text(&grant),
+                        scope_text(grant),
                         grant.valid_from,
                         grant.valid_to
                     );
@@ -270,23 +224,20 @@ pub fn grant(ctx: &Ctx<'_>, command: &GrantCommand) -> anyhow::Result<()> {
             }
         }
         GrantCommand::List => {
-            let grants = zone.grants(&who)?;
+            let grants = ctx.call(api::GrantList {})?;
             match ctx.mode {
-                Mode::Json => {
-                    let values: Vec<_> = grants.iter().map(grant_value).collect();
-                    output::json(&values)
-                }
+                Mode::Json => output::json(&grants),
                 Mode::Human => {
                     if grants.is_empty() {
                         outln!("no grants you may see");
                         return Ok(());
                     }
                     let mut t = output::table(["id", "operator", "status", "covers", "from", "to", "note"]);
-                    for g in &grants {
+                    for GrantView { grant: g, status } in &grants {
                         t.add_row(vec![
                             g.id.to_string(),
                             g.operator.clone(),
-                            g.status(today()).name().to_owned(),
+                            status.name().to_owned(),
                             scope_text(g),
                             g.valid_from.to_string(),
                             g.valid_to.to_string(),
@@ -299,16 +250,17 @@ pub fn grant(ctx: &Ctx<'_>, command: &GrantCommand) -> anyhow::Result<()> {
             }
         }
         GrantCommand::Show { id } => {
-            let g = zone.grant(&who, *id)?;
+            let view = ctx.call(api::GrantShow { id: *id })?;
+            let g = &view.grant;
             match ctx.mode {
-                Mode::Json => output::json(&grant_value(&g)),
+                Mode::Json => output::json(&view),
                 Mode::Human => {
-                    outln!("grant {}  ({})", g.id, g.status(today()).name());
+                    outln!("grant {}  ({})", g.id, view.status.name());
                     outln!("  operator   {}", g.operator);
-                    outln!("  covers     {}", scope_text(&g));
+                    outln!("  covers     {}", scope_text(g));
                     outln!("  valid      {} to {}", g.valid_from, g.valid_to);
-                    if !state_note(&g).is_empty() {
-                        outln!("  note       {}", state_note(&g));
+                    if !state_note(g).is_empty() {
+                        outln!("  note       {}", state_note(g));
                     }
                     if let Some(t) = &g.terms_sha256 {
                         outln!("  terms      sha256:{t}");
@@ -319,75 +271,32 @@ pub fn grant(ctx: &Ctx<'_>, command: &GrantCommand) -> anyhow::Result<()> {
             }
         }
         GrantCommand::Suspend(args) => {
-            let change = GrantChange::Suspend {
+            let change = GrantChangeRequest {
+                target: args.target.clone(),
                 reason: args.reason.clone(),
-                correct_by: date(&args.correct_by, "--correct-by")?,
+                correct_by: Some(args.correct_by.clone()),
             };
-            change_grants(ctx, &zone, &who, &args.target, &change, GrantStatus::Active)
+            print_changed(ctx, &ctx.call(api::GrantSuspend(change))?)
         }
         GrantCommand::Resume(args) => {
-            let change = GrantChange::Resume { reason: args.reason.clone() };
-            change_grants(ctx, &zone, &who, &args.target, &change, GrantStatus::Suspended)
+            let change =
+                GrantChangeRequest { target: args.target.clone(), reason: args.reason.clone(), correct_by: None };
+            print_changed(ctx, &ctx.call(api::GrantResume(change))?)
         }
         GrantCommand::Terminate(args) => {
-            let change = GrantChange::Terminate { reason: args.reason.clone() };
-            change_grants(ctx, &zone, &who, &args.target, &change, GrantStatus::Active)
+            let change =
+                GrantChangeRequest { target: args.target.clone(), reason: args.reason.clone(), correct_by: None };
+            print_changed(ctx, &ctx.call(api::GrantTerminate(change))?)
         }
     }
 }
 
-fn create(zone: &Zone, who: &Principal, args: &GrantCreateArgs) -> anyhow::Result<Grant> {
-    let new = NewGrant {
-        operator: args.operator.clone(),
-        datasets: args.datasets.iter().filter(|d| !d.is_empty()).cloned().collect(),
-        providers: args.providers.iter().filter(|p| !p.is_empty()).cloned().collect(),
-        domains: args.domains.iter().filter(|d| !d.is_empty()).cloned().collect(),
-        valid_from: date(&args.from, "--from")?,
-        valid_to: date(&args.to, "--to")?,
-        terms: args.terms.clone(),
-    };
-    Ok(zone.create_grant(who, &new)?)
-}
-
-/// Changes one grant (a number) or every grant of an operator (a name) that is in `applies_to` (terminate: any
-/// grant not yet terminated).
-fn change_grants(
-    ctx: &Ctx<'_>,
-    zone: &Zone,
-    who: &Principal,
-    target: &str,
-    change: &GrantChange,
-    applies_to: GrantStatus,
-) -> anyhow::Result<()> {
-    let ids: Vec<u64> = match target.parse::<u64>() {
-        Ok(id) => vec![id],
-        Err(_) => {
-            let terminate = matches!(change, GrantChange::Terminate { .. });
-            let ids: Vec<u64> = zone
-                .grants(who)?
-                .iter()
-                .filter(|g| g.operator == target)
-                .filter(|g| {
-                    let s = g.status(today());
-                    if terminate { s != GrantStatus::Terminated } else { s == applies_to }
-                })
-                .map(|g| g.id)
-                .collect();
-            if ids.is_empty() {
-                anyhow::bail!("operator `{target}` has no grant that is {}", applies_to.name());
-            }
-            ids
-        }
-    };
-    let mut changed = Vec::new();
-    for id in ids {
-        changed.push(zone.change_grant(who, id, change)?);
-    }
+fn print_changed(ctx: &Ctx<'_>, changed: &[GrantView]) -> anyhow::Result<()> {
     match ctx.mode {
-        Mode::Json => output::json(&changed.iter().map(grant_value).collect::<Vec<_>>()),
+        Mode::Json => output::json(&changed),
         Mode::Human => {
-            for g in &changed {
-                outln!("grant {} of `{}` is now {}{}", g.id, g.operator, g.status(today()).name(), {
+            for GrantView { grant: g, status } in changed {
+                outln!("grant {} of `{}` is now {}{}", g.id, g.operator, status.name(), {
                     let n = state_note(g);
                     if n.is_empty() { n } else { format!(": {n}") }
                 });
@@ -417,19 +326,21 @@ fn state_note(g: &Grant) -> String {
     }
 }
 
-fn grant_value(g: &Grant) -> serde_json::Value {
-    let mut v = serde_json::to_value(g).unwrap_or_default();
-    if let Some(o) = v.as_object_mut() {
-        o.insert("status".into(), json!(g.status(today()).name()));
-    }
-    v
-}
-
 pub fn app(ctx: &Ctx<'_>, command: &AppCommand) -> anyhow::Result<()> {
-    let (zone, who) = ctx.open_as()?;
     match command {
         AppCommand::Submit(args) => {
-            let view = submit(&zone, &who, args)?;
+            let request = api::AppSubmit {
+                module: ctx.file::<api::AppSubmit>(&args.module)?,
+                datasets: args.datasets.clone(),
+                domain: args.domain.clone(),
+                purpose: args.purpose.clone(),
+                mode: args.mode.clone(),
+                security_notes: args.security_notes.as_deref().map(|p| ctx.file::<api::AppSubmit>(p)).transpose()?,
+                params: args.params.clone(),
+                batch_rows: args.batch_rows,
+                partitions: args.partitions,
+            };
+            let view = ctx.call(request)?;
             match ctx.mode {
                 Mode::Json => output::json(&view),
                 Mode::Human => {
@@ -441,15 +352,19 @@ pub fn app(ctx: &Ctx<'_>, command: &AppCommand) -> anyhow::Result<()> {
         }
         AppCommand::Approve(args) | AppCommand::Reject(args) => {
             let approve = matches!(command, AppCommand::Approve(_));
-            let view = zone.decide_app(&who, args.id, approve, &args.reason)?;
+            let (id, reason) = (args.id, args.reason.clone());
+            let view = if approve {
+                ctx.call(api::AppApprove { id, reason })?
+            } else {
+                ctx.call(api::AppReject { id, reason })?
+            };
             match ctx.mode {
                 Mode::Json => output::json(&view),
                 Mode::Human => {
                     outln!(
-                        "{} application {} as {}; it is now {}",
+                        "{} application {}; it is now {}",
                         if approve { "approved" } else { "rejected" },
                         view.app.id,
-                        who.name,
                         view.status.name()
                     );
                     if !view.missing.is_empty() && approve {
@@ -460,7 +375,7 @@ pub fn app(ctx: &Ctx<'_>, command: &AppCommand) -> anyhow::Result<()> {
             }
         }
         AppCommand::List => {
-            let apps = zone.apps(&who)?;
+            let apps = ctx.call(api::AppList {})?;
             match ctx.mode {
                 Mode::Json => output::json(&apps),
                 Mode::Human => {
@@ -501,7 +416,7 @@ pub fn app(ctx: &Ctx<'_>, command: &AppCommand) -> anyhow::Result<()> {
             }
         }
         AppCommand::Show { id } => {
-            let view = zone.app(&who, *id)?;
+            let view = ctx.call(api::AppShow { id: *id })?;
             match ctx.mode {
                 Mode::Json => output::json(&view),
                 Mode::Human => {
@@ -558,20 +473,4 @@ fn print_app(v: &AppView) {
     for d in &v.drift {
         outln!("  changed    {d} (approval needed again)");
     }
-}
-
-/// `app submit`: the zone's checks, then the sandbox's (contract, `init` on the application's guest schema),
-/// then the declared output against every policy. Every refusal is recorded.
-fn submit(zone: &Zone, who: &Principal, args: &AppSubmitArgs) -> anyhow::Result<AppView> {
-    let request = AppRequest {
-        datasets: args.datasets.clone(),
-        domain: args.domain.clone(),
-        purpose: args.purpose.clone(),
-        mode: args.mode.clone(),
-        params: zone_ops::parse_params(&args.params)?,
-        security_notes: args.security_notes.clone(),
-        batch_rows: args.batch_rows,
-        partitions: args.partitions,
-    };
-    Ok(zone_ops::submit_app(zone, who, &request, &args.module)?)
 }

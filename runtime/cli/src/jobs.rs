@@ -4,14 +4,19 @@
 //! controls, the exact duration and the guest's text stay in the zone (except in `job dev`, which runs on mock rows
 //! outside any zone). A run's end is made known only at the zone's timing quantum.
 
+use std::fs;
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use arrow_array::RecordBatch;
+use zone_api::routes::{self as api, ProductAnswer};
 use zone_jobs::{JobError, JobMap, JobPlan, JobSource, JobSpec, ReleaseLimits};
-
 use zone_sandbox::Sandbox;
-use zone_store::{JobRecord, Principal, SignedManifest, Zone};
+use zone_store::{JobRecord, JobState, SignedManifest};
+
+use crate::client::Remote;
 
 use crate::args::{JobCommand, JobDevArgs, JobRunArgs, ProductVerifyArgs};
 use crate::context::Ctx;
@@ -27,14 +32,14 @@ pub struct RunEnded {
 }
 
 pub fn job(ctx: &Ctx<'_>, command: &JobCommand) -> anyhow::Result<()> {
-    if let JobCommand::Dev(args) = command {
-        return dev(args, ctx.mode);
-    }
-    let (zone, who) = ctx.open_as()?;
     match command {
-        JobCommand::Run(args) => run(&zone, &who, args, ctx.mode),
+        JobCommand::Dev(args) => dev(args, ctx.mode),
+        JobCommand::Run(args) => match &ctx.remote {
+            Some(remote) => run_remote(remote, args, ctx.mode),
+            None => run(ctx, args),
+        },
         JobCommand::Status { id } => {
-            let job = zone.job(&who, *id)?;
+            let job = ctx.call(api::JobStatus { id: *id })?;
             match ctx.mode {
                 Mode::Json => output::json(&job),
                 Mode::Human => {
@@ -44,7 +49,7 @@ pub fn job(ctx: &Ctx<'_>, command: &JobCommand) -> anyhow::Result<()> {
             }
         }
         JobCommand::List => {
-            let jobs = zone.jobs(&who)?;
+            let jobs = ctx.call(api::JobList {})?;
             match ctx.mode {
                 Mode::Json => output::json(&jobs),
                 Mode::Human => {
@@ -54,21 +59,11 @@ pub fn job(ctx: &Ctx<'_>, command: &JobCommand) -> anyhow::Result<()> {
             }
         }
         JobCommand::Output(args) => {
-            let files = zone.job_output(&who, args.id, &args.out)?;
-            match ctx.mode {
-                Mode::Json => output::json(&serde_json::json!({ "job": args.id, "files": files })),
-                Mode::Human => {
-                    outln!("job {}: product written to {}", args.id, args.out.display());
-                    for f in &files {
-                        outln!("  {}", f.display());
-                    }
-                    outln!("check it anywhere with: cleanroom product verify {}", args.out.display());
-                    Ok(())
-                }
-            }
+            let answer = ctx.call_into(api::JobProduct { id: args.id }, Some(&args.out))?;
+            take_out(ctx, &answer, &args.out, "product")
         }
         JobCommand::Diagnostics { id } => {
-            let text = zone.job_guest_text(&who, *id)?;
+            let text = ctx.call(api::JobDiagnostics { id: *id })?;
             match ctx.mode {
                 Mode::Json => output::json(&text),
                 Mode::Human => {
@@ -77,14 +72,30 @@ pub fn job(ctx: &Ctx<'_>, command: &JobCommand) -> anyhow::Result<()> {
                 }
             }
         }
-        JobCommand::Cancel { id } => {
-            let record = match zone.cancel_job(&who, *id)? {
-                zone_store::Cancelled::BeforeRun(r) => r,
-                zone_store::Cancelled::WhileRunning(r) => r,
-            };
-            print_cancel(&record, ctx.mode)
+        JobCommand::Cancel { id } => print_cancel(&ctx.call(api::JobCancel { id: *id })?, ctx.mode),
+    }
+}
+
+/// A released product (or artifact) in `out`, checked against its signed manifest and the zone's key.
+pub fn take_out(ctx: &Ctx<'_>, answer: &ProductAnswer, out: &Path, what: &str) -> anyhow::Result<()> {
+    let written = ctx.take(&answer.output, out)?;
+    let (checked, _) = zone_store::verify_product(out, Some(&answer.public_key))
+        .with_context(|| format!("the {what} in {} does not verify", out.display()))?;
+    match ctx.mode {
+        Mode::Json => output::json(&serde_json::json!({ "job": answer.job, "files": written, "verified": true })),
+        Mode::Human => {
+            outln!("job {}: {what} written to {}", answer.job, out.display());
+            for f in &written {
+                outln!("  {}", f.display());
+            }
+            outln!(
+                "verified: {} files match the manifest signed by the zone's key {}",
+                checked.manifest.outputs.len(),
+                short(&answer.public_key)
+            );
+            outln!("check it anywhere with: cleanroom product verify {}", out.display());
+            Ok(())
         }
-        JobCommand::Dev(_) => unreachable!("handled above"),
     }
 }
 
@@ -93,7 +104,7 @@ pub fn print_cancel(record: &JobRecord, mode: Mode) -> anyhow::Result<()> {
     match mode {
         Mode::Json => output::json(record),
         Mode::Human => {
-            if record.state == zone_store::JobState::Running {
+            if record.state == JobState::Running {
                 outln!("job {}: stop requested; the run ends within moments and releases nothing", record.id);
             } else {
                 outln!("job {}: {}", record.id, record.state);
@@ -134,7 +145,7 @@ pub fn print_job(job: &JobRecord) {
     if let Some(q) = &job.queued_at {
         outln!("  queued     {q}");
     }
-    if job.state != zone_store::JobState::Queued {
+    if job.state != JobState::Queued {
         outln!(
             "  started    {}{}",
             job.started_at,
@@ -212,7 +223,10 @@ fn print_guest_text(job: u64, text: &serde_json::Value) {
     }
 }
 
-fn run(zone: &Zone, who: &Principal, args: &JobRunArgs, mode: Mode) -> anyhow::Result<()> {
+fn run(ctx: &Ctx<'_>, args: &JobRunArgs) -> anyhow::Result<()> {
+    let mode = ctx.mode;
+    let (zone, who) = ctx.open_as()?;
+    let (zone, who) = (&zone, &who);
     // The timing quantum is checked before anything runs: a zone.toml value out of range is an error, named.
     zone.timing_quantum()?;
     let ticket = zone.start_job(who, args.app, args.batch_rows)?;
@@ -268,9 +282,77 @@ pub fn print_product(record: &JobRecord, manifest: &SignedManifest, batches: &[R
     Ok(())
 }
 
+/// `job run` through a server: queued, followed until it ends, and the product fetched and checked against the
+/// zone's key, as locally.
+fn run_remote(remote: &Remote, args: &JobRunArgs, mode: Mode) -> anyhow::Result<()> {
+    let queued = remote.call(&api::JobSubmit { app: args.app, batch_rows: args.batch_rows })?;
+    if args.explain {
+        errln!("(--explain prints the plan only for a local run)");
+    }
+    if args.detach {
+        return match mode {
+            Mode::Json => output::json(&queued),
+            Mode::Human => {
+                outln!("job {} queued; follow it with: cleanroom job status {}", queued.id, queued.id);
+                Ok(())
+            }
+        };
+    }
+    if mode == Mode::Human {
+        errln!("job {}: queued (application {})", queued.id, args.app);
+    }
+    let record = wait(remote, queued.id)?;
+    if record.state != JobState::Released {
+        return Err(RunEnded {
+            job: record.id,
+            class: record.error_class.unwrap_or_else(|| record.state.to_string()),
+            detail: record.error_detail.unwrap_or_default(),
+        }
+        .into());
+    }
+    let answer = remote.call(&api::JobProduct { id: record.id })?;
+    let dir = tempfile::tempdir().context("a temporary folder for the product")?;
+    remote.fetch(&answer.output, dir.path())?;
+    let (signed, _) = zone_store::verify_product(dir.path(), Some(&answer.public_key))
+        .context("the downloaded product does not verify")?;
+    let parquet = dir.path().join(zone_store::PRODUCT_PARQUET);
+    let file = fs::File::open(&parquet).with_context(|| format!("open {}", parquet.display()))?;
+    let batches = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .context("read the released table")?
+        .collect::<Result<Vec<_>, _>>()
+        .context("read the released table")?;
+    match mode {
+        Mode::Json => output::json(&serde_json::json!({ "job": record, "manifest": signed.manifest })),
+        Mode::Human => {
+            print_product(&record, &signed, &batches)?;
+            outln!("take it out with: cleanroom job output {} --out DIR", record.id);
+            Ok(())
+        }
+    }
+}
+
+/// Polls a queued job until it is final.
+fn wait(remote: &Remote, id: u64) -> anyhow::Result<JobRecord> {
+    let mut every = Duration::from_millis(50);
+    let mut announced_running = false;
+    loop {
+        let record = remote.call(&api::JobStatus { id })?;
+        if record.is_final() {
+            return Ok(record);
+        }
+        if record.state == JobState::Running && !announced_running {
+            errln!("job {id}: running");
+            announced_running = true;
+        }
+        std::thread::sleep(every);
+        every = (every * 2).min(Duration::from_millis(500));
+    }
+}
+
 fn dev(args: &JobDevArgs, mode: Mode) -> anyhow::Result<()> {
-    let wasm = std::fs::read(&args.module).with_context(|| format!("reading {}", args.module.display()))?;
-    let params = crate::module::parse_params(&args.params)?;
+    let wasm = fs::read(&args.module).with_context(|| format!("reading {}", args.module.display()))?;
+    let params = zone_ops::parse_params(&args.params)?;
     let sandbox = Sandbox::new(zone_sandbox::SandboxLimits::default())?;
     let checked = sandbox.check(&wasm)?;
     let module = sandbox.load(&checked.serialized)?;
@@ -301,11 +383,11 @@ fn dev(args: &JobDevArgs, mode: Mode) -> anyhow::Result<()> {
     let outcome = run.result.map_err(dev_error)?;
     let mut written = Vec::new();
     if let Some(dir) = &args.artifacts {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         for a in &run.guest.artifacts {
             // Names passed the sandbox's check: plain file names, no separators.
             let path = dir.join(&a.name);
-            std::fs::write(&path, &a.bytes).with_context(|| format!("writing {}", path.display()))?;
+            fs::write(&path, &a.bytes).with_context(|| format!("writing {}", path.display()))?;
             written.push(serde_json::json!({ "name": a.name, "bytes": a.bytes.len(), "path": path }));
         }
     }

@@ -5,7 +5,6 @@
 mod output;
 mod args;
 mod artifacts;
-mod certs;
 mod client;
 mod commands;
 mod context;
@@ -15,7 +14,6 @@ mod jobs;
 mod module;
 mod oversight;
 mod progress;
-mod remote;
 mod serve;
 
 use std::process::ExitCode;
@@ -50,16 +48,28 @@ fn init_tracing(verbose: u8) {
 }
 
 fn run(cli: &Cli, mode: Mode) -> anyhow::Result<()> {
-    if let Some(remote) = client::remote_from_cli(cli)?
-        && !remote::runs_locally(&cli.command)
-    {
-        return remote::run(cli, mode, &remote);
-    }
-    dispatch(&context::Ctx { cli, mode, via: None })
+    let remote = match client::remote_from_cli(cli)? {
+        Some(remote) if !runs_locally(&cli.command) => Some(remote),
+        _ => None,
+    };
+    dispatch(&context::Ctx { cli, mode, remote })
 }
 
-/// Runs one command on a local zone (or, in the server, on the zone it serves, as the certificate's principal).
-pub(crate) fn dispatch(ctx: &context::Ctx<'_>) -> anyhow::Result<()> {
+/// Commands that need no zone, or make one, run on this machine even with --server.
+fn runs_locally(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Job(args::JobCommand::Dev(_))
+            | Command::Product(_)
+            | Command::Audit(args::AuditCommand::Verify(args::AuditVerifyArgs { bundle: Some(_), .. }))
+            | Command::Demo(_)
+            | Command::Serve(_)
+            | Command::Zone(args::ZoneCommand::Init(_))
+    )
+}
+
+/// Runs one command, on a local zone or through the server `ctx.remote`.
+fn dispatch(ctx: &context::Ctx<'_>) -> anyhow::Result<()> {
     let (cli, mode) = (ctx.cli, ctx.mode);
     match &cli.command {
         Command::Zone(c) => commands::zone(ctx, c),
@@ -82,6 +92,49 @@ pub(crate) fn dispatch(ctx: &context::Ctx<'_>) -> anyhow::Result<()> {
     }
 }
 
+/// The zone's error class of a failed command, its message's rules (a refused policy), and the HTTP status when a
+/// server answered.
+fn classify(error: &anyhow::Error) -> (zone_api::ErrorClass, Vec<String>, Option<u16>) {
+    use zone_api::ErrorClass;
+    if let Some(e) = client::remote_error(error) {
+        return (e.class, e.rules.clone(), Some(e.status));
+    }
+    for cause in error.chain() {
+        if let Some(e) = cause.downcast_ref::<zone_ops::OpsError>() {
+            return (e.class(), e.rules(), None);
+        }
+        if let Some(e) = cause.downcast_ref::<zone_store::StoreError>() {
+            let rules = match e {
+                zone_store::StoreError::PolicyRefused(p) => p.rules().iter().map(|r| r.to_string()).collect(),
+                _ => Vec::new(),
+            };
+            return (ErrorClass::of(e.class()), rules, None);
+        }
+        if let Some(e) = cause.downcast_ref::<zone_sandbox::SandboxError>() {
+            return (ErrorClass::of(e.class.name()), Vec::new(), None);
+        }
+        if let Some(e) = cause.downcast_ref::<zone_jobs::JobError>() {
+            return (ErrorClass::of(e.class()), Vec::new(), None);
+        }
+        if let Some(e) = cause.downcast_ref::<jobs::RunEnded>() {
+            return (ErrorClass::of(&e.class), Vec::new(), None);
+        }
+        if cause.downcast_ref::<zone_audit::BundleError>().is_some() {
+            return (ErrorClass::AuditBundle, Vec::new(), None);
+        }
+        if cause.downcast_ref::<zone_store::ProductError>().is_some() {
+            return (ErrorClass::ProductVerify, Vec::new(), None);
+        }
+        if cause.downcast_ref::<zone_ops::pki::PkiError>().is_some() {
+            return (ErrorClass::InputInvalid, Vec::new(), None);
+        }
+        if cause.downcast_ref::<zone_server::ServerError>().is_some() {
+            return (ErrorClass::InputInvalid, Vec::new(), None);
+        }
+    }
+    (ErrorClass::InputInvalid, Vec::new(), None)
+}
+
 /// Prints the error and its causes; with `--json`, also a JSON object with the error class on stdout.
 fn report(error: &anyhow::Error, mode: Mode) {
     errln!("error: {error}");
@@ -94,39 +147,11 @@ fn report(error: &anyhow::Error, mode: Mode) {
         }
     }
     if mode == Mode::Json {
-        if let Some(e) = client::remote_error(error) {
-            let value = serde_json::json!({ "error": { "class": e.class, "message": e.message, "rules": e.rules, "status": e.status } });
-            outln!("{value}");
-            return;
+        let (class, rules, status) = classify(error);
+        let mut detail = serde_json::json!({ "class": class, "message": error.to_string(), "rules": rules });
+        if let Some(status) = status {
+            detail["status"] = status.into();
         }
-        let ops = error.downcast_ref::<zone_ops::OpsError>();
-        let store = error.downcast_ref::<zone_store::StoreError>().or(match ops {
-            Some(zone_ops::OpsError::Store(e)) => Some(e),
-            _ => None,
-        });
-        let class = match (
-            store,
-            error.downcast_ref::<zone_sandbox::SandboxError>(),
-            error.downcast_ref::<zone_audit::BundleError>(),
-        ) {
-            (Some(e), _, _) => e.class(),
-            (None, _, _) if ops.is_some() => ops.map_or("error", zone_ops::OpsError::class),
-            (None, Some(e), _) => e.class.name(),
-            (None, None, Some(_)) => "audit.bundle",
-            (None, None, None) => {
-                match (error.downcast_ref::<zone_jobs::JobError>(), error.downcast_ref::<jobs::RunEnded>()) {
-                    (Some(e), _) => e.class(),
-                    (None, Some(e)) => e.class.as_str(),
-                    (None, None) if error.downcast_ref::<zone_store::ProductError>().is_some() => "product.verify",
-                    (None, None) => "error",
-                }
-            }
-        };
-        let rules: Vec<String> = match store {
-            Some(zone_store::StoreError::PolicyRefused(e)) => e.rules().iter().map(|r| r.to_string()).collect(),
-            _ => Vec::new(),
-        };
-        let value = serde_json::json!({ "error": { "class": class, "message": error.to_string(), "rules": rules } });
-        outln!("{value}");
+        outln!("{}", serde_json::json!({ "error": detail }));
     }
 }

@@ -1,61 +1,22 @@
 //! Output for people (tables) and scripts (`--json`), in one place so every command looks alike.
 
-use std::cell::RefCell;
 use std::fmt;
 use std::io::Write as _;
 
 use comfy_table::{ContentArrangement, Table, presets};
 use serde::Serialize;
 
-/// What a command printed while its output was captured (the server runs commands for remote clients).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Captured {
-    pub stdout: String,
-    pub stderr: String,
-}
-
-thread_local! {
-    static CAPTURE: RefCell<Option<Captured>> = const { RefCell::new(None) };
-}
-
-/// Runs `f` with everything it prints through `outln!`/`errln!` on this thread kept instead of printed.
-pub fn capture<T>(f: impl FnOnce() -> T) -> (T, Captured) {
-    CAPTURE.with(|c| *c.borrow_mut() = Some(Captured::default()));
-    let value = f();
-    let captured = CAPTURE.with(|c| c.borrow_mut().take()).unwrap_or_default();
-    (value, captured)
-}
-
-/// Whether this thread's output is being captured (progress bars stay hidden then).
-pub fn capturing() -> bool {
-    CAPTURE.with(|c| c.borrow().is_some())
-}
-
-/// Writes to stdout, or to the capture.
+/// Writes to stdout.
 pub fn write_out(args: fmt::Arguments<'_>, newline: bool) {
     write(args, newline, false);
 }
 
-/// Writes to stderr, or to the capture.
+/// Writes to stderr.
 pub fn write_err(args: fmt::Arguments<'_>, newline: bool) {
     write(args, newline, true);
 }
 
 fn write(args: fmt::Arguments<'_>, newline: bool, stderr: bool) {
-    let captured = CAPTURE.with(|c| match c.borrow_mut().as_mut() {
-        Some(cap) => {
-            let text = if stderr { &mut cap.stderr } else { &mut cap.stdout };
-            fmt::Write::write_fmt(text, args).ok();
-            if newline {
-                text.push('\n');
-            }
-            true
-        }
-        None => false,
-    });
-    if captured {
-        return;
-    }
     let mut out: Box<dyn std::io::Write> =
         if stderr { Box::new(std::io::stderr().lock()) } else { Box::new(std::io::stdout().lock()) };
     let _ = out.write_fmt(args);
@@ -64,7 +25,7 @@ fn write(args: fmt::Arguments<'_>, newline: bool, stderr: bool) {
     }
 }
 
-/// `println!` for command output: stdout, or the capture of a command run for a remote client.
+/// `println!` for command output.
 macro_rules! outln {
     () => { $crate::output::write_out(format_args!(""), true) };
     ($($t:tt)*) => { $crate::output::write_out(format_args!($($t)*), true) };
@@ -73,11 +34,6 @@ macro_rules! outln {
 /// `print!` for command output.
 macro_rules! out {
     ($($t:tt)*) => { $crate::output::write_out(format_args!($($t)*), false) };
-}
-
-/// `eprint!` for command notes.
-macro_rules! err {
-    ($($t:tt)*) => { $crate::output::write_err(format_args!($($t)*), false) };
 }
 
 /// `eprintln!` for command notes.

@@ -2,31 +2,41 @@
 //! 21) as commands. A complaint's
 //! subject value goes in once, on the command line of the agency filing it, and is kept only as a keyed token.
 
-use anyhow::Context as _;
-use zone_store::{Complaint, Incident, Resolution};
+use zone_api::routes::{self as api, ComplaintAnswer, IncidentAnswer};
+use zone_ops::service::oversight::{DATASET_COLUMNS, OPERATOR_COLUMNS, usage_tables};
+use zone_store::Complaint;
 
 use crate::args::{ComplaintCommand, IncidentCommand, ReportCommand};
 use crate::context::Ctx;
 use crate::output::{self, Mode, short};
 
 pub fn complaint(ctx: &Ctx<'_>, command: &ComplaintCommand) -> anyhow::Result<()> {
-    let (mut zone, who) = ctx.open_as()?;
     let complaint = match command {
-        ComplaintCommand::File(args) => zone.file_complaint(&who, &args.dataset, &args.subject, &args.evidence)?,
+        ComplaintCommand::File(args) => ctx.call(api::ComplaintFile {
+            dataset: args.dataset.clone(),
+            subject: args.subject.clone(),
+            evidence: ctx.file::<api::ComplaintFile>(&args.evidence)?,
+        })?,
         ComplaintCommand::Resolve(args) => {
-            let resolution = if args.withdraw {
-                Resolution::Withdraw { keep_approvals: args.keep_approvals }
+            let answer = if args.withdraw {
+                ComplaintAnswer::Withdraw
             } else if args.suspend {
-                Resolution::Suspend
+                ComplaintAnswer::Suspend
             } else if args.reprocess {
-                Resolution::Reprocess
+                ComplaintAnswer::Reprocess
             } else {
-                Resolution::Dismiss
+                ComplaintAnswer::Dismiss
             };
-            zone.resolve_complaint(&who, args.id, resolution, &args.reason, args.correct_by.as_deref())?
+            ctx.call(api::ComplaintResolve {
+                id: args.id,
+                answer,
+                keep_approvals: args.keep_approvals,
+                correct_by: args.correct_by.clone(),
+                reason: args.reason.clone(),
+            })?
         }
         ComplaintCommand::List => {
-            let list = zone.complaints(&who)?;
+            let list = ctx.call(api::ComplaintList {})?;
             return match ctx.mode {
                 Mode::Json => output::json(&list),
                 Mode::Human => {
@@ -83,19 +93,15 @@ fn answer(c: &Complaint) -> String {
 }
 
 pub fn incident(ctx: &Ctx<'_>, command: &IncidentCommand) -> anyhow::Result<()> {
-    let (zone, who) = ctx.open_as()?;
     let incident = match command {
-        IncidentCommand::Open { operator, reason, correct_by } => {
-            let correct_by = match correct_by {
-                Some(text) => chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                    .with_context(|| format!("--correct-by `{text}` is not a date (YYYY-MM-DD)"))?,
-                None => zone_store::today() + chrono::Duration::days(30),
-            };
-            zone.open_incident(&who, operator, reason, correct_by)?
-        }
-        IncidentCommand::Close { id, reason } => zone.close_incident(&who, *id, reason)?,
+        IncidentCommand::Open { operator, reason, correct_by } => ctx.call(api::IncidentOpen {
+            operator: operator.clone(),
+            reason: reason.clone(),
+            correct_by: correct_by.clone(),
+        })?,
+        IncidentCommand::Close { id, reason } => ctx.call(api::IncidentClose { id: *id, reason: reason.clone() })?,
         IncidentCommand::List => {
-            let list = zone.incidents(&who)?;
+            let list = ctx.call(api::IncidentList {})?;
             return match ctx.mode {
                 Mode::Json => output::json(&list),
                 Mode::Human => {
@@ -120,82 +126,32 @@ pub fn incident(ctx: &Ctx<'_>, command: &IncidentCommand) -> anyhow::Result<()> 
     match ctx.mode {
         Mode::Json => output::json(&incident),
         Mode::Human => {
-            print_incident(&zone, &incident);
+            print_incident(&incident);
             Ok(())
         }
     }
 }
 
-fn print_incident(zone: &zone_store::Zone, i: &Incident) {
+fn print_incident(answer: &IncidentAnswer) {
+    let i = &answer.incident;
     outln!("incident {} against {}: {}", i.id, i.operator, i.state);
     let grants: Vec<String> = i.grants_suspended.iter().map(u64::to_string).collect();
     outln!("  grants suspended  {}", if grants.is_empty() { "none active".to_owned() } else { grants.join(", ") });
-    outln!(
-        "  evidence          {} (summary.json sha256 {})",
-        zone.incident_dir(i.id).display(),
-        short(&i.evidence_sha256)
-    );
-    outln!(
-        "  check the log     cleanroom audit verify --bundle {}/audit-bundle.json",
-        zone.incident_dir(i.id).display()
-    );
+    outln!("  evidence          {} (summary.json sha256 {})", answer.evidence_dir, short(&i.evidence_sha256));
+    outln!("  check the log     cleanroom audit verify --bundle {}/audit-bundle.json", answer.evidence_dir);
 }
 
 pub fn report(ctx: &Ctx<'_>, command: &ReportCommand) -> anyhow::Result<()> {
     let ReportCommand::Usage { from, to, csv } = command;
-    let day = |text: &Option<String>, flag: &str| -> anyhow::Result<Option<chrono::NaiveDate>> {
-        text.as_deref()
-            .map(|t| {
-                chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d")
-                    .with_context(|| format!("{flag} `{t}` is not a date (YYYY-MM-DD)"))
-            })
-            .transpose()
-    };
-    let (from, to) = (day(from, "--from")?, day(to, "--to")?);
-    let (zone, who) = ctx.open_as()?;
-    let report = zone.usage_report(&who, from, to)?;
-    let operators: Vec<Vec<String>> = report
-        .operators
-        .iter()
-        .map(|o| {
-            vec![
-                o.operator.clone(),
-                o.runs.to_string(),
-                o.runs_released.to_string(),
-                o.runs_failed.to_string(),
-                joined(&o.refusals),
-                joined(&o.rows_read),
-                o.rows_released.to_string(),
-                o.artifacts_released.to_string(),
-            ]
-        })
-        .collect();
-    let datasets: Vec<Vec<String>> = report
-        .datasets
-        .iter()
-        .map(|d| {
-            vec![
-                d.dataset.clone(),
-                d.provider.clone(),
-                d.applications.to_string(),
-                d.runs.to_string(),
-                d.operators.join(" "),
-                d.rows_read.to_string(),
-                d.domains.join(" "),
-            ]
-        })
-        .collect();
-    const OPERATOR_COLUMNS: [&str; 8] =
-        ["operator", "runs", "released", "failed", "refusals", "rows read", "rows released", "artifacts released"];
-    const DATASET_COLUMNS: [&str; 7] =
-        ["dataset", "provider", "applications", "runs", "operators", "rows read", "domains"];
+    let request = api::ReportUsage { from: from.clone(), to: to.clone(), csv: csv.is_some() };
+    let answer = ctx.call_into(request, csv.as_deref())?;
     if let Some(dir) = csv {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        write_csv(&dir.join("operators.csv"), &OPERATOR_COLUMNS, &operators)?;
-        write_csv(&dir.join("datasets.csv"), &DATASET_COLUMNS, &datasets)?;
+        ctx.take(&answer.output, dir)?;
     }
+    let report = &answer.report;
+    let (operators, datasets) = usage_tables(report);
     match ctx.mode {
-        Mode::Json => output::json(&report),
+        Mode::Json => output::json(report),
         Mode::Human => {
             let period = format!(
                 "{} to {}",
@@ -220,42 +176,5 @@ pub fn report(ctx: &Ctx<'_>, command: &ReportCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-    }
-}
-
-/// `a=1; b=2`.
-fn joined(map: &std::collections::BTreeMap<String, u64>) -> String {
-    map.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
-}
-
-/// RFC 4180: fields with a comma, quote or line break are quoted, quotes doubled.
-fn csv_field(field: &str) -> String {
-    if field.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", field.replace('"', "\"\""))
-    } else {
-        field.to_owned()
-    }
-}
-
-fn write_csv(path: &std::path::Path, header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
-    let mut text = header.iter().map(|h| csv_field(h)).collect::<Vec<_>>().join(",");
-    text.push_str("\r\n");
-    for row in rows {
-        text.push_str(&row.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
-        text.push_str("\r\n");
-    }
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::csv_field;
-
-    #[test]
-    fn csv_fields_are_quoted_when_they_must_be() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
     }
 }

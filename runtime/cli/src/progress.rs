@@ -11,9 +11,6 @@ pub struct Bars {
 
 impl Progress for Bars {
     fn begin(&mut self, step: &str, total: u64) {
-        if crate::output::capturing() {
-            return;
-        }
         let bar = ProgressBar::new(total);
         let template = match step {
             "copy" => "{prefix:>8} [{bar:32}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",

@@ -39,7 +39,7 @@ const MAX_JSON: u64 = 512 * 1024 * 1024;
 #[error("{message}")]
 pub struct RemoteError {
     pub status: u16,
-    pub class: String,
+    pub class: zone_api::ErrorClass,
     pub message: String,
     pub causes: Vec<String>,
     pub rules: Vec<String>,
@@ -88,22 +88,6 @@ impl ClientError {
             _ => None,
         }
     }
-}
-
-/// The body of an error answer.
-#[derive(Debug, Deserialize)]
-struct ErrorBody {
-    error: ErrorFields,
-}
-
-#[derive(Debug, Deserialize)]
-struct ErrorFields {
-    class: String,
-    message: String,
-    #[serde(default)]
-    causes: Vec<String>,
-    #[serde(default)]
-    rules: Vec<String>,
 }
 
 /// A profile file (TOML): where the server is and who we are; paths are relative to the file.
@@ -220,7 +204,7 @@ impl Remote {
                 detail: format!("the server's answer is not the JSON expected (HTTP {status}): {e}"),
             });
         }
-        let remote = match serde_json::from_slice::<ErrorBody>(&bytes) {
+        let remote = match serde_json::from_slice::<zone_api::ErrorBody>(&bytes) {
             Ok(body) => RemoteError {
                 status,
                 class: body.error.class,
@@ -230,7 +214,7 @@ impl Remote {
             },
             Err(_) => RemoteError {
                 status,
-                class: "http".into(),
+                class: zone_api::ErrorClass::Http,
                 message: format!("{what}: HTTP {status}: {}", String::from_utf8_lossy(&bytes[..bytes.len().min(300)])),
                 causes: Vec::new(),
                 rules: Vec::new(),
@@ -255,6 +239,72 @@ impl Remote {
         let what = format!("POST {path}");
         let response = self.agent.post(self.url(path)).send_json(body).map_err(|e| self.transport(&what, e))?;
         self.answer(&what, response)
+    }
+
+    /// Calls one route of the API: the request split into path, query and body as its type says, the answer
+    /// typed.
+    pub fn call<C: zone_api::Call>(&self, request: &C) -> Result<C::Answer, ClientError> {
+        let wire = zone_api::split(request)
+            .map_err(|e| ClientError::Answer { what: C::NAME.to_owned(), detail: format!("the request: {e}") })?;
+        let what = format!("{} {}", C::METHOD.name().to_uppercase(), wire.path);
+        let response = match (C::METHOD, wire.body) {
+            (zone_api::Method::Get, _) => {
+                let mut req = self.agent.get(self.url(&wire.path));
+                for (k, v) in &wire.query {
+                    req = req.query(k, v);
+                }
+                req.call()
+            }
+            (zone_api::Method::Post, body) => {
+                self.agent.post(self.url(&wire.path)).send_json(body.unwrap_or_else(|| serde_json::json!({})))
+            }
+        }
+        .map_err(|e| self.transport(&what, e))?;
+        self.answer(&what, response)
+    }
+
+    /// A local file as a request's file reference: uploaded for operation `C`, named by the upload.
+    pub fn file_ref<C: zone_api::Call>(&self, path: &Path) -> Result<zone_api::FileRef, ClientError> {
+        let token = self.upload(path, C::NAME)?;
+        // The upload's name is the file's own, kept plain (what the server accepts); messages show it.
+        let name: String = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+            .collect();
+        let name = match name.trim_start_matches('.') {
+            "" => "file".to_owned(),
+            n => n.to_owned(),
+        };
+        Ok(zone_api::FileRef(format!("upload:{token}/{name}")))
+    }
+
+    /// Takes every file of `outputs` into the folder `dir` (which must hold none of them yet), each checked against
+    /// the size and SHA-256 the server announced; returns their paths. A name that is not a plain file name is
+    /// refused.
+    pub fn fetch(&self, outputs: &zone_api::Outputs, dir: &Path) -> Result<Vec<PathBuf>, ClientError> {
+        let Some(download) = &outputs.download else {
+            return Ok(Vec::new());
+        };
+        fs::create_dir_all(dir).map_err(ClientError::file("create", dir))?;
+        let mut written = Vec::new();
+        for f in &outputs.files {
+            let plain = !f.name.is_empty()
+                && !f.name.starts_with('.')
+                && f.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if !plain {
+                return Err(ClientError::Answer {
+                    what: "download".into(),
+                    detail: format!("the server named a file `{}`", f.name.escape_debug()),
+                });
+            }
+            let dest = dir.join(&f.name);
+            self.download(&format!("/v1/downloads/{download}/0/{}", f.name), &dest, f.bytes, &f.sha256)?;
+            written.push(dest);
+        }
+        Ok(written)
     }
 
     /// Streams a local file to the server's upload area for `command` (e.g. `dataset.publish`); returns the upload token,

@@ -5,20 +5,26 @@
 //! the record of its end), check a module ([`check_module`]) and submit an application ([`submit_app`]). Typed
 //! requests in, typed results and [`OpsError`] out; it never prints and knows nothing of the command line.
 //!
+//! Every route of the HTTPS API is an operation here ([`service`]: a request type of `zone-api` that implements
+//! [`Handle`]), run by the CLI on a local zone and by the server for a certificate's principal.
+//!
 //! Where to extend: a new use case of the zone is a function here, called by the CLI and by the server; what it
 //! records or refuses is decided by the store.
 
 mod error;
 mod limits;
 mod module;
+pub mod pki;
 mod run;
+pub mod service;
 mod submit;
 
 pub use error::OpsError;
 pub use limits::sandbox_limits;
 pub use module::{ModuleReport, check_module};
 pub use run::{RunOptions, RunOutcome, run_ticket};
-pub use submit::{app_output, parse_params, submit_app};
+pub use service::{Files, Handle, LocalFiles, Session};
+pub use submit::{app_output, parse_params, submit_app, submit_app_shown};
 
 #[cfg(test)]
 mod tests {
@@ -74,7 +80,7 @@ mod tests {
         let err = submit_app(&zone, &acme, &app, &garbage).expect_err("refused");
         assert!(err.to_string().contains("garbage.wasm is refused"), "{err}");
         let missing = submit_app(&zone, &acme, &app, &PathBuf::from("/nonexistent.wasm")).expect_err("missing");
-        assert_eq!(missing.class(), "input.missing");
+        assert_eq!(missing.class(), zone_api::ErrorClass::InputMissing);
         // The real one.
         let module = PathBuf::from(example_guests::FINANCE_CAPITAL.path);
         let view = submit_app(&zone, &acme, &app, &module).expect("submitted");

@@ -21,19 +21,30 @@ pub fn parse_params(args: &[String]) -> Result<Vec<(String, String)>, OpsError> 
 
 /// Submits the module at `module` for `request`, as operator `who`.
 pub fn submit_app(zone: &Zone, who: &Principal, request: &AppRequest, module: &Path) -> Result<AppView, OpsError> {
+    submit_app_shown(zone, who, request, module, &module.display().to_string())
+}
+
+/// [`submit_app`], with the module named `shown` in messages (the caller's name for it, not the server's path).
+pub fn submit_app_shown(
+    zone: &Zone,
+    who: &Principal,
+    request: &AppRequest,
+    module: &Path,
+    shown: &str,
+) -> Result<AppView, OpsError> {
     let prepared = zone.prepare_app(who, request)?;
     let objects: Vec<String> =
         prepared.versions.iter().map(|v| format!("dataset:{}@{}", v.dataset, v.version)).collect();
     // Records the refusal (its full text), then returns it; a failure to record wins.
     let refuse = |err: OpsError| -> OpsError {
         let text = full_text(&err);
-        match zone.record_refusal(who, "app.submit", &objects, err.class(), &text) {
+        match zone.record_refusal(who, "app.submit", &objects, err.class().id(), &text) {
             Ok(()) => err,
             Err(record) => OpsError::Store(record),
         }
     };
     let wasm = std::fs::read(module).map_err(|source| refuse(OpsError::Read { path: module.to_path_buf(), source }))?;
-    let checked = check_module(zone, &prepared, &wasm, &request.params, module).map_err(refuse)?;
+    let checked = check_module(zone, &prepared, &wasm, &request.params, shown).map_err(refuse)?;
     Ok(zone.submit_app(who, request, &prepared, &checked)?)
 }
 
@@ -55,14 +66,14 @@ fn check_module(
     prepared: &PreparedApp,
     wasm: &[u8],
     params: &[(String, String)],
-    module: &Path,
+    module: &str,
 ) -> Result<CheckedModule, OpsError> {
     // No data is involved here (the guest sees the schema and its parameters only): the operator is told everything
     // about its own module, what it returned included (escaped).
     let refused = |e: SandboxError| {
         let what = match e.zone_detail.as_deref() {
-            Some(z) => format!("{} is refused: {e} ({})", module.display(), zone_sandbox::output::inert(z)),
-            None => format!("{} is refused", module.display()),
+            Some(z) => format!("{} is refused: {e} ({})", module, zone_sandbox::output::inert(z)),
+            None => format!("{} is refused", module),
         };
         OpsError::Sandbox { what, source: e }
     };
@@ -71,7 +82,7 @@ fn check_module(
     let checked = sandbox.check(wasm).map_err(refused)?;
     let schema = guest_schema(prepared).map_err(|detail| OpsError::Refused {
         class: "app.refused",
-        detail: format!("{} is refused: {detail}", module.display()),
+        detail: format!("{} is refused: {detail}", module),
     })?;
     let loaded = sandbox.load(&checked.serialized).map_err(refused)?;
     // Reviewed mode needs the artifact world (`finish`); `start_reviewed` refuses a module without it.
@@ -82,7 +93,7 @@ fn check_module(
     .map_err(refused)?;
     let declared = run.output().cloned().ok_or_else(|| OpsError::Refused {
         class: "contract",
-        detail: format!("{} is refused: the module declared no output at init", module.display()),
+        detail: format!("{} is refused: the module declared no output at init", module),
     })?;
     Ok(CheckedModule {
         wasm: wasm.to_vec(),
@@ -132,7 +143,7 @@ mod tests {
         let args = ["a=1".to_owned(), "b=x=y".to_owned()];
         assert_eq!(parse_params(&args).expect("ok"), [("a".into(), "1".into()), ("b".into(), "x=y".into())]);
         let err = parse_params(&["nokey".to_owned()]).expect_err("refused");
-        assert_eq!(err.class(), "input.invalid");
+        assert_eq!(err.class(), zone_api::ErrorClass::InputInvalid);
         assert!(err.to_string().contains("nokey"), "{err}");
     }
 }

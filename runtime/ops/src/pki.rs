@@ -9,13 +9,45 @@ use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
 };
 use rustls_pki_types::pem::PemObject as _;
 use sha2::{Digest as _, Sha256};
+
+/// A certificate or key that could not be made, read or written: what, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PkiError(pub String);
+
+/// `context: cause` as a [`PkiError`].
+trait Context<T> {
+    fn context(self, what: &str) -> Result<T, PkiError>;
+    fn with_context(self, what: impl FnOnce() -> String) -> Result<T, PkiError>;
+}
+
+impl<T, E: std::fmt::Display> Context<T> for std::result::Result<T, E> {
+    fn context(self, what: &str) -> Result<T, PkiError> {
+        self.map_err(|e| PkiError(format!("{what}: {e}")))
+    }
+
+    fn with_context(self, what: impl FnOnce() -> String) -> Result<T, PkiError> {
+        self.map_err(|e| PkiError(format!("{}: {e}", what())))
+    }
+}
+
+impl From<std::io::Error> for PkiError {
+    fn from(e: std::io::Error) -> PkiError {
+        PkiError(e.to_string())
+    }
+}
+
+type Result<T, E = PkiError> = std::result::Result<T, E>;
+
+macro_rules! bail {
+    ($($t:tt)*) => { return Err(PkiError(format!($($t)*))) };
+}
 
 /// The development CA's folder inside a zone.
 pub const DEV_CA_DIR: &str = "dev-ca";
@@ -45,11 +77,11 @@ impl DevCa {
     }
 
     /// An error unless the zone has a development CA to issue from.
-    pub fn require(&self) -> anyhow::Result<()> {
+    pub fn require(&self) -> Result<()> {
         if self.ca_cert.is_file() && self.ca_key().is_file() {
             return Ok(());
         }
-        anyhow::bail!(
+        bail!(
             "this zone has no development CA ({} is missing): it is made by `zone init --dev-ca`; with your own PKI, \
              issue a certificate whose subject CN is the principal's name",
             self.ca_cert.display()
@@ -73,7 +105,7 @@ fn rcgen_days(days: i64) -> time::Duration {
 }
 
 /// Writes a new file readable by its owner only (a private key), refusing to replace one.
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+fn write_private(path: &Path, text: &str) -> Result<()> {
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -83,7 +115,7 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).with_context(|| format!("write {}", path.display()))
 }
 
-fn write_public(path: &Path, text: &str) -> anyhow::Result<()> {
+fn write_public(path: &Path, text: &str) -> Result<()> {
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -108,7 +140,7 @@ pub const CLIENT_CERT_DAYS: u32 = 90;
 
 /// Creates the development CA of zone `zone_id` in `<zone>/dev-ca/`, a server certificate for localhost, and a
 /// client certificate for `authority` of `org`.
-pub fn create_dev_ca(zone: &Path, zone_id: &str, authority: &str, org: &str) -> anyhow::Result<(DevCa, Issued)> {
+pub fn create_dev_ca(zone: &Path, zone_id: &str, authority: &str, org: &str) -> Result<(DevCa, Issued)> {
     let ca = DevCa::at(zone);
     let dir = zone.join(DEV_CA_DIR);
     fs::create_dir(&dir).with_context(|| format!("create {}", dir.display()))?;
@@ -152,7 +184,7 @@ fn ca_name(zone_id: &str) -> DistinguishedName {
 }
 
 /// The zone's development CA, to issue with.
-fn load_issuer(zone: &Path) -> anyhow::Result<Issuer<'static, KeyPair>> {
+fn load_issuer(zone: &Path) -> Result<Issuer<'static, KeyPair>> {
     let ca = DevCa::at(zone);
     let cert = fs::read_to_string(&ca.ca_cert).with_context(|| {
         format!("this zone has no development CA ({} is missing): create one with `zone init --dev-ca`, or issue certificates from your own PKI", ca.ca_cert.display())
@@ -164,9 +196,9 @@ fn load_issuer(zone: &Path) -> anyhow::Result<Issuer<'static, KeyPair>> {
 
 /// Issues a client certificate for principal `name` (CN = name, O = org, OU = role) from the zone's development CA
 /// into `out` as NAME.pem and NAME.key, valid for `days`.
-pub fn issue_client(zone: &Path, out: &Path, name: &str, role: &str, org: &str, days: u32) -> anyhow::Result<Issued> {
+pub fn issue_client(zone: &Path, out: &Path, name: &str, role: &str, org: &str, days: u32) -> Result<Issued> {
     if !(1..=825).contains(&days) {
-        anyhow::bail!("--cert-days {days} is out of range: 1 to 825 days");
+        bail!("--cert-days {days} is out of range: 1 to 825 days");
     }
     let issuer = load_issuer(zone)?;
     fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
@@ -174,7 +206,7 @@ pub fn issue_client(zone: &Path, out: &Path, name: &str, role: &str, org: &str, 
 }
 
 /// Reads a CA certificate file as a trust anchor for `org` (pinned by its public key).
-pub fn read_anchor(org: &str, path: &Path) -> anyhow::Result<zone_store::TrustAnchor> {
+pub fn read_anchor(org: &str, path: &Path) -> Result<zone_store::TrustAnchor> {
     let pem = fs::read_to_string(path).with_context(|| format!("read the CA certificate {}", path.display()))?;
     let (key_sha256, subject) = ca_anchor(&pem, path)?;
     Ok(zone_store::TrustAnchor {
@@ -194,7 +226,7 @@ fn issue_with(
     role: &str,
     org: &str,
     days: u32,
-) -> anyhow::Result<Issued> {
+) -> Result<Issued> {
     let key = KeyPair::generate().context("generate the client key")?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -206,7 +238,7 @@ fn issue_with(
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     validity(&mut params, 1, i64::from(days));
     let not_after = chrono::DateTime::from_timestamp(params.not_after.unix_timestamp(), 0)
-        .context("the certificate's end date")?
+        .ok_or_else(|| PkiError("the certificate's end date is out of range".into()))?
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let cert = params.signed_by(&key, issuer).context("sign the client certificate")?;
     let (cert_path, key_path) = (out.join(format!("{name}.pem")), out.join(format!("{name}.key")));
@@ -217,17 +249,17 @@ fn issue_with(
 
 /// What pins a CA: the SHA-256 of its SubjectPublicKeyInfo (hex) and its subject as text. Refuses anything that is
 /// not exactly one CA certificate in PEM.
-pub fn ca_anchor(pem: &str, shown: &Path) -> anyhow::Result<(String, String)> {
+pub fn ca_anchor(pem: &str, shown: &Path) -> Result<(String, String)> {
     let certs = rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow::anyhow!("{}: not PEM certificates: {e:?}", shown.display()))?;
+        .map_err(|e| PkiError(format!("{}: not PEM certificates: {e:?}", shown.display())))?;
     let [der] = certs.as_slice() else {
-        anyhow::bail!("{}: {} certificates; give exactly one CA certificate per file", shown.display(), certs.len());
+        bail!("{}: {} certificates; give exactly one CA certificate per file", shown.display(), certs.len());
     };
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
-        .map_err(|e| anyhow::anyhow!("{}: the certificate does not parse: {e}", shown.display()))?;
+        .map_err(|e| PkiError(format!("{}: the certificate does not parse: {e}", shown.display())))?;
     if !cert.is_ca() {
-        anyhow::bail!("{}: `{}` is not a CA certificate (basicConstraints CA:TRUE)", shown.display(), cert.subject());
+        bail!("{}: `{}` is not a CA certificate (basicConstraints CA:TRUE)", shown.display(), cert.subject());
     }
     let key = hex::encode(Sha256::digest(cert.public_key().raw));
     Ok((key, cert.subject().to_string()))
@@ -308,7 +340,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dev_ca_issues_client_certificates_whose_identity_reads_back() -> anyhow::Result<()> {
+    fn dev_ca_issues_client_certificates_whose_identity_reads_back() -> Result<()> {
         let zone = tempfile::tempdir()?;
         let (ca, root) = create_dev_ca(zone.path(), "z1", "root", "data-bureau")?;
         assert!(ca.server_cert.exists() && ca.server_key.exists());
@@ -318,8 +350,8 @@ mod tests {
         let pem = fs::read(&cert)?;
         let der = rustls_pki_types::pem::PemObject::from_pem_slice(&pem)
             .map(|c: rustls_pki_types::CertificateDer<'static>| c.to_vec())
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let id = CertIdentity::from_der(&der).map_err(anyhow::Error::msg)?;
+            .map_err(|e| PkiError(format!("{e:?}")))?;
+        let id = CertIdentity::from_der(&der).map_err(PkiError)?;
         assert_eq!(id.common_name, "alice");
         assert_eq!(id.organisation.as_deref(), Some("Tax Bureau"));
         assert_eq!(id.fingerprint, issued.sha256);
@@ -329,7 +361,7 @@ mod tests {
         assert_eq!(pin.len(), 64);
         assert!(subject.contains("cleanroom development CA"), "{subject}");
         assert!(ca_anchor(&fs::read_to_string(&cert)?, &cert).is_err(), "a leaf is not a CA");
-        issued_by_one_of(&id.chain, std::slice::from_ref(&ca_pem)).map_err(anyhow::Error::msg)?;
+        issued_by_one_of(&id.chain, std::slice::from_ref(&ca_pem)).map_err(PkiError)?;
         let other = tempfile::tempdir()?;
         let (other_ca, _) = create_dev_ca(other.path(), "z2", "root", "data-bureau")?;
         let foreign = fs::read_to_string(&other_ca.ca_cert)?;
