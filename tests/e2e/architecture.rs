@@ -134,3 +134,62 @@ fn the_cycle_finder_finds_cycles() {
         [("a".to_owned(), BTreeSet::from(["b".to_owned()])), ("b".to_owned(), BTreeSet::new())].into();
     assert_eq!(cycle(&acyclic), None);
 }
+
+/// Every error class the code writes (`class: "…"`, `refuse("…"`, the arms of `fn class`) is one of `ErrorClass`,
+/// so every refusal has its stable id and its HTTP status.
+#[test]
+fn every_error_class_the_code_writes_is_an_error_class() {
+    let mut unknown = BTreeSet::new();
+    let mut seen = 0;
+    for dir in crate_sources() {
+        let mut stack = vec![dir.join("src")];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).expect("read src").flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                    continue;
+                }
+                if p.extension().is_none_or(|x| x != "rs") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&p).expect("read");
+                let mut in_class_fn = false;
+                for line in text.lines() {
+                    let t = line.trim();
+                    if t.starts_with("pub fn class(") || t.starts_with("fn class(") {
+                        in_class_fn = true;
+                    } else if in_class_fn && line.starts_with("    }") {
+                        in_class_fn = false;
+                    }
+                    let mut literals = Vec::new();
+                    for marker in ["class: \"", "refuse(\"", "refused(\""] {
+                        for part in t.split(marker).skip(1) {
+                            literals.extend(part.split('"').next());
+                        }
+                    }
+                    if in_class_fn && let Some((_, rest)) = t.split_once("=> \"") {
+                        literals.extend(rest.split('"').next());
+                    }
+                    for id in literals {
+                        // Only dotted ids and the sandbox's CamelCase classes are classes (a field named `class`
+                        // elsewhere holds other words).
+                        if id.is_empty() || id.contains(' ') {
+                            continue;
+                        }
+                        seen += 1;
+                        if zone_api::ErrorClass::from_id(id).is_none() {
+                            unknown.insert(format!("{id} ({})", p.display()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(seen > 50, "only {seen} class literals found");
+    assert!(
+        unknown.is_empty(),
+        "classes that are not an ErrorClass:\n{}",
+        unknown.into_iter().collect::<Vec<_>>().join("\n")
+    );
+}

@@ -55,7 +55,7 @@ fn schemathesis_finds_no_server_error_and_no_answer_outside_the_description() {
         .arg(&ca)
         .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance"])
         .args(["--checks", "response_schema_conformance,negative_data_rejection"])
-        .args(["--max-examples", "12", "--workers", "2", "--seed", "2026", "--no-color"])
+        .args(["--max-examples", "12", "--workers", "2", "--seed", "2026", "--no-color", "--request-timeout", "120"])
         .args(["--report", "junit", "--report-dir"])
         .arg(&report)
         .env("SCHEMATHESIS_HOOKS", "")
@@ -67,6 +67,6 @@ fn schemathesis_finds_no_server_error_and_no_answer_outside_the_description() {
     let summary: Vec<&str> = stdout.lines().filter(|l| l.contains("generated") || l.contains("passed")).collect();
     eprintln!("schemathesis: {}", summary.join(" | "));
     assert!(out.status.success(), "schemathesis failed:\n{stdout}\n{stderr}");
-    // The zone is intact after it.
-    zone.run_as("inspector", &["audit", "verify"]).ok();
+    // (The fuzzer acts as the authority: it may have suspended or removed any principal, itself included, so the
+    // zone is not read back through a principal here; the other server tests do that.)
 }

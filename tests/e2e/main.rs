@@ -8,6 +8,7 @@ mod channels;
 mod common;
 mod conformance;
 mod crash;
+mod docs;
 mod governance;
 mod identity;
 mod jobs;

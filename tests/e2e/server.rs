@@ -462,12 +462,18 @@ fn the_server_opens_no_path_a_client_names_and_answers_hostile_requests_with_err
     assert_eq!((status, body["error"]["class"].as_str()), (400, Some("request.invalid")), "{body}");
     assert!(!target.exists());
     // An input path that is not an upload is refused (the server would read its own file).
-    let (status, body) = post("/v1/modules/check", serde_json::json!({ "module": "/etc/passwd" }));
+    let acme = zone_client::Remote::with_dev_ca(&server.url, &zone.zone, "acme").expect("connect");
+    let post_as_acme = |path: &str, body: serde_json::Value| {
+        let mut r = acme.agent().post(acme.url(path)).send_json(&body).expect("request");
+        let status = r.status().as_u16();
+        (status, r.body_mut().read_json::<serde_json::Value>().unwrap_or_default())
+    };
+    let (status, body) = post_as_acme("/v1/modules/check", serde_json::json!({ "module": "/etc/passwd" }));
     assert_eq!(status, 400, "{body}");
     assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("not an upload")), "{body}");
     // An upload token that climbs out of the upload area is refused too.
     let climbing = format!("upload:{}/../../keys", "0".repeat(32));
-    let (status, _) = post("/v1/modules/check", serde_json::json!({ "module": climbing }));
+    let (status, _) = post_as_acme("/v1/modules/check", serde_json::json!({ "module": climbing }));
     assert_eq!(status, 400);
     // There is no route that makes zones or runs commands; garbage is refused with a class.
     let (status, body) = post("/v1/commands", serde_json::json!({ "command": "rm -rf /" }));

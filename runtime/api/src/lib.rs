@@ -17,6 +17,13 @@ use serde::{Deserialize, Serialize};
 pub use class::ErrorClass;
 pub use openapi::{UploadAnswer, openapi};
 
+/// The largest id of a record (the catalog keeps ids as signed 64-bit integers); a request naming a larger one
+/// is refused as malformed.
+pub const MAX_ID: u64 = i64::MAX as u64;
+
+/// The fields that hold record ids.
+const ID_FIELDS: [&str; 4] = ["id", "app", "job", "entry"];
+
 /// The version of the API, as in its paths (`/v1/…`) and the OpenAPI document.
 pub const API_VERSION: &str = "1.0.0";
 
@@ -124,6 +131,8 @@ pub enum WireError {
     PathParameter(String),
     #[error("query parameters: {0}")]
     Query(String),
+    #[error("`{0}` is larger than the largest id ({MAX_ID})")]
+    IdRange(String),
     #[error("{0}")]
     Json(#[from] serde_json::Error),
 }
@@ -187,13 +196,25 @@ pub fn merge<C: Call>(
 ) -> Result<C, WireError> {
     let mut fields = match body {
         Some(serde_json::Value::Object(m)) => m,
-        Some(serde_json::Value::Null) | None => serde_json::Map::new(),
+        None => serde_json::Map::new(),
         Some(_) => return Err(WireError::NotAnObject),
     };
     for (k, v) in query.iter().chain(path) {
         fields.insert(k.clone(), serde_json::Value::String(v.clone()));
     }
     // First as sent (text); where a field wants a number or a flag, the typed reading of the same text.
+    for key in ID_FIELDS {
+        let too_large = match fields.get(key) {
+            Some(serde_json::Value::Number(n)) => {
+                n.as_u64().is_some_and(|v| v > MAX_ID) || n.as_f64().is_some_and(|v| v > MAX_ID as f64)
+            }
+            Some(serde_json::Value::String(s)) => s.parse::<u128>().is_ok_and(|v| v > u128::from(MAX_ID)),
+            _ => false,
+        };
+        if too_large {
+            return Err(WireError::IdRange(key.to_owned()));
+        }
+    }
     let text = serde_json::Value::Object(fields.clone());
     match serde_json::from_value::<C>(text) {
         Ok(c) => Ok(c),
@@ -259,6 +280,11 @@ mod tests {
         let text: AuditLog = merge(&[], &[("action".into(), "12".into())], None).expect("merge");
         assert_eq!(text.action.as_deref(), Some("12"));
         assert!(merge::<AuditLog>(&[], &[("app".into(), "three".into())], None).is_err());
+        // Ids beyond what the catalog holds are refused before anything looks them up.
+        assert!(matches!(
+            merge::<GrantShow>(&[("id".into(), "9223372036854775808".into())], &[], None),
+            Err(WireError::IdRange(_))
+        ));
     }
 
     #[test]

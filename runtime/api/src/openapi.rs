@@ -105,9 +105,13 @@ impl Paths {
                     inline
                 };
                 let body = self.dialect(body);
+                // A body is required only when it has a required field; a request of optional fields (or none)
+                // may be sent without one.
+                let resolved = self.resolve(&body);
+                let needed = resolved.get("required").and_then(Value::as_array).is_some_and(|r| !r.is_empty());
                 op.insert(
                     "requestBody".into(),
-                    json!({ "required": true, "content": { "application/json": { "schema": body } } }),
+                    json!({ "required": needed, "content": { "application/json": { "schema": body } } }),
                 );
             }
         }

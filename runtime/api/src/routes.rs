@@ -426,6 +426,7 @@ pub struct GrantList {}
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantShow {
+    #[schemars(range(max = crate::MAX_ID))]
     pub id: u64,
 }
 
@@ -481,6 +482,7 @@ pub struct AppList {}
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppShow {
+    #[schemars(range(max = crate::MAX_ID))]
     pub id: u64,
 }
 
@@ -489,6 +491,7 @@ macro_rules! decision {
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
         #[serde(deny_unknown_fields)]
         pub struct $name {
+            #[schemars(range(max = crate::MAX_ID))]
             pub id: u64,
             pub reason: String,
         }
@@ -545,6 +548,7 @@ pub struct AuditLog {
     #[serde(default)]
     pub operator: Option<String>,
     #[serde(default)]
+    #[schemars(range(max = crate::MAX_ID))]
     pub app: Option<u64>,
     /// Entries at or after this time (RFC 3339, or a date).
     #[serde(default)]
@@ -570,6 +574,7 @@ pub struct AuditVerifyAnswer {
 pub struct AuditExport {
     /// A receipt for this one entry instead of the whole log.
     #[serde(default)]
+    #[schemars(range(max = crate::MAX_ID))]
     pub entry: Option<u64>,
 }
 
@@ -599,6 +604,7 @@ pub struct AuditCompacted {
 #[serde(deny_unknown_fields)]
 pub struct JobSubmit {
     /// The approved application to run.
+    #[schemars(range(max = crate::MAX_ID))]
     pub app: u64,
     #[serde(default)]
     #[schemars(range(min = 1, max = 1_048_576))]
@@ -614,6 +620,7 @@ macro_rules! by_id {
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
         #[serde(deny_unknown_fields)]
         pub struct $name {
+            #[schemars(range(max = crate::MAX_ID))]
             pub id: u64,
         }
     )*};
@@ -624,6 +631,7 @@ by_id!(JobStatus, JobCancel, JobDiagnostics, JobProduct, ArtifactOutput);
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ProductAnswer {
     /// The job (for an artifact: the artifact's id).
+    #[schemars(range(max = crate::MAX_ID))]
     pub job: u64,
     /// The zone's public key (hex), which the manifest must be signed with.
     pub public_key: String,
@@ -637,12 +645,14 @@ pub struct ProductAnswer {
 #[serde(deny_unknown_fields)]
 pub struct ArtifactList {
     #[serde(default)]
+    #[schemars(range(max = crate::MAX_ID))]
     pub job: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ArtifactReview {
+    #[schemars(range(max = crate::MAX_ID))]
     pub id: u64,
     /// At most this many bytes of the content in the answer.
     #[serde(default = "review_bytes")]
@@ -702,6 +712,7 @@ pub enum ComplaintAnswer {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ComplaintResolve {
+    #[schemars(range(max = crate::MAX_ID))]
     pub id: u64,
     pub answer: ComplaintAnswer,
     /// With `withdraw`: move the applications to the new version with their approvals.
@@ -730,6 +741,7 @@ pub struct IncidentOpen {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IncidentClose {
+    #[schemars(range(max = crate::MAX_ID))]
     pub id: u64,
     pub reason: String,
 }

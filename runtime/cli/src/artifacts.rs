@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use zone_api::routes::{self as api, ArtifactContent};
-use zone_store::HeldArtifact;
+use zone_store::{ArtifactState, HeldArtifact};
 
 use crate::args::{ArtifactCommand, ArtifactReviewArgs};
 use crate::context::Ctx;
@@ -60,7 +60,7 @@ pub fn artifact(ctx: &Ctx<'_>, command: &ArtifactCommand) -> anyhow::Result<()> 
                         if release { "released" } else { "rejected" },
                         state_text(&a)
                     );
-                    if a.state == "released" {
+                    if a.state == ArtifactState::Released {
                         outln!("the operator takes it out with: cleanroom artifact output {} --out DIR", a.id);
                     }
                     Ok(())
@@ -75,12 +75,12 @@ pub fn artifact(ctx: &Ctx<'_>, command: &ArtifactCommand) -> anyhow::Result<()> 
 }
 
 fn state_text(a: &HeldArtifact) -> String {
-    let mut text = if a.state == "held" && !a.waiting_for.is_empty() {
+    let mut text = if a.state == ArtifactState::Held && !a.waiting_for.is_empty() {
         format!("held (waiting for {})", a.waiting_for.join(", "))
     } else {
-        a.state.clone()
+        a.state.to_string()
     };
-    if a.state == "held" && !a.withdrawn.is_empty() {
+    if a.state == ArtifactState::Held && !a.withdrawn.is_empty() {
         text.push_str(&format!("; read withdrawn {}: reject only", a.withdrawn.join(", ")));
     }
     text

@@ -47,7 +47,7 @@ pub fn complaint(ctx: &Ctx<'_>, command: &ComplaintCommand) -> anyhow::Result<()
                             c.dataset.clone(),
                             short(&c.subject_token).to_owned(),
                             format!("{} by {}", c.filed_at, c.filed_by),
-                            c.state.clone(),
+                            c.state.to_string(),
                             answer(c),
                         ]);
                     }
@@ -65,7 +65,11 @@ pub fn complaint(ctx: &Ctx<'_>, command: &ComplaintCommand) -> anyhow::Result<()
                 complaint.id,
                 complaint.dataset,
                 short(&complaint.subject_token),
-                if complaint.state == "open" { "open".to_owned() } else { answer(&complaint) }
+                if complaint.state == zone_store::ComplaintState::Open {
+                    "open".to_owned()
+                } else {
+                    answer(&complaint)
+                }
             );
             Ok(())
         }
@@ -112,7 +116,7 @@ pub fn incident(ctx: &Ctx<'_>, command: &IncidentCommand) -> anyhow::Result<()> 
                             i.id.to_string(),
                             i.operator.clone(),
                             format!("{} by {}", i.opened_at, i.opened_by),
-                            i.state.clone(),
+                            i.state.to_string(),
                             grants.join(", "),
                             i.evidence.clone(),
                         ]);

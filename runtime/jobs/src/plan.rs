@@ -323,245 +323,313 @@ async fn dataset_frame(
     Ok(df.select(exprs)?.filter(ident(SUBJECT).is_not_null())?)
 }
 
-impl JobPlan {
-    /// Plans a run: reads the sources' schemas, starts one instance to learn what the guest declares, and builds
-    /// the plan. Nothing runs yet.
-    pub fn build(spec: &JobSpec) -> Result<JobPlan, JobError> {
-        let partitions = if spec.partitions == 0 {
-            std::thread::available_parallelism().map(usize::from).unwrap_or(2)
-        } else {
-            spec.partitions
-        };
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(partitions)
-            .thread_name("zone-job")
-            .build()
-            .map_err(plan_error)?;
-        let max_batch = match &spec.map {
-            JobMap::Guest { sandbox, .. } => sandbox.limits().max_batch_rows.max(1),
-            JobMap::Native { .. } => usize::MAX,
-        };
-        let batch_size = spec.batch_size.clamp(1, max_batch);
-        let config = SessionConfig::new()
-            .with_target_partitions(partitions)
-            .with_batch_size(batch_size)
-            .set_bool("datafusion.execution.parquet.schema_force_view_types", false)
-            .set_bool("datafusion.optimizer.prefer_existing_sort", false);
-        let ctx = SessionContext::new_with_config(config);
-        let rows = Arc::new(AtomicU64::new(0));
-        let dropped = Arc::new(AtomicU64::new(0));
-        let gate = Arc::new(GateCounters::default());
-        let report = Arc::new(Mutex::new(GuestReport::default()));
-        let hasher = std::hash::RandomState::new();
-        let built = runtime.block_on(async {
-            // The source: __subject + what the guest sees.
-            let (guest_schema, source, declared) = match &spec.source {
-                JobSource::Datasets { datasets, secret } => {
-                    let named: Vec<(&str, &CompiledPolicy)> =
-                        datasets.iter().map(|d| (d.name.as_str(), &d.policy)).collect();
-                    let guest_schema = joined_guest_schema(&named).map_err(JobError::Plan)?;
-                    let declared = probe(spec, &guest_schema)?;
-                    let subject_udf = SubjectUdf::udf(hasher.clone());
-                    let mut taken = Vec::new();
-                    let mut frames = Vec::new();
-                    for d in datasets {
-                        frames.push(
-                            dataset_frame(
-                                &ctx,
-                                d,
-                                secret,
-                                &subject_udf,
-                                &guest_schema,
-                                declared.inputs.as_deref(),
-                                &mut taken,
-                            )
-                            .await?,
-                        );
-                    }
-                    let subject_types: Vec<&DataType> =
-                        datasets.iter().map(|d| &d.policy.subject().data_type).collect();
-                    if subject_types.windows(2).any(|w| w[0] != w[1]) {
-                        return Err(plan_error(
-                            "the datasets' subject columns have different types; they cannot be joined",
-                        ));
-                    }
-                    let mut frames = frames.into_iter();
-                    let mut df = frames.next().ok_or_else(|| plan_error("a job needs at least one dataset"))?;
-                    for (i, right) in frames.enumerate() {
-                        let other = format!("{SUBJECT}_{}", i + 1);
-                        let right = right.with_column_renamed(SUBJECT, &other)?;
-                        df = df.join(right, JoinType::Inner, &[SUBJECT], &[other.as_str()], None)?;
-                    }
-                    let mut columns = vec![ident(SUBJECT)];
-                    columns.extend(guest_schema.fields().iter().map(|f| ident(f.name())));
-                    let plan = df.select(columns)?.create_physical_plan().await?;
-                    (guest_schema, plan, declared)
+/// The async runtime (one worker per partition) and the DataFusion session a run plans and executes in.
+fn engine(spec: &JobSpec) -> Result<(tokio::runtime::Runtime, SessionContext), JobError> {
+    let partitions = if spec.partitions == 0 {
+        std::thread::available_parallelism().map(usize::from).unwrap_or(2)
+    } else {
+        spec.partitions
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(partitions)
+        .thread_name("zone-job")
+        .build()
+        .map_err(plan_error)?;
+    let max_batch = match &spec.map {
+        JobMap::Guest { sandbox, .. } => sandbox.limits().max_batch_rows.max(1),
+        JobMap::Native { .. } => usize::MAX,
+    };
+    let batch_size = spec.batch_size.clamp(1, max_batch);
+    let config = SessionConfig::new()
+        .with_target_partitions(partitions)
+        .with_batch_size(batch_size)
+        .set_bool("datafusion.execution.parquet.schema_force_view_types", false)
+        .set_bool("datafusion.optimizer.prefer_existing_sort", false);
+    Ok((runtime, SessionContext::new_with_config(config)))
+}
+
+/// The stages of a job's plan, in the order data flows through them: source (the subject's fingerprint and the
+/// guest's view of each dataset, joined on the subject), map (the guest, or native expressions), per-(subject,
+/// group) partials, the contribution bound, the aggregate by group, the release gate. Each stage is one method;
+/// the counters are shared with the plan that runs.
+struct Stages<'a> {
+    spec: &'a JobSpec,
+    ctx: &'a SessionContext,
+    hasher: std::hash::RandomState,
+    rows: Arc<AtomicU64>,
+    dropped: Arc<AtomicU64>,
+    gate: Arc<GateCounters>,
+    report: Arc<Mutex<GuestReport>>,
+}
+
+impl Stages<'_> {
+    /// `__subject` + what the guest sees, and what the guest declares for that view.
+    async fn source(&self) -> Result<(SchemaRef, Arc<dyn ExecutionPlan>, OutputDecl), JobError> {
+        let (spec, ctx) = (self.spec, self.ctx);
+        match &spec.source {
+            JobSource::Datasets { datasets, secret } => {
+                let named: Vec<(&str, &CompiledPolicy)> =
+                    datasets.iter().map(|d| (d.name.as_str(), &d.policy)).collect();
+                let guest_schema = joined_guest_schema(&named).map_err(JobError::Plan)?;
+                let declared = probe(spec, &guest_schema)?;
+                let subject_udf = SubjectUdf::udf(self.hasher.clone());
+                let mut taken = Vec::new();
+                let mut frames = Vec::new();
+                for d in datasets {
+                    frames.push(
+                        dataset_frame(
+                            ctx,
+                            d,
+                            secret,
+                            &subject_udf,
+                            &guest_schema,
+                            declared.inputs.as_deref(),
+                            &mut taken,
+                        )
+                        .await?,
+                    );
                 }
-                JobSource::Mock { file } => {
-                    let df = ctx
-                        .read_parquet(file.display().to_string(), ParquetReadOptions::default().file_extension(""))
-                        .await?;
-                    let guest_schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-                    let plan = df.create_physical_plan().await?;
-                    let stage = Arc::new(SyntheticSubjects::new(guest_schema.clone()));
-                    let declared = probe(spec, &guest_schema)?;
-                    (guest_schema, Arc::new(StageExec::new(stage, plan)) as Arc<dyn ExecutionPlan>, declared)
+                let subject_types: Vec<&DataType> = datasets.iter().map(|d| &d.policy.subject().data_type).collect();
+                if subject_types.windows(2).any(|w| w[0] != w[1]) {
+                    return Err(plan_error(
+                        "the datasets' subject columns have different types; they cannot be joined",
+                    ));
                 }
-            };
-            // The guest's view in batches: unread columns are typed nulls, so their fields must admit nulls.
-            let batch_guest_schema = Arc::new(Schema::new(
-                guest_schema
-                    .fields()
-                    .iter()
-                    .map(|f| {
-                        let read = declared.inputs.as_ref().is_none_or(|r| r.contains(f.name()));
-                        f.as_ref().clone().with_nullable(f.is_nullable() || !read)
-                    })
-                    .collect::<Vec<_>>(),
-            ));
-            let mut df = match &spec.map {
-                JobMap::Guest { sandbox, module, params } => {
-                    let map = Arc::new(WasmMap {
-                        sandbox: sandbox.clone(),
-                        module: module.clone(),
-                        params: params.clone(),
-                        guest_schema: batch_guest_schema,
-                        schema: WasmMap::output_schema(&declared),
-                        declared: declared.clone(),
-                        report: report.clone(),
-                        rows: rows.clone(),
-                        max_artifact_bytes: spec.limits.max_artifact_bytes,
-                    });
-                    // Reviewed mode: one instance sees every row, so that `finish` speaks for the whole run.
-                    let source: Arc<dyn ExecutionPlan> = if spec.limits.max_artifact_bytes.is_some()
-                        && source.output_partitioning().partition_count() > 1
-                    {
+                let mut frames = frames.into_iter();
+                let mut df = frames.next().ok_or_else(|| plan_error("a job needs at least one dataset"))?;
+                for (i, right) in frames.enumerate() {
+                    let other = format!("{SUBJECT}_{}", i + 1);
+                    let right = right.with_column_renamed(SUBJECT, &other)?;
+                    df = df.join(right, JoinType::Inner, &[SUBJECT], &[other.as_str()], None)?;
+                }
+                let mut columns = vec![ident(SUBJECT)];
+                columns.extend(guest_schema.fields().iter().map(|f| ident(f.name())));
+                let plan = df.select(columns)?.create_physical_plan().await?;
+                Ok((guest_schema, plan, declared))
+            }
+            JobSource::Mock { file } => {
+                let df = ctx
+                    .read_parquet(file.display().to_string(), ParquetReadOptions::default().file_extension(""))
+                    .await?;
+                let guest_schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+                let plan = df.create_physical_plan().await?;
+                let stage = Arc::new(SyntheticSubjects::new(guest_schema.clone()));
+                let declared = probe(spec, &guest_schema)?;
+                Ok((guest_schema, Arc::new(StageExec::new(stage, plan)) as Arc<dyn ExecutionPlan>, declared))
+            }
+        }
+    }
+
+    /// The guest (or the native expressions) over the source: `__subject` + the declared output.
+    fn map(
+        &self,
+        source: Arc<dyn ExecutionPlan>,
+        guest_schema: &SchemaRef,
+        declared: &OutputDecl,
+    ) -> Result<DataFrame, JobError> {
+        let spec = self.spec;
+        match &spec.map {
+            JobMap::Guest { sandbox, module, params } => {
+                // The guest's view in batches: unread columns are typed nulls, so their fields must admit nulls.
+                let batch_guest_schema = Arc::new(Schema::new(
+                    guest_schema
+                        .fields()
+                        .iter()
+                        .map(|f| {
+                            let read = declared.inputs.as_ref().is_none_or(|r| r.contains(f.name()));
+                            f.as_ref().clone().with_nullable(f.is_nullable() || !read)
+                        })
+                        .collect::<Vec<_>>(),
+                ));
+                let map = Arc::new(WasmMap {
+                    sandbox: sandbox.clone(),
+                    module: module.clone(),
+                    params: params.clone(),
+                    guest_schema: batch_guest_schema,
+                    schema: WasmMap::output_schema(declared),
+                    declared: declared.clone(),
+                    report: self.report.clone(),
+                    rows: self.rows.clone(),
+                    max_artifact_bytes: spec.limits.max_artifact_bytes,
+                });
+                // Reviewed mode: one instance sees every row, so that `finish` speaks for the whole run.
+                let source: Arc<dyn ExecutionPlan> =
+                    if spec.limits.max_artifact_bytes.is_some() && source.output_partitioning().partition_count() > 1 {
                         Arc::new(CoalescePartitionsExec::new(source))
                     } else {
                         source
                     };
-                    ctx.read_table(PlanTable::new(Arc::new(StageExec::new(map, source))))?
+                Ok(self.ctx.read_table(PlanTable::new(Arc::new(StageExec::new(map, source))))?)
+            }
+            JobMap::Native { columns, .. } => {
+                let mut exprs = vec![ident(SUBJECT)];
+                for (expr, field) in columns.iter().zip(declared.schema().fields()) {
+                    exprs.push(expr.clone().alias(field.name()));
                 }
-                JobMap::Native { columns, .. } => {
-                    let mut exprs = vec![ident(SUBJECT)];
-                    for (expr, field) in columns.iter().zip(declared.schema().fields()) {
-                        exprs.push(expr.clone().alias(field.name()));
-                    }
-                    ctx.read_table(PlanTable::new(source))?.select(exprs)?
-                }
-            };
+                Ok(self.ctx.read_table(PlanTable::new(source))?.select(exprs)?)
+            }
+        }
+    }
 
-            // Per (subject, group) partials; null keys drop the row.
-            let keys: Vec<String> = declared.keys.iter().map(|k| k.name().clone()).collect();
-            for k in &keys {
-                df = df.filter(ident(k).is_not_null())?;
-            }
-            let mut group = vec![ident(SUBJECT)];
-            group.extend(keys.iter().map(ident));
-            let mut partials = Vec::new();
-            for m in &declared.measures {
-                let name = m.field.name();
-                let value = ident(name);
-                match m.aggregate {
-                    Aggregate::Count => partials.push(count(value).alias(partial(name, "n"))),
-                    // Integer sums are exact: summed as 128-bit decimals, checked against Int64 at the gate.
-                    Aggregate::Sum if is_integer(m.field.data_type()) => {
-                        partials.push(sum(cast(value, EXACT_SUM)).alias(partial(name, "s")))
-                    }
-                    Aggregate::Sum => partials.push(sum(value).alias(partial(name, "s"))),
-                    Aggregate::Mean => {
-                        partials.push(sum(cast(value.clone(), DataType::Float64)).alias(partial(name, "s")));
-                        partials.push(count(value).alias(partial(name, "n")));
-                    }
-                    Aggregate::Min => partials.push(min(value).alias(partial(name, "min"))),
-                    Aggregate::Max => partials.push(max(value).alias(partial(name, "max"))),
+    /// Per (subject, group) partials; null keys drop the row. Answers the plan and the key names.
+    async fn partials(
+        &self,
+        mut df: DataFrame,
+        declared: &OutputDecl,
+    ) -> Result<(Arc<dyn ExecutionPlan>, Vec<String>), JobError> {
+        let keys: Vec<String> = declared.keys.iter().map(|k| k.name().clone()).collect();
+        for k in &keys {
+            df = df.filter(ident(k).is_not_null())?;
+        }
+        let mut group = vec![ident(SUBJECT)];
+        group.extend(keys.iter().map(ident));
+        let mut partials = Vec::new();
+        for m in &declared.measures {
+            let name = m.field.name();
+            let value = ident(name);
+            match m.aggregate {
+                Aggregate::Count => partials.push(count(value).alias(partial(name, "n"))),
+                // Integer sums are exact: summed as 128-bit decimals, checked against Int64 at the gate.
+                Aggregate::Sum if is_integer(m.field.data_type()) => {
+                    partials.push(sum(cast(value, EXACT_SUM)).alias(partial(name, "s")))
                 }
-            }
-            let pairs = df.aggregate(group, partials)?.create_physical_plan().await?;
-
-            // The contribution bound, on all of a subject's groups at once.
-            let pairs_schema = pairs.schema();
-            let subject_index = pairs_schema.index_of(SUBJECT).map_err(plan_error)?;
-            let n = pairs.output_partitioning().partition_count();
-            let pairs: Arc<dyn ExecutionPlan> = if n > 1 {
-                Arc::new(RepartitionExec::try_new(
-                    pairs,
-                    Partitioning::Hash(vec![Arc::new(Column::new(SUBJECT, subject_index))], n),
-                )?)
-            } else {
-                pairs
-            };
-            let key_indexes =
-                keys.iter().map(|k| pairs_schema.index_of(k)).collect::<Result<Vec<_>, _>>().map_err(plan_error)?;
-            if subject_index != 0 {
-                return Err(plan_error("the partials do not start with the subject"));
-            }
-            let clamps = partial_clamps(&declared, &pairs_schema, spec.limits.max_rows_per_subject_in_group)?;
-            let bound = Arc::new(ContributionBound {
-                schema: pairs_schema.clone(),
-                keys: key_indexes,
-                max_groups_per_subject: spec.limits.max_groups_per_subject,
-                hasher: hasher.clone(),
-                dropped: dropped.clone(),
-                clamps,
-            });
-            let bounded: Arc<dyn ExecutionPlan> = Arc::new(StageExec::new(bound, pairs));
-
-            // Aggregate by the keys; each (subject, group) pair is one row here, so counting rows counts distinct
-            // subjects.
-            let df = ctx.read_table(PlanTable::new(bounded))?;
-            let mut finals = vec![count_all().alias(SUBJECTS)];
-            for m in &declared.measures {
-                let name = m.field.name();
-                match m.aggregate {
-                    Aggregate::Count => finals.push(sum(ident(partial(name, "n"))).alias(name)),
-                    Aggregate::Sum => finals.push(sum(ident(partial(name, "s"))).alias(name)),
-                    Aggregate::Mean => {
-                        finals.push(sum(ident(partial(name, "s"))).alias(partial(name, "s")));
-                        finals.push(sum(ident(partial(name, "n"))).alias(partial(name, "n")));
-                    }
-                    Aggregate::Min => finals.push(min(ident(partial(name, "min"))).alias(name)),
-                    Aggregate::Max => finals.push(max(ident(partial(name, "max"))).alias(name)),
+                Aggregate::Sum => partials.push(sum(value).alias(partial(name, "s"))),
+                Aggregate::Mean => {
+                    partials.push(sum(cast(value.clone(), DataType::Float64)).alias(partial(name, "s")));
+                    partials.push(count(value).alias(partial(name, "n")));
                 }
+                Aggregate::Min => partials.push(min(value).alias(partial(name, "min"))),
+                Aggregate::Max => partials.push(max(value).alias(partial(name, "max"))),
             }
-            let df = df.aggregate(keys.iter().map(ident).collect(), finals)?;
-            let product = product_schema(&declared);
-            let mut columns: Vec<Expr> = keys.iter().map(ident).collect();
-            columns.push(ident(SUBJECTS));
-            for m in &declared.measures {
-                let name = m.field.name();
-                let target = product.field_with_name(name).map_err(plan_error)?.data_type().clone();
-                let expr = match m.aggregate {
-                    Aggregate::Mean => ident(partial(name, "s")) / cast(ident(partial(name, "n")), DataType::Float64),
-                    // Stays exact until the gate checks that it fits.
-                    Aggregate::Sum if is_integer(m.field.data_type()) => {
-                        columns.push(ident(name).alias(name));
-                        continue;
-                    }
-                    _ => ident(name),
-                };
-                columns.push(cast(expr, target).alias(name));
+        }
+        Ok((df.aggregate(group, partials)?.create_physical_plan().await?, keys))
+    }
+
+    /// The contribution bound, on all of a subject's groups at once (the partials hashed by subject).
+    fn bound(
+        &self,
+        pairs: Arc<dyn ExecutionPlan>,
+        keys: &[String],
+        declared: &OutputDecl,
+    ) -> Result<Arc<dyn ExecutionPlan>, JobError> {
+        let pairs_schema = pairs.schema();
+        let subject_index = pairs_schema.index_of(SUBJECT).map_err(plan_error)?;
+        let n = pairs.output_partitioning().partition_count();
+        let pairs: Arc<dyn ExecutionPlan> = if n > 1 {
+            Arc::new(RepartitionExec::try_new(
+                pairs,
+                Partitioning::Hash(vec![Arc::new(Column::new(SUBJECT, subject_index))], n),
+            )?)
+        } else {
+            pairs
+        };
+        let key_indexes =
+            keys.iter().map(|k| pairs_schema.index_of(k)).collect::<Result<Vec<_>, _>>().map_err(plan_error)?;
+        if subject_index != 0 {
+            return Err(plan_error("the partials do not start with the subject"));
+        }
+        let limits = &self.spec.limits;
+        let clamps = partial_clamps(declared, &pairs_schema, limits.max_rows_per_subject_in_group)?;
+        let bound = Arc::new(ContributionBound {
+            schema: pairs_schema.clone(),
+            keys: key_indexes,
+            max_groups_per_subject: limits.max_groups_per_subject,
+            hasher: self.hasher.clone(),
+            dropped: self.dropped.clone(),
+            clamps,
+        });
+        Ok(Arc::new(StageExec::new(bound, pairs)))
+    }
+
+    /// Aggregates by the keys; each (subject, group) pair is one row here, so counting rows counts distinct
+    /// subjects. Answers the plan (one partition, sorted by the keys) and the product's schema.
+    async fn finals(
+        &self,
+        bounded: Arc<dyn ExecutionPlan>,
+        keys: &[String],
+        declared: &OutputDecl,
+    ) -> Result<(Arc<dyn ExecutionPlan>, SchemaRef), JobError> {
+        let df = self.ctx.read_table(PlanTable::new(bounded))?;
+        let mut finals = vec![count_all().alias(SUBJECTS)];
+        for m in &declared.measures {
+            let name = m.field.name();
+            match m.aggregate {
+                Aggregate::Count => finals.push(sum(ident(partial(name, "n"))).alias(name)),
+                Aggregate::Sum => finals.push(sum(ident(partial(name, "s"))).alias(name)),
+                Aggregate::Mean => {
+                    finals.push(sum(ident(partial(name, "s"))).alias(partial(name, "s")));
+                    finals.push(sum(ident(partial(name, "n"))).alias(partial(name, "n")));
+                }
+                Aggregate::Min => finals.push(min(ident(partial(name, "min"))).alias(name)),
+                Aggregate::Max => finals.push(max(ident(partial(name, "max"))).alias(name)),
             }
-            let mut df = df.select(columns)?;
-            if !keys.is_empty() {
-                df = df.sort(keys.iter().map(|k| ident(k).sort(true, true)).collect())?;
-            }
-            let groups = df.create_physical_plan().await?;
-            let groups: Arc<dyn ExecutionPlan> = if groups.output_partitioning().partition_count() > 1 {
-                Arc::new(CoalescePartitionsExec::new(groups))
-            } else {
-                groups
+        }
+        let df = df.aggregate(keys.iter().map(ident).collect(), finals)?;
+        let product = product_schema(declared);
+        let mut columns: Vec<Expr> = keys.iter().map(ident).collect();
+        columns.push(ident(SUBJECTS));
+        for m in &declared.measures {
+            let name = m.field.name();
+            let target = product.field_with_name(name).map_err(plan_error)?.data_type().clone();
+            let expr = match m.aggregate {
+                Aggregate::Mean => ident(partial(name, "s")) / cast(ident(partial(name, "n")), DataType::Float64),
+                // Stays exact until the gate checks that it fits.
+                Aggregate::Sum if is_integer(m.field.data_type()) => {
+                    columns.push(ident(name).alias(name));
+                    continue;
+                }
+                _ => ident(name),
             };
-            let release = Arc::new(ReleaseGate {
-                schema: product.clone(),
-                min_group_size: spec.limits.min_group_size,
-                max_output_rows: spec.limits.max_output_rows,
-                counters: gate.clone(),
-            });
-            let plan: Arc<dyn ExecutionPlan> = Arc::new(StageExec::new(release, groups));
-            Ok::<_, JobError>((plan, declared, product))
+            columns.push(cast(expr, target).alias(name));
+        }
+        let mut df = df.select(columns)?;
+        if !keys.is_empty() {
+            df = df.sort(keys.iter().map(|k| ident(k).sort(true, true)).collect())?;
+        }
+        let groups = df.create_physical_plan().await?;
+        let groups: Arc<dyn ExecutionPlan> = if groups.output_partitioning().partition_count() > 1 {
+            Arc::new(CoalescePartitionsExec::new(groups))
+        } else {
+            groups
+        };
+        Ok((groups, product))
+    }
+
+    /// The release gate over the groups: k, the output limits, the counters.
+    fn release(&self, groups: Arc<dyn ExecutionPlan>, product: &SchemaRef) -> Arc<dyn ExecutionPlan> {
+        let release = Arc::new(ReleaseGate {
+            schema: product.clone(),
+            min_group_size: self.spec.limits.min_group_size,
+            max_output_rows: self.spec.limits.max_output_rows,
+            counters: self.gate.clone(),
+        });
+        Arc::new(StageExec::new(release, groups))
+    }
+}
+
+impl JobPlan {
+    /// Plans a run: reads the sources' schemas, starts one instance to learn what the guest declares, and builds
+    /// the plan. Nothing runs yet.
+    pub fn build(spec: &JobSpec) -> Result<JobPlan, JobError> {
+        let (runtime, ctx) = engine(spec)?;
+        let stages = Stages {
+            spec,
+            ctx: &ctx,
+            hasher: std::hash::RandomState::new(),
+            rows: Arc::new(AtomicU64::new(0)),
+            dropped: Arc::new(AtomicU64::new(0)),
+            gate: Arc::new(GateCounters::default()),
+            report: Arc::new(Mutex::new(GuestReport::default())),
+        };
+        let (plan, declared, product_schema) = runtime.block_on(async {
+            let (guest_schema, source, declared) = stages.source().await?;
+            let mapped = stages.map(source, &guest_schema, &declared)?;
+            let (pairs, keys) = stages.partials(mapped, &declared).await?;
+            let bounded = stages.bound(pairs, &keys, &declared)?;
+            let (groups, product) = stages.finals(bounded, &keys, &declared).await?;
+            Ok::<_, JobError>((stages.release(groups, &product), declared, product))
         })?;
-        let (plan, declared, product_schema) = built;
+        let Stages { rows, dropped, gate, report, .. } = stages;
         Ok(JobPlan { runtime, ctx, plan, declared, product_schema, rows, dropped, gate, report })
     }
 

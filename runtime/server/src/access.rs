@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::response::Response;
 use zone_store::{AccessLogHash, Zone};
 
-use crate::routes::PeerIdentity;
+use crate::caller::PeerIdentity;
 use crate::tls::ZoneClientVerifier;
 use crate::workers::Queue;
 use crate::{ServerError, ServerState};

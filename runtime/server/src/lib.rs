@@ -8,10 +8,11 @@
 //! the certificate's identity stamped on each audit entry. Uploads belong to the principal that made them, for one
 //! operation, once. Jobs go through the durable queue of the store and run in a bounded pool of worker threads.
 //!
-//! Map: [`routes`] (the router, identity per request, errors), [`spool`] (uploads and downloads), [`tls`] (the
+//! Map: [`routes`] (the router), [`caller`] (identity per request, error answers), [`spool`] (uploads and downloads), [`tls`] (the
 //! handshake's verifier and configuration), [`access`] (the sealed access log), [`workers`] (the job queue).
 
 pub mod access;
+pub mod caller;
 pub mod routes;
 pub mod spool;
 pub mod tls;
@@ -31,7 +32,7 @@ use zone_ops::pki::{CertIdentity, DevCa};
 use zone_store::{ACCESS_LOG, StoreError, Zone};
 
 use crate::access::AccessLog;
-use crate::routes::PeerIdentity;
+use crate::caller::PeerIdentity;
 use crate::tls::ZoneClientVerifier;
 use crate::workers::Queue;
 

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path as UrlPath, Query, State};
+use axum::extract::{RawPathParams, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt as _;
@@ -21,7 +21,7 @@ use zone_api::{ErrorClass, FileRef, Outputs, UploadAnswer};
 use zone_ops::{Files, OpsError};
 use zone_store::Principal;
 
-use crate::routes::{ApiError, ApiResult, Caller, blocking, open_as};
+use crate::caller::{ApiError, ApiResult, Caller, blocking, open_as};
 use crate::{DOWNLOAD_TTL, ServerState, UPLOAD_TTL};
 
 fn random_token() -> ApiResult<String> {
@@ -149,9 +149,12 @@ fn upload_usage(dir: &Path) -> (usize, u64) {
 pub async fn upload(
     State(s): State<Arc<ServerState>>,
     Caller(c): Caller,
-    Query(q): Query<UploadQuery>,
+    RawQuery(query): RawQuery,
     body: Body,
 ) -> ApiResult<Response> {
+    let q: UploadQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or_default()).map_err(|e| {
+        ApiError::new(ErrorClass::RequestInvalid, format!("the query must name the operation (?command=NAME): {e}"))
+    })?;
     let who = {
         let (root, c) = (s.root.clone(), c.clone());
         blocking(move || open_as(&root, &c).map(|(_, who)| who)).await?
@@ -298,8 +301,16 @@ fn new_download(s: &ServerState, who: &Principal) -> ApiResult<(String, PathBuf)
 pub async fn download(
     State(s): State<Arc<ServerState>>,
     Caller(c): Caller,
-    UrlPath((token, slot, name)): UrlPath<(String, u32, String)>,
+    params: RawPathParams,
 ) -> ApiResult<Response> {
+    let param = |key: &str| params.iter().find(|(k, _)| *k == key).map(|(_, v)| v.to_owned()).unwrap_or_default();
+    let (token, slot, name) = (param("token"), param("slot"), param("name"));
+    let Ok(slot) = slot.parse::<u32>() else {
+        return Err(ApiError::new(
+            ErrorClass::RequestInvalid,
+            format!("slot `{}` is not a number", slot.escape_debug()),
+        ));
+    };
     // The same identity checks as every other route: a suspended principal, a revoked certificate or one from a CA
     // that does not speak for the principal's organisation takes nothing out.
     let who = {

@@ -18,7 +18,7 @@ fn setup(what: impl std::fmt::Display) -> ServerError {
 
 /// The handshake's client-certificate check: the chain must lead to a CA registered for some organisation (or one
 /// of `--client-ca`), re-read from the catalog when that set changes. It grants nothing by itself: which
-/// organisation a CA speaks for is checked on every request ([`crate::routes`]).
+/// organisation a CA speaks for is checked on every request (`caller::open_as`).
 #[derive(Debug)]
 pub struct ZoneClientVerifier {
     root: PathBuf,

@@ -137,7 +137,7 @@ pub struct Application {
     pub submitted_at: String,
     /// The run settings approved with it (absent for applications submitted before they were bound: those run
     /// with [`RunSettings::FIXED`]).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<RunSettings>,
 }
 

@@ -12,7 +12,7 @@ use zone_access::{Action, Principal};
 use crate::error::StoreError;
 use crate::jobs::JobRecord;
 use crate::products::{MANIFEST, ManifestFile, SignedManifest, write_signed_folder};
-use crate::record::now;
+use crate::record::{ArtifactState, now};
 use crate::zone::Zone;
 
 /// The folder under `products/` where released artifacts are written, one folder per artifact.
@@ -40,7 +40,7 @@ pub struct HeldArtifact {
     pub bytes: u64,
     pub sha256: String,
     /// `held`, `released` or `rejected`.
-    pub state: String,
+    pub state: ArtifactState,
     pub held_at: String,
     /// The providers whose agencies must each release it.
     pub providers: Vec<String>,
@@ -53,7 +53,7 @@ pub struct HeldArtifact {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub withdrawn: Vec<String>,
     /// Name, size and hash withheld (the operator's view of an unreleased artifact).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub redacted: bool,
 }
 
@@ -138,7 +138,8 @@ impl Zone {
                 withdrawn.push(format!("{}@{} (complaint {complaint})", d.dataset, d.version));
             }
         }
-        let waiting_for = if state == "held" {
+        let state = ArtifactState::read(&state)?;
+        let waiting_for = if state == ArtifactState::Held {
             providers.iter().filter(|p| !decisions.iter().any(|d| &d.provider == *p)).cloned().collect()
         } else {
             Vec::new()
@@ -194,7 +195,7 @@ impl Zone {
             if let Some(a) = self.artifact_row(id)? {
                 let allowed = self.permit(who, &Action::JobRead { operator: &a.operator, providers: &a.providers });
                 if allowed.is_ok() {
-                    let unreleased = a.state != "released";
+                    let unreleased = a.state != ArtifactState::Released;
                     out.push(if who.role == zone_access::Role::Operator && unreleased { a.redacted() } else { a });
                 }
             }
@@ -256,7 +257,7 @@ impl Zone {
         if reason.trim().is_empty() {
             return refuse("input.reason", "a reason is required (--reason)".into());
         }
-        if artifact.state != "held" {
+        if artifact.state != ArtifactState::Held {
             return refuse("artifact.decided", format!("it is already {}; that decision is final", artifact.state));
         }
         let Some(provider) = who.org.clone().filter(|org| artifact.providers.contains(org)) else {
@@ -350,7 +351,7 @@ impl Zone {
         let artifact = self.artifact_row(id)?.ok_or(StoreError::UnknownArtifact { id })?;
         self.permit(who, &Action::ProductRead { operator: &artifact.operator })?;
         self.products_held(artifact.app)?;
-        if artifact.state != "released" {
+        if artifact.state != ArtifactState::Released {
             let waiting = if artifact.waiting_for.is_empty() {
                 String::new()
             } else {

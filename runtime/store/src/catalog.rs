@@ -260,10 +260,10 @@ pub struct FormatCheck {
 pub struct StoredFile {
     /// SHA-256 of the file: empty in the view of anyone but the providing agency and the inspector
     /// ([`crate::Zone::dataset_view`]).
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sha256: String,
     /// The keyed commitment that product manifests carry instead (set by [`crate::Zone::dataset_view`]).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commitment: Option<String>,
     pub bytes: u64,
     pub rows: u64,

@@ -16,7 +16,7 @@ use zone_access::{Action, GrantState, Principal};
 use crate::apps::AppStatus;
 use crate::error::StoreError;
 use crate::record::json;
-use crate::record::now;
+use crate::record::{ComplaintState, now};
 use crate::zone::{NoProgress, PublishOutcome, PublishRequest, Zone};
 
 /// The scope of the subject tokens of complaints: never equal to a data token.
@@ -58,7 +58,7 @@ pub struct Complaint {
     pub filed_by: String,
     pub filed_at: String,
     /// `open` or `resolved`.
-    pub state: String,
+    pub state: ComplaintState,
     pub resolution: Option<String>,
     pub reason: Option<String>,
     pub resolved_by: Option<String>,
@@ -185,7 +185,7 @@ impl Zone {
             evidence_sha256,
             filed_by,
             filed_at,
-            state,
+            state: ComplaintState::read(&state)?,
             resolution,
             reason,
             resolved_by,
@@ -264,7 +264,7 @@ impl Zone {
         if reason.trim().is_empty() {
             return refuse("input.reason", "a reason is required (--reason)".into());
         }
-        if complaint.state != "open" {
+        if complaint.state != ComplaintState::Open {
             return refuse("complaint.resolved", "it is already resolved; that answer is final".into());
         }
         let mut outcome = serde_json::json!({});

@@ -16,7 +16,7 @@ use crate::error::StoreError;
 use crate::grants::GrantChange;
 use crate::objects::sync_dir;
 use crate::products::MANIFEST;
-use crate::record::now;
+use crate::record::{IncidentState, now};
 use crate::record::{json, today};
 use crate::zone::Zone;
 
@@ -32,7 +32,7 @@ pub struct Incident {
     pub opened_by: String,
     pub opened_at: String,
     /// `open` or `closed`.
-    pub state: String,
+    pub state: IncidentState,
     pub grants_suspended: Vec<u64>,
     /// The evidence folder, and the SHA-256 of its `summary.json` (which lists every other file's hash).
     pub evidence: String,
@@ -246,7 +246,7 @@ impl Zone {
                 detail: "a reason is required (--reason)".into(),
             });
         }
-        if incident.state != "open" {
+        if incident.state != IncidentState::Open {
             return Err(StoreError::IncidentRefused {
                 class: "incident.closed",
                 detail: format!("incident {id} is already closed"),
@@ -319,7 +319,7 @@ impl Zone {
             reason,
             opened_by,
             opened_at,
-            state,
+            state: IncidentState::read(&state)?,
             grants_suspended,
             evidence,
             evidence_sha256,

@@ -66,7 +66,7 @@ pub use products::{
     ProductReport, SignedManifest, encode_product, verify_product,
 };
 pub use queue::{Cancelled, Claim};
-pub use record::today;
+pub use record::{ArtifactState, ComplaintState, IncidentState, today};
 pub use reports::{DatasetUsage, OperatorUsage, UsageReport};
 pub use server_log::{ACCESS_LOG, ACCESS_SEAL, AccessLogCheck, AccessLogHash};
 pub use settings::{AuditSection, JobsSection, SandboxSection, SandboxSettings};

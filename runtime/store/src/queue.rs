@@ -113,7 +113,7 @@ impl Zone {
     /// caller gets `Claim::Run` for a queued job.
     pub fn claim_job(&self, id: u64) -> Result<Claim, StoreError> {
         let Some(row) = self.queued_row(id)? else { return Ok(Claim::NotQueued) };
-        if row.state != "queued" {
+        if row.state != JobState::Queued.id() {
             return Ok(Claim::NotQueued);
         }
         let operator = self

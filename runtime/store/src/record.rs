@@ -56,3 +56,79 @@ pub(crate) fn sees_raw_hashes(who: &Principal, provider: &str) -> bool {
         Role::Authority | Role::Operator => false,
     }
 }
+
+/// A state of a record, stored in the catalog and serialized by its id string (`held`, `open`).
+macro_rules! record_state {
+    ($(#[doc = $doc:literal])* $name:ident { $($(#[doc = $vdoc:literal])* $variant:ident = $id:literal),* $(,)? }) => {
+        $(#[doc = $doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name {
+            $($(#[doc = $vdoc])* $variant,)*
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            /// The stable id, as the catalog and the API write it.
+            pub fn id(self) -> &'static str {
+                match self {
+                    $($name::$variant => $id,)*
+                }
+            }
+
+            pub fn from_id(id: &str) -> Option<$name> {
+                $name::ALL.iter().copied().find(|s| s.id() == id)
+            }
+
+            /// The state a catalog row holds; anything else is a damaged catalog, named.
+            pub(crate) fn read(id: &str) -> Result<$name, crate::error::StoreError> {
+                $name::from_id(id).ok_or_else(|| crate::error::StoreError::Catalog {
+                    context: format!("{} `{id}` is not one of {:?}", stringify!($name), $name::ALL),
+                    source: rusqlite::Error::InvalidQuery,
+                })
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.id())
+            }
+        }
+    };
+}
+
+record_state! {
+    /// Where a held artifact is: held until every providing agency decided.
+    ArtifactState { Held = "held", Released = "released", Rejected = "rejected" }
+}
+
+record_state! {
+    /// Where a complaint is.
+    ComplaintState { Open = "open", Resolved = "resolved" }
+}
+
+record_state! {
+    /// Where an incident is.
+    IncidentState { Open = "open", Closed = "closed" }
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::*;
+
+    #[test]
+    fn record_states_round_trip_by_their_ids() {
+        for s in ArtifactState::ALL {
+            assert_eq!(ArtifactState::from_id(s.id()), Some(*s));
+            assert_eq!(serde_json::to_string(s).expect("json"), format!("\"{}\"", s.id()));
+        }
+        for s in ComplaintState::ALL {
+            assert_eq!(ComplaintState::read(s.id()).expect("read"), *s);
+        }
+        for s in IncidentState::ALL {
+            assert_eq!(s.to_string(), s.id());
+        }
+        assert!(ArtifactState::read("lost").is_err());
+    }
+}
