@@ -92,12 +92,32 @@ calls! {
     ReportUsage => UsageAnswer, Get "/v1/reports/usage", "report.usage", "Use of the zone per operator and dataset over a period, from the audit log.";
 }
 
-// ---------------------------------------------------------------------------------------------------- identity
+macro_rules! no_fields {
+    ($($name:ident),*) => {$(
+        /// A request with no fields (an empty JSON object, or no body).
+        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {}
+    )*};
+}
+no_fields!(
+    WhoAmI,
+    ZoneAbout,
+    ZoneStatus,
+    ZoneVerify,
+    DatasetList,
+    PrincipalList,
+    OrgList,
+    CertList,
+    GrantList,
+    AppList,
+    AuditVerify,
+    JobList,
+    ComplaintList,
+    IncidentList
+);
 
-/// `GET /v1/whoami`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct WhoAmI {}
+// ---------------------------------------------------------------------------------------------------- identity
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct WhoAmIAnswer {
@@ -117,10 +137,6 @@ pub struct CertificateSeen {
 
 // ---------------------------------------------------------------------------------------------------- the zone
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ZoneAbout {}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ZoneAboutAnswer {
     pub zone_id: String,
@@ -130,10 +146,6 @@ pub struct ZoneAboutAnswer {
     pub server: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ZoneStatus {}
-
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ZoneStatusAnswer {
     pub info: ZoneInfo,
@@ -142,10 +154,6 @@ pub struct ZoneStatusAnswer {
     /// Rows in the latest version of every dataset.
     pub rows: u64,
 }
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ZoneVerify {}
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ZoneVerifyAnswer {
@@ -174,10 +182,6 @@ pub struct DatasetPublish {
     #[serde(default)]
     pub name: Option<String>,
 }
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DatasetList {}
 
 /// `GET /v1/datasets/{dataset}`: `NAME` or `NAME@VERSION`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -259,7 +263,7 @@ pub struct DatasetRowsAnswer {
 pub struct DatasetMock {
     pub dataset: String,
     #[serde(default = "ten_thousand")]
-    #[schemars(range(max = 10_000_000))]
+    #[schemars(range(max = 1_000_000))]
     pub rows: u64,
     #[serde(default = "one")]
     pub seed: u64,
@@ -335,10 +339,6 @@ pub struct AnchorView {
     pub subject: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PrincipalList {}
-
 macro_rules! standing_change {
     ($($name:ident),*) => {$(
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -368,20 +368,12 @@ pub struct OrgAdded {
     pub added: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct OrgList {}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct OrgView {
     pub org: String,
     pub cas: Vec<TrustAnchor>,
     pub principals: Vec<String>,
 }
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CertList {}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -418,10 +410,6 @@ pub struct GrantView {
     pub grant: Grant,
     pub status: GrantStatus,
 }
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GrantList {}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -474,10 +462,6 @@ pub struct AppSubmit {
     #[serde(default)]
     pub partitions: Option<u64>,
 }
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AppList {}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -555,10 +539,6 @@ pub struct AuditLog {
     pub since: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AuditVerify {}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AuditVerifyAnswer {
     pub entries: u64,
@@ -610,10 +590,6 @@ pub struct JobSubmit {
     #[schemars(range(min = 1, max = 1_048_576))]
     pub batch_rows: Option<u64>,
 }
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct JobList {}
 
 macro_rules! by_id {
     ($($name:ident),*) => {$(
@@ -724,10 +700,6 @@ pub struct ComplaintResolve {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ComplaintList {}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IncidentOpen {
@@ -753,10 +725,6 @@ pub struct IncidentAnswer {
     /// Where the frozen evidence is, in the zone.
     pub evidence_dir: String,
 }
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct IncidentList {}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

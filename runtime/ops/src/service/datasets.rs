@@ -14,7 +14,7 @@ use super::{Handle, Session, date};
 use crate::error::OpsError;
 
 /// The most rows `dataset mock` makes.
-pub const MAX_MOCK_ROWS: u64 = 10_000_000;
+pub const MAX_MOCK_ROWS: u64 = 1_000_000;
 /// The most rows `dataset rows` shows.
 pub const MAX_SHOWN_ROWS: u64 = 1_000;
 
