@@ -3,7 +3,7 @@
 use anyhow::Context as _;
 use serde_json::json;
 use zone_api::routes as api;
-use zone_store::{PublishOutcome, Zone};
+use zone_store::PublishOutcome;
 
 use crate::args::{AuditCommand, DatasetCommand, MockArgs, PublishArgs, RowsArgs, ShowArgs, ZoneCommand};
 use crate::context::Ctx;
@@ -15,30 +15,14 @@ pub fn zone(ctx: &Ctx<'_>, command: &ZoneCommand) -> anyhow::Result<()> {
     match command {
         ZoneCommand::Init(args) => {
             let root = &ctx.root()?;
-            if args.dev_ca && args.org.is_none() {
-                anyhow::bail!(
-                    "--dev-ca needs --org: client certificates carry their principal's organisation, and the \
-                     development CA is registered for the organisations it issues for"
-                );
-            }
-            let zone = Zone::init(root, &args.authority, args.org.as_deref())?;
-            let keys = zone.keys()?;
-            let dev_ca = match (args.dev_ca, args.org.as_deref()) {
-                (true, Some(org)) => {
-                    let (ca, issued) = zone_ops::pki::create_dev_ca(root, &zone.info().zone_id, &args.authority, org)?;
-                    let authority = zone.actor(&args.authority)?;
-                    zone.add_trust_anchor(&authority, &zone_ops::pki::read_anchor(org, &ca.ca_cert)?)?;
-                    zone.record_issued_certificate(&authority, &issued.sha256, &args.authority, &issued.not_after)?;
-                    Some(ca)
-                }
-                _ => None,
-            };
+            let zone_ops::NewZone { zone, public_key, dev_ca } =
+                zone_ops::init_zone(root, &args.authority, args.org.as_deref(), args.dev_ca)?;
             match mode {
                 Mode::Json => output::json(&json!({
                     "zone": root,
                     "zone_id": zone.info().zone_id,
                     "created_at": zone.info().created_at,
-                    "public_key": keys.public_key_hex(),
+                    "public_key": public_key,
                     "authority": args.authority,
                     "dev_ca": dev_ca.as_ref().map(|ca| json!({
                         "ca": ca.ca_cert, "server_cert": ca.server_cert, "server_key": ca.server_key, "clients": ca.clients,
@@ -46,7 +30,7 @@ pub fn zone(ctx: &Ctx<'_>, command: &ZoneCommand) -> anyhow::Result<()> {
                 })),
                 Mode::Human => {
                     outln!("initialized zone {} in {}", zone.info().zone_id, root.display());
-                    outln!("signing public key (Ed25519): {}", keys.public_key_hex());
+                    outln!("signing public key (Ed25519): {public_key}");
                     outln!("first authority: {} (act as it with --as {0})", args.authority);
                     if let Some(ca) = &dev_ca {
                         outln!(

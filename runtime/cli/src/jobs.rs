@@ -6,14 +6,12 @@
 
 use std::fs;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use arrow_array::RecordBatch;
 use zone_api::routes::{self as api, ProductAnswer};
-use zone_jobs::{JobError, JobMap, JobPlan, JobSource, JobSpec, ReleaseLimits};
-use zone_sandbox::Sandbox;
+use zone_jobs::ReleaseLimits;
 use zone_store::{JobRecord, JobState, SignedManifest};
 
 use crate::client::Remote;
@@ -351,14 +349,10 @@ fn wait(remote: &Remote, id: u64) -> anyhow::Result<JobRecord> {
 }
 
 fn dev(args: &JobDevArgs, mode: Mode) -> anyhow::Result<()> {
-    let wasm = fs::read(&args.module).with_context(|| format!("reading {}", args.module.display()))?;
-    let params = zone_ops::parse_params(&args.params)?;
-    let sandbox = Sandbox::new(zone_sandbox::SandboxLimits::default())?;
-    let checked = sandbox.check(&wasm)?;
-    let module = sandbox.load(&checked.serialized)?;
-    let spec = JobSpec {
-        source: JobSource::Mock { file: args.mock.clone() },
-        map: JobMap::Guest { sandbox: Arc::new(sandbox), module: Arc::new(module), params },
+    let run = zone_ops::DevRun {
+        module: args.module.clone(),
+        mock: args.mock.clone(),
+        params: zone_ops::parse_params(&args.params)?,
         limits: ReleaseLimits {
             min_group_size: args.min_group_size,
             max_groups_per_subject: args.max_groups_per_subject,
@@ -366,35 +360,33 @@ fn dev(args: &JobDevArgs, mode: Mode) -> anyhow::Result<()> {
             max_output_rows: args.max_output_rows,
             max_artifact_bytes: args.artifacts.as_ref().map(|_| args.max_artifact_bytes),
         },
-        partitions: 0,
-        batch_size: 16_384,
+        explain: args.explain,
     };
-    let plan = JobPlan::build(&spec).map_err(dev_error)?;
-    if args.explain {
-        errln!("{}", plan.explain());
+    let outcome = zone_ops::dev_run(&run)?;
+    if let Some(plan) = &outcome.plan {
+        errln!("{plan}");
     }
-    let run = plan.execute();
     // Unlike a real run, a dev run shows the operator everything the guest said.
-    for (i, part) in run.guest.diagnostics.iter().enumerate() {
-        for (level, text) in &part.messages {
+    for (i, part) in outcome.messages.iter().enumerate() {
+        for (level, text) in part {
             errln!("guest[{i}] level {level}: {}", inert(text));
         }
     }
-    let outcome = run.result.map_err(dev_error)?;
+    let (stats, batches) = outcome.result?;
     let mut written = Vec::new();
     if let Some(dir) = &args.artifacts {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        for a in &run.guest.artifacts {
+        for (name, bytes) in &outcome.artifacts {
             // Names passed the sandbox's check: plain file names, no separators.
-            let path = dir.join(&a.name);
-            fs::write(&path, &a.bytes).with_context(|| format!("writing {}", path.display()))?;
-            written.push(serde_json::json!({ "name": a.name, "bytes": a.bytes.len(), "path": path }));
+            let path = dir.join(name);
+            fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+            written.push(serde_json::json!({ "name": name, "bytes": bytes.len(), "path": path }));
         }
     }
     match mode {
         Mode::Json => output::json(&serde_json::json!({
-            "stats": outcome.stats,
-            "rows": outcome.stats.rows_released,
+            "stats": stats,
+            "rows": stats.rows_released,
             "artifacts": written,
         })),
         Mode::Human => {
@@ -402,29 +394,18 @@ fn dev(args: &JobDevArgs, mode: Mode) -> anyhow::Result<()> {
                 "dev run on {}: {} rows read, {} groups, {} suppressed under k = {}, {} released (not a product: \
                  mock data, nothing recorded)",
                 args.mock.display(),
-                outcome.stats.rows_read,
-                outcome.stats.groups,
-                outcome.stats.groups_suppressed,
+                stats.rows_read,
+                stats.groups,
+                stats.groups_suppressed,
                 args.min_group_size,
-                outcome.stats.rows_released
+                stats.rows_released
             );
-            outln!("{}", arrow_cast::pretty::pretty_format_batches(&output::inert_batches(&outcome.batches)?)?);
+            outln!("{}", arrow_cast::pretty::pretty_format_batches(&output::inert_batches(&batches)?)?);
             for w in &written {
                 outln!("artifact {} ({} bytes) written to {}", w["name"], w["bytes"], w["path"]);
             }
             Ok(())
         }
-    }
-}
-
-/// In a dev run the operator sees everything the guest said, and what its refused output was.
-fn dev_error(e: JobError) -> anyhow::Error {
-    match &e {
-        JobError::Guest(se @ zone_sandbox::SandboxError { zone_detail: Some(_), .. }) => {
-            let full = inert(&se.full()).into_owned();
-            anyhow::Error::new(e).context(full)
-        }
-        _ => anyhow::Error::new(e),
     }
 }
 

@@ -50,6 +50,9 @@ pub enum OpsError {
     /// The operation is not one this side of the API runs (a queue run on a zone without a server).
     #[error("{0}")]
     Unsupported(String),
+    /// A job's plan or run failed (a developer's run on mock rows).
+    #[error(transparent)]
+    Job(#[from] zone_jobs::JobError),
     /// A request that failed in the transport or the server, as the client received it.
     #[error("{message}")]
     Remote { class: ErrorClass, message: String, causes: Vec<String>, rules: Vec<String> },
@@ -67,6 +70,7 @@ impl OpsError {
             OpsError::Write { .. } | OpsError::Encode { .. } => ErrorClass::Io,
             OpsError::Unsupported(_) => ErrorClass::RequestInvalid,
             OpsError::Remote { class, .. } => *class,
+            OpsError::Job(e) => ErrorClass::of(e.class()),
         }
     }
 

@@ -13,6 +13,7 @@
 
 mod error;
 mod limits;
+mod local;
 mod module;
 pub mod pki;
 mod run;
@@ -21,6 +22,7 @@ mod submit;
 
 pub use error::OpsError;
 pub use limits::sandbox_limits;
+pub use local::{DevOutcome, DevRun, NewZone, dev_run, init_zone};
 pub use module::{ModuleReport, check_module};
 pub use run::{RunOptions, RunOutcome, run_ticket};
 pub use service::{Files, Handle, LocalFiles, Session};
