@@ -55,7 +55,7 @@ fn schemathesis_finds_no_server_error_and_no_answer_outside_the_description() {
         .arg(&ca)
         .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance"])
         .args(["--checks", "response_schema_conformance,negative_data_rejection"])
-        .args(["--max-examples", "12", "--workers", "2", "--seed", "2026", "--no-color", "--request-timeout", "120"])
+        .args(["--max-examples", "12", "--workers", "1", "--seed", "2026", "--no-color", "--request-timeout", "120"])
         .args(["--report", "junit", "--report-dir"])
         .arg(&report)
         .env("SCHEMATHESIS_HOOKS", "")
@@ -63,6 +63,8 @@ fn schemathesis_finds_no_server_error_and_no_answer_outside_the_description() {
         .expect("run schemathesis");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // One worker: with two, schemathesis 4.32.5 once failed inside its own coverage phase (a KeyError in its
+    // source cache), not on an answer of ours.
     // The summary names how many requests were generated and sent; the closing note records it.
     let summary: Vec<&str> = stdout.lines().filter(|l| l.contains("generated") || l.contains("passed")).collect();
     eprintln!("schemathesis: {}", summary.join(" | "));
