@@ -13,7 +13,7 @@ use crate::formats::{CivilDate, Format};
 use crate::kernels::timezone_offset_seconds;
 use crate::policy::{
     Bands, Bounds, ColumnPolicy, ColumnRule, CompiledPolicy, DatasetInfo, Domain, Generalization, MaskSpec,
-    ReleaseMode, ReleaseRules, TokenSpec,
+    BudgetPeriod, Epsilon, PrivacyRules, ReleaseMode, ReleaseRules, TokenSpec,
 };
 
 const CLASSES: [&str; 7] = ["subject", "hidden", "plain", "masked", "tokenized", "generalized", "compute_only"];
@@ -199,7 +199,9 @@ impl Compiler<'_> {
         if !modes_ok {
             return Err(Refused);
         }
+        let privacy = self.privacy(file, modes.contains(&ReleaseMode::Dp));
         Ok(ReleaseRules {
+            privacy: privacy?,
             min_group_size: k?,
             max_output_rows: rows?,
             max_output_bytes: bytes?,
@@ -208,6 +210,105 @@ impl Compiler<'_> {
             modes,
             max_artifact_bytes: artifact?,
         })
+    }
+
+    /// `[privacy]`: needed exactly when `dp` is a mode.
+    fn privacy(&mut self, file: &PolicyFile, dp: bool) -> Checked<Option<PrivacyRules>> {
+        let Some(section) = &file.privacy else {
+            if dp {
+                let span = file.release.get_ref().modes.span();
+                return self.fail_help(
+                    rules::PRIVACY,
+                    span,
+                    "mode `dp` needs a `[privacy]` section",
+                    Some(
+                        "add `[privacy]` with epsilon_per_job, delta_per_job, epsilon_per_operator, \
+                         epsilon_per_dataset and period"
+                            .into(),
+                    ),
+                );
+            }
+            return Ok(None);
+        };
+        if !dp {
+            return self.fail_help(
+                rules::PRIVACY,
+                section.span(),
+                "`[privacy]` is only for mode `dp`, which `modes` does not list",
+                Some("add \"dp\" to modes, or remove the section".into()),
+            );
+        }
+        let p = section.get_ref();
+        let epsilon = |this: &mut Self, value: &Spanned<f64>, what: &str| -> Checked<Epsilon> {
+            let v = *value.get_ref();
+            match Epsilon::from_f64(v) {
+                Some(e) if v <= 1_000.0 => Ok(e),
+                _ => this.fail_help(
+                    rules::PRIVACY_EPSILON,
+                    value.span(),
+                    format!("{what} is {v}"),
+                    Some("must be a number from 0.000001 to 1000".into()),
+                ),
+            }
+        };
+        let per_job = epsilon(self, &p.epsilon_per_job, "epsilon_per_job");
+        let per_operator = epsilon(self, &p.epsilon_per_operator, "epsilon_per_operator");
+        let per_dataset = epsilon(self, &p.epsilon_per_dataset, "epsilon_per_dataset");
+        let delta = *p.delta_per_job.get_ref();
+        let delta_ok = delta.is_finite() && delta > 0.0 && delta <= PrivacyRules::MAX_DELTA;
+        if !delta_ok {
+            let _ = self.fail_help::<()>(
+                rules::PRIVACY_DELTA,
+                p.delta_per_job.span(),
+                format!("delta_per_job is {delta}"),
+                Some(format!("must be above 0 and at most {:e}", PrivacyRules::MAX_DELTA)),
+            );
+        }
+        let period = BudgetPeriod::from_name(p.period.get_ref());
+        if period.is_none() {
+            let _ = self.fail_help::<()>(
+                rules::PRIVACY_PERIOD,
+                p.period.span(),
+                format!("unknown budget period `{}`", p.period.get_ref()),
+                one_of(BudgetPeriod::ALL.map(BudgetPeriod::name)),
+            );
+        }
+        let block = match &p.max_block_subjects {
+            Some(v) => self.bounded(
+                rules::PRIVACY_BLOCK,
+                v,
+                1..PrivacyRules::MAX_BLOCK_SUBJECTS as i64 + 1,
+                "max_block_subjects (b)",
+            ),
+            None => Ok(PrivacyRules::DEFAULT_MAX_BLOCK_SUBJECTS),
+        };
+        let (per_job, per_operator, per_dataset, block) = (per_job?, per_operator?, per_dataset?, block?);
+        let (Some(period), true) = (period, delta_ok) else { return Err(Refused) };
+        if per_operator < per_job {
+            return self.fail(
+                rules::PRIVACY_EPSILON,
+                p.epsilon_per_operator.span(),
+                format!("epsilon_per_operator ({per_operator}) is less than epsilon_per_job ({per_job}): no job could run"),
+            );
+        }
+        if per_dataset < per_operator {
+            return self.fail(
+                rules::PRIVACY_EPSILON,
+                p.epsilon_per_dataset.span(),
+                format!(
+                    "epsilon_per_dataset ({per_dataset}) is less than epsilon_per_operator ({per_operator}); the \
+                     dataset's cap is over all operators together"
+                ),
+            );
+        }
+        Ok(Some(PrivacyRules {
+            epsilon_per_job: per_job,
+            delta_per_job: delta,
+            epsilon_per_operator: per_operator,
+            epsilon_per_dataset: per_dataset,
+            period,
+            max_block_subjects: block,
+        }))
     }
 
     fn columns(&mut self, file: &PolicyFile, schema: &Schema) -> Checked<(Vec<ColumnPolicy>, usize)> {

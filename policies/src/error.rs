@@ -31,6 +31,11 @@ pub mod rules {
     pub const MAX_ROWS_PER_SUBJECT_IN_GROUP: RuleId = RuleId("release.max_rows_per_subject_in_group");
     pub const MAX_ARTIFACT_BYTES: RuleId = RuleId("release.max_artifact_bytes");
     pub const RELEASE_MODE: RuleId = RuleId("release.mode");
+    pub const PRIVACY: RuleId = RuleId("privacy.section");
+    pub const PRIVACY_EPSILON: RuleId = RuleId("privacy.epsilon");
+    pub const PRIVACY_DELTA: RuleId = RuleId("privacy.delta");
+    pub const PRIVACY_PERIOD: RuleId = RuleId("privacy.period");
+    pub const PRIVACY_BLOCK: RuleId = RuleId("privacy.max_block_subjects");
     pub const COLUMN_UNCLASSIFIED: RuleId = RuleId("column.unclassified");
     pub const COLUMN_UNKNOWN: RuleId = RuleId("column.unknown");
     pub const COLUMN_CLASS: RuleId = RuleId("column.class");

@@ -15,6 +15,8 @@ pub struct PolicyFile {
     pub version: Spanned<i64>,
     pub dataset: Spanned<DatasetSection>,
     pub release: Spanned<ReleaseSection>,
+    #[serde(default)]
+    pub privacy: Option<Spanned<PrivacySection>>,
     pub columns: Spanned<BTreeMap<Spanned<String>, Spanned<ColumnSpec>>>,
 }
 
@@ -44,6 +46,19 @@ pub struct ReleaseSection {
     pub modes: Spanned<Vec<Spanned<String>>>,
     #[serde(default)]
     pub max_artifact_bytes: Option<Spanned<i64>>,
+}
+
+/// `[privacy]`: the budgets of `dp` mode.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacySection {
+    pub epsilon_per_job: Spanned<f64>,
+    pub delta_per_job: Spanned<f64>,
+    pub epsilon_per_operator: Spanned<f64>,
+    pub epsilon_per_dataset: Spanned<f64>,
+    pub period: Spanned<String>,
+    #[serde(default)]
+    pub max_block_subjects: Option<Spanned<i64>>,
 }
 
 /// One entry of `[columns]`. Which keys are allowed depends on `class`; that is checked when compiling, so

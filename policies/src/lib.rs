@@ -58,5 +58,5 @@ pub use formats::Format;
 pub use kernels::{ColumnKernel, Desensitized, Desensitizer, KernelError, TokenKey, TokenSecret, tokenize};
 pub use policy::{
     Bands, Bounds, ColumnPolicy, ColumnRule, CompiledPolicy, DatasetInfo, Domain, Generalization, MaskSpec,
-    ReleaseMode, ReleaseRules, TokenSpec,
+    BudgetPeriod, Epsilon, PrivacyRules, ReleaseMode, ReleaseRules, TokenSpec,
 };

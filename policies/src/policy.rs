@@ -77,15 +77,19 @@ pub enum ReleaseMode {
     Aggregate,
     /// Guest artifacts held until the providing agency approves them.
     Reviewed,
+    /// Differentially private aggregates: the guest runs on subject-isolated blocks, every released cell is
+    /// noised, and each run spends privacy budget (`[privacy]`).
+    Dp,
 }
 
 impl ReleaseMode {
-    pub const ALL: [ReleaseMode; 2] = [ReleaseMode::Aggregate, ReleaseMode::Reviewed];
+    pub const ALL: [ReleaseMode; 3] = [ReleaseMode::Aggregate, ReleaseMode::Dp, ReleaseMode::Reviewed];
 
     pub fn name(self) -> &'static str {
         match self {
             ReleaseMode::Aggregate => "aggregate",
             ReleaseMode::Reviewed => "reviewed",
+            ReleaseMode::Dp => "dp",
         }
     }
 
@@ -124,6 +128,118 @@ pub struct ReleaseRules {
     pub modes: Vec<ReleaseMode>,
     /// Cap on the total size of a reviewed job's artifacts.
     pub max_artifact_bytes: u64,
+    /// `[privacy]`: present exactly when `modes` has `dp`.
+    pub privacy: Option<PrivacyRules>,
+}
+
+/// How often a privacy budget refreshes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BudgetPeriod {
+    Month,
+    Quarter,
+    Year,
+}
+
+impl BudgetPeriod {
+    pub const ALL: [BudgetPeriod; 3] = [BudgetPeriod::Month, BudgetPeriod::Quarter, BudgetPeriod::Year];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BudgetPeriod::Month => "month",
+            BudgetPeriod::Quarter => "quarter",
+            BudgetPeriod::Year => "year",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<BudgetPeriod> {
+        BudgetPeriod::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// The first month (1-12) of the period that holds `month`, and the period's length in months.
+    pub fn months(self, month: u32) -> (u32, u32) {
+        let len = match self {
+            BudgetPeriod::Month => 1,
+            BudgetPeriod::Quarter => 3,
+            BudgetPeriod::Year => 12,
+        };
+        (((month.clamp(1, 12) - 1) / len) * len + 1, len)
+    }
+}
+
+impl fmt::Display for BudgetPeriod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// ε, exactly: in millionths, so that budgets add up without rounding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Epsilon(pub u64);
+
+impl Epsilon {
+    pub const UNIT: u64 = 1_000_000;
+
+    /// ε from a decimal number, to the nearest millionth; `None` when it is not a positive finite number of at
+    /// least one millionth.
+    pub fn from_f64(value: f64) -> Option<Epsilon> {
+        let micros = (value * Self::UNIT as f64).round();
+        (value.is_finite() && micros >= 1.0 && micros < 1e15).then_some(Epsilon(micros as u64))
+    }
+
+    pub fn as_f64(self) -> f64 {
+        self.0 as f64 / Self::UNIT as f64
+    }
+
+    pub fn saturating_sub(self, other: Epsilon) -> Epsilon {
+        Epsilon(self.0.saturating_sub(other.0))
+    }
+}
+
+impl fmt::Display for Epsilon {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let whole = self.0 / Self::UNIT;
+        let frac = self.0 % Self::UNIT;
+        if frac == 0 {
+            return write!(f, "{whole}");
+        }
+        let digits = format!("{frac:06}");
+        write!(f, "{whole}.{}", digits.trim_end_matches('0'))
+    }
+}
+
+/// `[privacy]`: what `dp` mode may spend. A run spends its ε (at most `epsilon_per_job`) against two budgets per
+/// period: the operator's on this dataset, and the dataset's over all operators (against collusion). δ is the
+/// probability, per run, that partition selection lets a group through that a single block could have made.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PrivacyRules {
+    pub epsilon_per_job: Epsilon,
+    pub delta_per_job: f64,
+    pub epsilon_per_operator: Epsilon,
+    pub epsilon_per_dataset: Epsilon,
+    pub period: BudgetPeriod,
+    /// b: the most subjects one isolated block of the guest may see.
+    pub max_block_subjects: u64,
+}
+
+// δ is checked finite when compiled.
+impl Eq for PrivacyRules {}
+
+impl PrivacyRules {
+    pub const DEFAULT_MAX_BLOCK_SUBJECTS: u64 = 64;
+    pub const MAX_BLOCK_SUBJECTS: u64 = 4_096;
+    pub const MAX_DELTA: f64 = 1e-3;
+
+    /// The stricter of two (for a job over several datasets): each budget is still charged per dataset.
+    pub fn stricter(&self, other: &PrivacyRules) -> PrivacyRules {
+        PrivacyRules {
+            epsilon_per_job: self.epsilon_per_job.min(other.epsilon_per_job),
+            delta_per_job: self.delta_per_job.min(other.delta_per_job),
+            epsilon_per_operator: self.epsilon_per_operator.min(other.epsilon_per_operator),
+            epsilon_per_dataset: self.epsilon_per_dataset.min(other.epsilon_per_dataset),
+            period: self.period,
+            max_block_subjects: self.max_block_subjects.min(other.max_block_subjects),
+        }
+    }
 }
 
 impl ReleaseRules {
@@ -144,6 +260,10 @@ impl ReleaseRules {
             max_rows_per_subject_in_group: self.max_rows_per_subject_in_group.min(other.max_rows_per_subject_in_group),
             modes: self.modes.iter().copied().filter(|m| other.modes.contains(m)).collect(),
             max_artifact_bytes: self.max_artifact_bytes.min(other.max_artifact_bytes),
+            privacy: match (&self.privacy, &other.privacy) {
+                (Some(a), Some(b)) => Some(a.stricter(b)),
+                _ => None,
+            },
         }
     }
 }
@@ -389,6 +509,19 @@ impl fmt::Display for CompiledPolicy {
             r.max_artifact_bytes,
             modes.join("|")
         )?;
+        if let Some(p) = &r.privacy {
+            writeln!(
+                f,
+                "  privacy: epsilon_per_job={} delta_per_job={:e} epsilon_per_operator={} epsilon_per_dataset={} \
+                 period={} max_block_subjects={}",
+                p.epsilon_per_job,
+                p.delta_per_job,
+                p.epsilon_per_operator,
+                p.epsilon_per_dataset,
+                p.period,
+                p.max_block_subjects
+            )?;
+        }
         writeln!(f, "  columns:")?;
         for c in &self.columns {
             let guest = match c.guest_field() {
