@@ -32,7 +32,7 @@ pub(crate) struct ContributionBound {
     pub(crate) keys: Vec<usize>,
     /// L.
     pub(crate) max_groups_per_subject: u64,
-    pub(crate) hasher: std::hash::RandomState,
+    pub(crate) hasher: crate::keys::RunKeys,
     /// (subject, group) contributions dropped.
     pub(crate) dropped: Arc<AtomicU64>,
     /// The partials clamped to one subject's share of a group.
@@ -45,6 +45,8 @@ pub(crate) struct PartialClamp {
     pub(crate) column: usize,
     pub(crate) lo: f64,
     pub(crate) hi: f64,
+    /// `dp` mode: a Float64 partial is then written in this fixed-point unit (a whole number of units).
+    pub(crate) unit: Option<f64>,
 }
 
 /// Clamps the partial columns of a batch (Int64 counts, Float64 sums, Decimal128 integer sums).
@@ -66,7 +68,15 @@ fn clamp_partials(batch: RecordBatch, clamps: &[PartialClamp]) -> Result<RecordB
                     .with_precision_and_scale(*p, *s)?;
                 Arc::new(clamped) as arrow_array::ArrayRef
             }
-            _ => zone_sandbox::output::clamp(column, c.lo, c.hi),
+            _ => {
+                let clamped = zone_sandbox::output::clamp(column, c.lo, c.hi);
+                match (c.unit, clamped.as_primitive_opt::<arrow_array::types::Float64Type>()) {
+                    (Some(unit), Some(values)) => Arc::new(
+                        values.unary::<_, arrow_array::types::Float64Type>(|v| (v / unit).round()),
+                    ) as arrow_array::ArrayRef,
+                    _ => clamped,
+                }
+            }
         };
     }
     Ok(RecordBatch::try_new(batch.schema(), columns)?)
@@ -91,7 +101,7 @@ fn keep_flags(
     batches: &[RecordBatch],
     keys: &[usize],
     limit: u64,
-    hasher: &std::hash::RandomState,
+    hasher: &crate::keys::RunKeys,
 ) -> Result<Vec<BooleanArray>> {
     let mut subjects = Vec::with_capacity(batches.len());
     let mut ranks: Vec<Vec<u32>> = Vec::with_capacity(batches.len());
@@ -234,9 +244,9 @@ mod tests {
         ];
         let batch = RecordBatch::try_new(schema, columns).expect("batch");
         let clamps = [
-            PartialClamp { column: 1, lo: 0.0, hi: 3.0 },
-            PartialClamp { column: 2, lo: 0.0, hi: 300.0 },
-            PartialClamp { column: 3, lo: -1.0, hi: 30.0 },
+            PartialClamp { column: 1, lo: 0.0, hi: 3.0, unit: None },
+            PartialClamp { column: 2, lo: 0.0, hi: 300.0, unit: None },
+            PartialClamp { column: 3, lo: -1.0, hi: 30.0, unit: None },
         ];
         let out = clamp_partials(batch, &clamps).expect("clamped");
         assert_eq!(out.column(1).as_primitive::<arrow_array::types::Int64Type>().values().to_vec(), vec![3, 1]);
@@ -249,7 +259,7 @@ mod tests {
 
     #[test]
     fn each_subject_keeps_at_most_l_groups_whatever_the_order() {
-        let hasher = std::hash::RandomState::new();
+        let hasher = crate::keys::RunKeys::random();
         let a = batch(vec![1, 1, 1, 2, 3, 3], vec!["a", "b", "c", "a", "b", "c"]);
         let b = batch(vec![1, 2], vec!["d", "b"]);
         for limit in 1..=4u64 {

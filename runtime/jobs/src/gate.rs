@@ -70,7 +70,7 @@ fn gate_error(e: GateError) -> DataFusionError {
 
 /// One released column in its product type, checked: integer sums (exact, as Decimal128) must fit Int64, float
 /// measures must be finite, string keys must hold no character a reader's screen or spreadsheet would act on.
-fn checked_column(column: &ArrayRef, target: &DataType) -> Result<ArrayRef> {
+pub(crate) fn checked_column(column: &ArrayRef, target: &DataType) -> Result<ArrayRef> {
     match (column.data_type(), target) {
         (DataType::Decimal128(_, 0), DataType::Int64) => {
             let sums = column.as_primitive::<Decimal128Type>();

@@ -4,8 +4,11 @@
 //! keys → the release gate (threshold, output guard). The store decides whether a run may start and keeps what it
 //! releases; this crate only plans and runs.
 
+mod blocks;
 mod bound;
+mod dp;
 mod gate;
+mod keys;
 mod plan;
 mod stage;
 mod subjects;
@@ -13,7 +16,10 @@ mod table;
 pub mod udf;
 mod wasm_map;
 
+pub use blocks::BlockCut;
+pub use dp::{DpReport, DpSettings, MeasureNoise, SelectionNoise};
 pub use gate::GateError;
+pub use keys::RunKeys;
 pub use plan::{
     DatasetSource, JobError, JobMap, JobOutcome, JobPlan, JobRun, JobSource, JobSpec, JobStats, ReleaseLimits,
     joined_guest_schema, product_schema,

@@ -18,12 +18,17 @@ use datafusion::physical_expr::Partitioning;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::sorts::sort::SortExec;
+use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, displayable};
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig};
 use policies::{ColumnKernel, CompiledPolicy, TokenSecret};
 use zone_sandbox::{Aggregate, GuestModule, OutputDecl, Sandbox, SandboxError};
 
+use crate::blocks::{BLOCK, BlockCounters, BlockCut, BlockIds, BlockRunner, DpBlocks};
 use crate::bound::{ContributionBound, PartialClamp};
+use crate::dp::{DpCounters, DpPlan, DpRelease, DpReport, DpSettings};
+use crate::keys::RunKeys;
 use crate::gate::{GateCounters, GateError, ReleaseGate, SUBJECTS};
 use crate::stage::StageExec;
 use crate::subjects::SyntheticSubjects;
@@ -51,7 +56,7 @@ pub enum JobSource {
 }
 
 /// The release settings a run enforces (for a join: the stricter of the policies').
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ReleaseLimits {
     pub min_group_size: u64,
     pub max_groups_per_subject: u64,
@@ -61,6 +66,8 @@ pub struct ReleaseLimits {
     /// Reviewed mode: the guest's `finish` is called and its artifacts, together at most this many bytes, are
     /// held for review. `None`: aggregate mode.
     pub max_artifact_bytes: Option<u64>,
+    /// `dp` mode: subject-isolated blocks and noise instead of the threshold.
+    pub dp: Option<DpSettings>,
 }
 
 /// What maps each row of the guest's view to the declared output.
@@ -149,6 +156,10 @@ pub struct JobStats {
     pub guest_instances: u64,
     pub guest_time_ms: u64,
     pub elapsed_ms: u64,
+    /// `dp` mode: blocks run, and blocks left out because their guest failed (both the guest's to decide, so never
+    /// the operator's to see).
+    pub blocks: u64,
+    pub failed_blocks: u64,
 }
 
 /// A finished run: the released table (the product) and what it took.
@@ -159,6 +170,8 @@ pub struct JobOutcome {
     pub stats: JobStats,
     /// The physical plan, as `EXPLAIN` prints it.
     pub plan: String,
+    /// `dp` mode: what the run spent and how it noised.
+    pub dp: Option<DpReport>,
 }
 
 /// How a run ended, and what its guests left behind either way.
@@ -180,6 +193,9 @@ pub struct JobPlan {
     dropped: Arc<AtomicU64>,
     gate: Arc<GateCounters>,
     report: Arc<Mutex<GuestReport>>,
+    dp: Option<Arc<DpPlan>>,
+    blocks: Arc<BlockCounters>,
+    dp_counters: Arc<DpCounters>,
 }
 
 impl std::fmt::Debug for JobPlan {
@@ -254,13 +270,13 @@ fn partial_clamps(declared: &OutputDecl, pairs: &Schema, rows: u64) -> Result<Ve
         let name = m.field.name();
         let (lo, hi) = m.bounds.unwrap_or((0.0, 0.0));
         match m.aggregate {
-            Aggregate::Count => clamps.push(PartialClamp { column: index(partial(name, "n"))?, lo: 0.0, hi: rows }),
+            Aggregate::Count => clamps.push(PartialClamp { column: index(partial(name, "n"))?, lo: 0.0, hi: rows, unit: None }),
             Aggregate::Sum => {
-                clamps.push(PartialClamp { column: index(partial(name, "s"))?, lo: lo * rows, hi: hi * rows })
+                clamps.push(PartialClamp { column: index(partial(name, "s"))?, lo: lo * rows, hi: hi * rows, unit: None })
             }
             Aggregate::Mean => {
-                clamps.push(PartialClamp { column: index(partial(name, "s"))?, lo: lo * rows, hi: hi * rows });
-                clamps.push(PartialClamp { column: index(partial(name, "n"))?, lo: 0.0, hi: rows });
+                clamps.push(PartialClamp { column: index(partial(name, "s"))?, lo: lo * rows, hi: hi * rows, unit: None });
+                clamps.push(PartialClamp { column: index(partial(name, "n"))?, lo: 0.0, hi: rows, unit: None });
             }
             Aggregate::Min | Aggregate::Max => {}
         }
@@ -355,11 +371,13 @@ fn engine(spec: &JobSpec) -> Result<(tokio::runtime::Runtime, SessionContext), J
 struct Stages<'a> {
     spec: &'a JobSpec,
     ctx: &'a SessionContext,
-    hasher: std::hash::RandomState,
+    hasher: RunKeys,
     rows: Arc<AtomicU64>,
     dropped: Arc<AtomicU64>,
     gate: Arc<GateCounters>,
     report: Arc<Mutex<GuestReport>>,
+    blocks: Arc<BlockCounters>,
+    dp_counters: Arc<DpCounters>,
 }
 
 impl Stages<'_> {
@@ -441,6 +459,9 @@ impl Stages<'_> {
                         })
                         .collect::<Vec<_>>(),
                 ));
+                if let Some(dp) = &spec.limits.dp {
+                    return self.blocks(source, batch_guest_schema, declared, dp, sandbox, module, params);
+                }
                 let map = Arc::new(WasmMap {
                     sandbox: sandbox.clone(),
                     module: module.clone(),
@@ -471,6 +492,56 @@ impl Stages<'_> {
         }
     }
 
+    /// `dp` mode: the guest once per block. The rows get their block id, are partitioned by it and sorted by subject
+    /// within each partition, so that every block arrives whole and in one piece.
+    #[allow(clippy::too_many_arguments, reason = "the map's parts, taken apart by the caller")]
+    fn blocks(
+        &self,
+        source: Arc<dyn ExecutionPlan>,
+        guest_schema: SchemaRef,
+        declared: &OutputDecl,
+        dp: &DpSettings,
+        sandbox: &Arc<Sandbox>,
+        module: &Arc<GuestModule>,
+        params: &[(String, String)],
+    ) -> Result<DataFrame, JobError> {
+        let cut = BlockCut::new(dp.block_subjects, dp.population);
+        let ids = Arc::new(BlockIds::new(cut, &source.schema()));
+        let with_ids: Arc<dyn ExecutionPlan> = Arc::new(StageExec::new(ids.clone(), source));
+        let n = with_ids.output_partitioning().partition_count().max(1);
+        let block_index = ids.schema.index_of(BLOCK).map_err(plan_error)?;
+        let partitioned: Arc<dyn ExecutionPlan> = Arc::new(RepartitionExec::try_new(
+            with_ids,
+            Partitioning::Hash(vec![Arc::new(Column::new(BLOCK, block_index))], n),
+        )?);
+        let ordering = LexOrdering::new([PhysicalSortExpr::new_default(Arc::new(Column::new(SUBJECT, 0)))])
+            .ok_or_else(|| plan_error("no sort order for the blocks"))?;
+        let sorted = Arc::new(SortExec::new(ordering, partitioned).with_preserve_partitioning(true));
+        let limits = sandbox.limits();
+        let share = limits.job_timeout.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX));
+        let share = share.checked_div(u32::try_from(cut.blocks()).unwrap_or(u32::MAX)).unwrap_or(share);
+        let budget = share.max(limits.epoch_tick.saturating_mul(4)).min(limits.job_timeout);
+        let input_schema = sorted.schema();
+        let columns = (0..input_schema.fields().len()).filter(|&i| input_schema.field(i).name() != BLOCK).collect();
+        let runner = BlockRunner {
+            sandbox: sandbox.clone(),
+            module: module.clone(),
+            params: params.to_vec(),
+            guest_schema,
+            declared: declared.clone(),
+            schema: WasmMap::output_schema(declared),
+            cut,
+            budget,
+            report: self.report.clone(),
+            rows: self.rows.clone(),
+            counters: self.blocks.clone(),
+            batch_rows: self.spec.batch_size.max(1),
+            columns,
+        };
+        let blocks = Arc::new(StageExec::new(Arc::new(DpBlocks(Arc::new(runner))), sorted));
+        Ok(self.ctx.read_table(PlanTable::new(blocks))?)
+    }
+
     /// Per (subject, group) partials; null keys drop the row. Answers the plan and the key names.
     async fn partials(
         &self,
@@ -489,6 +560,10 @@ impl Stages<'_> {
             let value = ident(name);
             match m.aggregate {
                 Aggregate::Count => partials.push(count(value).alias(partial(name, "n"))),
+                // `dp`: every sum as Float64, clamped and then written in its fixed-point unit by the bound.
+                Aggregate::Sum if self.spec.limits.dp.is_some() => {
+                    partials.push(sum(cast(value, DataType::Float64)).alias(partial(name, "s")))
+                }
                 // Integer sums are exact: summed as 128-bit decimals, checked against Int64 at the gate.
                 Aggregate::Sum if is_integer(m.field.data_type()) => {
                     partials.push(sum(cast(value, EXACT_SUM)).alias(partial(name, "s")))
@@ -511,6 +586,7 @@ impl Stages<'_> {
         pairs: Arc<dyn ExecutionPlan>,
         keys: &[String],
         declared: &OutputDecl,
+        dp: Option<&DpPlan>,
     ) -> Result<Arc<dyn ExecutionPlan>, JobError> {
         let pairs_schema = pairs.schema();
         let subject_index = pairs_schema.index_of(SUBJECT).map_err(plan_error)?;
@@ -529,7 +605,16 @@ impl Stages<'_> {
             return Err(plan_error("the partials do not start with the subject"));
         }
         let limits = &self.spec.limits;
-        let clamps = partial_clamps(declared, &pairs_schema, limits.max_rows_per_subject_in_group)?;
+        let mut clamps = partial_clamps(declared, &pairs_schema, limits.max_rows_per_subject_in_group)?;
+        if let Some(dp) = dp {
+            for m in &dp.measures {
+                if let Ok(index) = pairs_schema.index_of(&partial(&m.name, "s")) {
+                    for c in clamps.iter_mut().filter(|c| c.column == index) {
+                        c.unit = Some(m.unit);
+                    }
+                }
+            }
+        }
         let bound = Arc::new(ContributionBound {
             schema: pairs_schema.clone(),
             keys: key_indexes,
@@ -595,6 +680,47 @@ impl Stages<'_> {
         Ok((groups, product))
     }
 
+    /// `dp` mode: per group, the distinct subjects and each measure's summed partials, sorted by the keys, in one
+    /// partition; then the noisy release.
+    async fn dp_release(
+        &self,
+        bounded: Arc<dyn ExecutionPlan>,
+        keys: &[String],
+        declared: &OutputDecl,
+        dp: &Arc<DpPlan>,
+    ) -> Result<(Arc<dyn ExecutionPlan>, SchemaRef), JobError> {
+        let df = self.ctx.read_table(PlanTable::new(bounded))?;
+        let mut finals = vec![count_all().alias(SUBJECTS)];
+        for m in &declared.measures {
+            let name = m.field.name();
+            if matches!(m.aggregate, Aggregate::Count | Aggregate::Mean) {
+                finals.push(sum(ident(partial(name, "n"))).alias(partial(name, "n")));
+            }
+            if matches!(m.aggregate, Aggregate::Sum | Aggregate::Mean) {
+                finals.push(sum(ident(partial(name, "s"))).alias(partial(name, "s")));
+            }
+        }
+        let mut df = df.aggregate(keys.iter().map(ident).collect(), finals)?;
+        if !keys.is_empty() {
+            df = df.sort(keys.iter().map(|k| ident(k).sort(true, true)).collect())?;
+        }
+        let groups = df.create_physical_plan().await?;
+        let groups: Arc<dyn ExecutionPlan> = if groups.output_partitioning().partition_count() > 1 {
+            Arc::new(CoalescePartitionsExec::new(groups))
+        } else {
+            groups
+        };
+        let product = dp.product_schema(declared).map_err(plan_error)?;
+        let release = Arc::new(DpRelease {
+            plan: dp.clone(),
+            keys: keys.len(),
+            schema: product.clone(),
+            max_output_rows: self.spec.limits.max_output_rows,
+            counters: self.dp_counters.clone(),
+        });
+        Ok((Arc::new(StageExec::new(release, groups)), product))
+    }
+
     /// The release gate over the groups: k, the output limits, the counters.
     fn release(&self, groups: Arc<dyn ExecutionPlan>, product: &SchemaRef) -> Arc<dyn ExecutionPlan> {
         let release = Arc::new(ReleaseGate {
@@ -612,25 +738,68 @@ impl JobPlan {
     /// the plan. Nothing runs yet.
     pub fn build(spec: &JobSpec) -> Result<JobPlan, JobError> {
         let (runtime, ctx) = engine(spec)?;
+        let hasher = match &spec.limits.dp {
+            Some(dp) => RunKeys::derived(&dp.noise_key, dp.job),
+            None => RunKeys::random(),
+        };
         let stages = Stages {
             spec,
             ctx: &ctx,
-            hasher: std::hash::RandomState::new(),
+            hasher,
             rows: Arc::new(AtomicU64::new(0)),
             dropped: Arc::new(AtomicU64::new(0)),
             gate: Arc::new(GateCounters::default()),
             report: Arc::new(Mutex::new(GuestReport::default())),
+            blocks: Arc::new(BlockCounters::default()),
+            dp_counters: Arc::new(DpCounters::default()),
         };
-        let (plan, declared, product_schema) = runtime.block_on(async {
+        let (plan, declared, product_schema, dp) = runtime.block_on(async {
             let (guest_schema, source, declared) = stages.source().await?;
+            let dp = match &spec.limits.dp {
+                Some(settings) => {
+                    let cut = BlockCut::new(settings.block_subjects, settings.population);
+                    let limits = &spec.limits;
+                    Some(Arc::new(
+                        DpPlan::new(
+                            &declared,
+                            *settings,
+                            cut.blocks(),
+                            limits.min_group_size,
+                            limits.max_groups_per_subject,
+                            limits.max_rows_per_subject_in_group,
+                        )
+                        .map_err(plan_error)?,
+                    ))
+                }
+                None => None,
+            };
             let mapped = stages.map(source, &guest_schema, &declared)?;
             let (pairs, keys) = stages.partials(mapped, &declared).await?;
-            let bounded = stages.bound(pairs, &keys, &declared)?;
-            let (groups, product) = stages.finals(bounded, &keys, &declared).await?;
-            Ok::<_, JobError>((stages.release(groups, &product), declared, product))
+            let bounded = stages.bound(pairs, &keys, &declared, dp.as_deref())?;
+            let (plan, product) = match &dp {
+                Some(dp) => stages.dp_release(bounded, &keys, &declared, dp).await?,
+                None => {
+                    let (groups, product) = stages.finals(bounded, &keys, &declared).await?;
+                    (stages.release(groups, &product), product)
+                }
+            };
+            Ok::<_, JobError>((plan, declared, product, dp))
         })?;
-        let Stages { rows, dropped, gate, report, .. } = stages;
-        Ok(JobPlan { runtime, ctx, plan, declared, product_schema, rows, dropped, gate, report })
+        let Stages { rows, dropped, gate, report, blocks, dp_counters, .. } = stages;
+        Ok(JobPlan {
+            runtime,
+            ctx,
+            plan,
+            declared,
+            product_schema,
+            rows,
+            dropped,
+            gate,
+            report,
+            dp,
+            blocks,
+            dp_counters,
+        })
     }
 
     /// The plan as `EXPLAIN` shows it.
@@ -653,17 +822,27 @@ impl JobPlan {
             Ok(b) => b,
             Err(e) => return JobRun { result: Err(JobError::from_engine(e)), guest },
         };
+        let (groups, released) = match self.dp {
+            Some(_) => {
+                let c = &self.dp_counters;
+                (c.groups.load(Ordering::Relaxed), c.released.load(Ordering::Relaxed))
+            }
+            None => (self.gate.groups.load(Ordering::Relaxed), self.gate.released.load(Ordering::Relaxed)),
+        };
         let stats = JobStats {
             rows_read: self.rows.load(Ordering::Relaxed),
             contributions_dropped: self.dropped.load(Ordering::Relaxed),
-            groups: self.gate.groups.load(Ordering::Relaxed),
-            groups_suppressed: self.gate.suppressed.load(Ordering::Relaxed),
-            rows_released: self.gate.released.load(Ordering::Relaxed),
+            groups,
+            groups_suppressed: groups.saturating_sub(released),
+            rows_released: released,
             guest_instances: guest.instances as u64,
             guest_time_ms: u64::try_from(guest.guest_time.as_millis()).unwrap_or(u64::MAX),
             elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            blocks: self.blocks.blocks.load(Ordering::Relaxed),
+            failed_blocks: self.blocks.failed.load(Ordering::Relaxed),
         };
-        JobRun { result: Ok(JobOutcome { schema: self.product_schema, batches, stats, plan: plan_text }), guest }
+        let dp = self.dp.as_ref().map(|d| d.report.clone());
+        JobRun { result: Ok(JobOutcome { schema: self.product_schema, batches, stats, plan: plan_text, dp }), guest }
     }
 }
 
@@ -729,6 +908,7 @@ mod tests {
                 max_rows_per_subject_in_group: rows,
                 max_output_rows: 10_000,
                 max_artifact_bytes: None,
+                dp: None,
             },
             partitions: 2,
             batch_size: 4_096,

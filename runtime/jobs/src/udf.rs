@@ -86,7 +86,7 @@ impl ScalarUDFImpl for KernelUdf {
 /// (and share one contribution budget): a collision can only make a release more conservative.
 #[derive(Debug)]
 pub struct SubjectUdf {
-    keys: std::hash::RandomState,
+    keys: crate::keys::RunKeys,
     signature: Signature,
 }
 
@@ -96,7 +96,7 @@ impl SubjectUdf {
         [DataType::Utf8, DataType::LargeUtf8, DataType::Int32, DataType::Int64, DataType::UInt32, DataType::UInt64];
 
     /// A fingerprint function with a fresh key (one per job: fingerprints mean nothing outside it).
-    pub fn udf(keys: std::hash::RandomState) -> ScalarUDF {
+    pub fn udf(keys: crate::keys::RunKeys) -> ScalarUDF {
         let signature = Signature::new(
             TypeSignature::OneOf(Self::TYPES.iter().map(|t| TypeSignature::Exact(vec![t.clone()])).collect()),
             Volatility::Immutable,
@@ -177,7 +177,7 @@ mod tests {
 
     #[test]
     fn fingerprints_are_stable_within_a_job_and_keep_nulls() {
-        let keys = std::hash::RandomState::new();
+        let keys = crate::keys::RunKeys::random();
         let udf = SubjectUdf { keys, signature: Signature::any(1, Volatility::Immutable) };
         let a = StringArray::from(vec![Some("91110000600037341L"), None, Some("91110000600037341L"), Some("x")]);
         let out = udf.fingerprint(&a).expect("fingerprint");

@@ -30,6 +30,8 @@ pub struct GuestReport {
     pub guest_time: std::time::Duration,
     /// Reviewed mode: what `finish` returned, held for the providing agency.
     pub artifacts: Vec<GuestArtifact>,
+    /// `dp` mode: why each block that was left out failed (for the agency and the inspector).
+    pub block_failures: Vec<SandboxError>,
 }
 
 pub(crate) struct WasmMap {

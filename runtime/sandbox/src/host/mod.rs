@@ -455,7 +455,19 @@ impl Sandbox {
         input_schema: &Schema,
         params: &[(String, String)],
     ) -> Result<GuestRun, SandboxError> {
-        self.start_instance(module, input_schema, params, false)
+        self.start_instance(module, input_schema, params, false, None)
+    }
+
+    /// Starts a run for one isolated block of a `dp` job: like [`Sandbox::start`], with at most `budget` of guest
+    /// time for the whole run (its `init` and every call), whatever the job's timeout.
+    pub fn start_block(
+        &self,
+        module: &GuestModule,
+        input_schema: &Schema,
+        params: &[(String, String)],
+        budget: Duration,
+    ) -> Result<GuestRun, SandboxError> {
+        self.start_instance(module, input_schema, params, false, Some(budget))
     }
 
     /// Starts a reviewed run: like [`Sandbox::start`], and [`GuestRun::finish`] collects the artifacts at the end.
@@ -466,7 +478,7 @@ impl Sandbox {
         input_schema: &Schema,
         params: &[(String, String)],
     ) -> Result<GuestRun, SandboxError> {
-        self.start_instance(module, input_schema, params, true)
+        self.start_instance(module, input_schema, params, true, None)
     }
 
     fn start_instance(
@@ -475,6 +487,7 @@ impl Sandbox {
         input_schema: &Schema,
         params: &[(String, String)],
         reviewed: bool,
+        budget: Option<Duration>,
     ) -> Result<GuestRun, SandboxError> {
         let artifact_pre = match (reviewed, &module.artifacts) {
             (false, _) => None,
@@ -512,7 +525,10 @@ impl Sandbox {
             store,
             bindings: None,
             output: None,
-            limits: self.limits.clone(),
+            limits: match budget {
+                Some(b) => SandboxLimits { job_timeout: b.min(self.limits.job_timeout), ..self.limits.clone() },
+                None => self.limits.clone(),
+            },
             spent: Duration::ZERO,
             poisoned: None,
             input_buffer: Vec::new(),
