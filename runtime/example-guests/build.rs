@@ -10,7 +10,7 @@ use std::process::Command;
 const TARGET: &str = "wasm32-wasip2";
 
 /// (crate name, constant name) of every guest in `examples/Cargo.toml`.
-const GUESTS: [(&str, &str); 11] = [
+const GUESTS: [(&str, &str); 12] = [
     ("finance-capital", "FINANCE_CAPITAL"),
     ("health-costs", "HEALTH_COSTS"),
     ("credit-grades", "CREDIT_GRADES"),
@@ -22,6 +22,7 @@ const GUESTS: [(&str, &str); 11] = [
     ("hostile-files", "HOSTILE_FILES"),
     ("hostile-release", "HOSTILE_RELEASE"),
     ("hostile-channels", "HOSTILE_CHANNELS"),
+    ("hostile-dp", "HOSTILE_DP"),
 ];
 
 fn main() {
