@@ -1,6 +1,8 @@
 //! Health example: visits, total and mean cost by district and age band, over `clinic_visits`. The guest sees the
 //! birth year and the visit month (the policy generalizes both), never the patient: the age at the visit is the
-//! visit's year minus the birth year, banded.
+//! visit's year minus the birth year, banded. Parameters: `by` (`district` alone, or the default
+//! `district,age_band`) and `max_cost` (the bound each visit's cost is clamped to, default 200,000 yuan: a tighter
+//! bound means less noise in `dp` mode).
 
 use std::sync::Arc;
 
@@ -27,10 +29,11 @@ fn year_of(month: &str) -> Option<i32> {
 
 struct CostsByAgeBand {
     output: SchemaRef,
+    bands: bool,
 }
 
 impl Job for CostsByAgeBand {
-    fn init(input: &Schema, _params: &Params) -> zone_sdk::Result<Self> {
+    fn init(input: &Schema, params: &Params) -> zone_sdk::Result<Self> {
         for (name, data_type) in [
             ("district", DataType::Utf8),
             ("birth_date", DataType::Int32),
@@ -42,15 +45,25 @@ impl Job for CostsByAgeBand {
                 return Err(JobError::msg(format!("`{name}` is {}, expected {data_type}", field.data_type())));
             }
         }
-        let output = Output::new()
-            .reads(&["district", "birth_date", "visit_date", "cost"])
-            .key("district", DataType::Utf8)
-            .key("age_band", DataType::Utf8)
+        let bands = match params.get("by").unwrap_or("district,age_band") {
+            "district" => false,
+            "district,age_band" => true,
+            other => return Err(JobError::msg(format!("`by` is `{other}`, not `district` or `district,age_band`"))),
+        };
+        let max_cost: f64 = params.get_or("max_cost", 200_000.0)?;
+        if !(max_cost > 0.0 && max_cost <= 200_000.0) {
+            return Err(JobError::msg("`max_cost` must be above 0 and at most 200000"));
+        }
+        let mut output = Output::new().reads(&["district", "birth_date", "visit_date", "cost"]).key("district", DataType::Utf8);
+        if bands {
+            output = output.key("age_band", DataType::Utf8);
+        }
+        let output = output
             .count("visits")
-            .sum("cost", DataType::Float64, 0.0, 200_000.0)
-            .mean("mean_cost", DataType::Float64, 0.0, 200_000.0)
+            .sum("cost", DataType::Float64, 0.0, max_cost)
+            .mean("mean_cost", DataType::Float64, 0.0, max_cost)
             .schema();
-        Ok(CostsByAgeBand { output })
+        Ok(CostsByAgeBand { output, bands })
     }
 
     fn output(&self) -> Output {
@@ -74,10 +87,12 @@ impl Job for CostsByAgeBand {
             band.append_option(age.and_then(age_band));
         }
         let cost: Arc<Float64Array> = Arc::new(cost.clone());
-        Ok(RecordBatch::try_new(
-            self.output.clone(),
-            vec![district, Arc::new(band.finish()), Arc::new(Int64Array::from_value(1, rows)), cost.clone(), cost],
-        )?)
+        let mut columns: Vec<zone_sdk::arrow_array::ArrayRef> = vec![district];
+        if self.bands {
+            columns.push(Arc::new(band.finish()));
+        }
+        columns.extend([Arc::new(Int64Array::from_value(1, rows)) as _, cost.clone() as _, cost as _]);
+        Ok(RecordBatch::try_new(self.output.clone(), columns)?)
     }
 }
 

@@ -182,6 +182,9 @@ classes! {
     JobUnknown = "job.unknown", 404;
     /// The server's queue is full; try again later.
     QueueFull = "queue.full", 429;
+    // --- privacy budgets
+    /// A dp run would spend more privacy budget than is left (the detail says what is left and when it refreshes).
+    PrivacyBudget = "privacy.budget", 429;
     // --- the release gate
     /// A group key holds text the gate does not release.
     ReleaseKeyText = "release.key_text", 409;

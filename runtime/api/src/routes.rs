@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use zone_store::{
     AppView, CertificateRecord, Complaint, DatasetSummary, DatasetVersion, Grant, GrantStatus, HeldArtifact, Incident,
-    JobRecord, PrincipalRecord, PublishOutcome, Role, TrustAnchor, UsageReport, ZoneCheck, ZoneInfo,
+    BudgetLine, JobRecord, PrincipalRecord, PublishOutcome, Role, TrustAnchor, UsageReport, ZoneCheck, ZoneInfo,
 };
 
 use crate::{Call, FileRef, Method, Outputs};
@@ -90,6 +90,7 @@ calls! {
     IncidentClose => IncidentAnswer, Post "/v1/incidents/{id}/close", "incident.close", "Closes an incident.";
     IncidentList => Vec<Incident>, Get "/v1/incidents", "incident.list", "The incidents.";
     ReportUsage => UsageAnswer, Get "/v1/reports/usage", "report.usage", "Use of the zone per operator and dataset over a period, from the audit log.";
+    BudgetShow => Vec<BudgetLine>, Get "/v1/budgets", "budget.show", "Privacy budgets of dp datasets in the current period: spent, left, when they refresh.";
 }
 
 macro_rules! no_fields {
@@ -114,7 +115,8 @@ no_fields!(
     AuditVerify,
     JobList,
     ComplaintList,
-    IncidentList
+    IncidentList,
+    BudgetShow
 );
 
 // ---------------------------------------------------------------------------------------------------- identity
@@ -449,7 +451,7 @@ pub struct AppSubmit {
     pub datasets: Vec<String>,
     pub domain: String,
     pub purpose: String,
-    /// `aggregate` or `reviewed`.
+    /// `aggregate`, `dp` or `reviewed`.
     pub mode: String,
     /// The operator's security notes (uploaded for `app.submit`).
     #[serde(default)]
@@ -461,6 +463,14 @@ pub struct AppSubmit {
     pub batch_rows: Option<u64>,
     #[serde(default)]
     pub partitions: Option<u64>,
+    /// `dp` mode: ε each run spends (default: the policies' `epsilon_per_job`).
+    #[serde(default)]
+    #[schemars(range(min = 0.000001, max = 1000.0))]
+    pub epsilon: Option<f64>,
+    /// `dp` mode: b, the most subjects one isolated block of the guest sees (default: `max_block_subjects`).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 4096))]
+    pub block_subjects: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -109,6 +109,9 @@ pub enum Command {
     /// Usage reports for the yearly evaluation (Art. 11, 16, 21), from the audit log and the run records.
     #[command(subcommand)]
     Report(ReportCommand),
+    /// Privacy budgets of `dp` datasets: what is spent and left this period, and when it refreshes.
+    #[command(subcommand)]
+    Budget(BudgetCommand),
     /// Check a product folder (files and signed manifest) offline; needs no zone.
     #[command(subcommand)]
     Product(ProductCommand),
@@ -211,6 +214,12 @@ pub enum ComplaintCommand {
     Resolve(ComplaintResolveArgs),
     /// The complaints you may read.
     List,
+}
+
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
+pub enum BudgetCommand {
+    /// The budgets you may see: an operator its own, an agency its datasets', the authority and inspectors all.
+    Show,
 }
 
 #[derive(Debug, Subcommand, Serialize, Deserialize)]
@@ -575,7 +584,8 @@ pub struct AppSubmitArgs {
     pub domain: String,
     #[arg(long)]
     pub purpose: String,
-    /// aggregate (host-computed, threshold-gated products) or reviewed (artifacts reviewed by the agency).
+    /// aggregate (host-computed, threshold-gated products), dp (differentially private products from
+    /// subject-isolated runs, spending privacy budget) or reviewed (artifacts reviewed by the agency).
     #[arg(long)]
     pub mode: String,
     /// A document describing the security measures (Art. 14), kept under its SHA-256.
@@ -592,6 +602,15 @@ pub struct AppSubmitArgs {
     #[arg(long, value_name = "N")]
     #[serde(default)]
     pub partitions: Option<u64>,
+    /// dp mode: ε each run spends (default: the policies' epsilon_per_job); part of what is approved.
+    #[arg(long, value_name = "EPSILON")]
+    #[serde(default)]
+    pub epsilon: Option<f64>,
+    /// dp mode: b, the most subjects one isolated run of the module sees (default: the policies'
+    /// max_block_subjects); part of what is approved.
+    #[arg(long, value_name = "B")]
+    #[serde(default)]
+    pub block_subjects: Option<u64>,
 }
 
 #[derive(Debug, Args, Serialize, Deserialize)]

@@ -92,15 +92,19 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
     let show = ShowArgs { dataset: "enterprise_registry".into(), policy: false };
     commands::dataset(&operator_ctx, &crate::args::DatasetCommand::Show(show))?;
 
-    step(mode, "6. the authority grants the operator the market regulator's data for finance, for one year");
+    step(
+        mode,
+        "6. the authority grants the operator the market regulator's data for finance and the health commission's for \
+         health, for one year",
+    );
     let today = zone_store::today();
     let grant = zone.create_grant(
         &authority,
         &zone_store::NewGrant {
             operator: OPERATOR.into(),
             datasets: Vec::new(),
-            providers: vec!["market-regulation".into()],
-            domains: vec!["finance".into()],
+            providers: vec!["market-regulation".into(), "health-commission".into()],
+            domains: vec!["finance".into(), "health".into()],
             valid_from: today,
             valid_to: today + chrono::Days::new(365),
             terms: None,
@@ -132,6 +136,8 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
             params: Vec::new(),
             batch_rows: None,
             partitions: None,
+            epsilon: None,
+            block_subjects: None,
         }),
     )?;
 
@@ -169,7 +175,46 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
     let key = Zone::open(&root)?.keys()?.public_key_hex();
     crate::jobs::verify(&ctx, &ProductVerifyArgs { dir: product, key: Some(key.clone()) })?;
 
-    step(mode, "11. the inspector reads and verifies the audit log");
+    step(
+        mode,
+        "11. health records allow only differentially private products: the operator submits health-costs over \
+         clinic_visits in mode dp (ε = 1 per run, each patient in a run of the module of its own), and the authority \
+         and the health commission approve it",
+    );
+    crate::governance::app(
+        &Ctx { cli: &as_operator, mode, remote: None },
+        &AppCommand::Submit(AppSubmitArgs {
+            module: PathBuf::from(example_guests::HEALTH_COSTS.path),
+            datasets: vec!["clinic_visits".into()],
+            domain: "health".into(),
+            purpose: "visits and costs by district, for planning outpatient capacity".into(),
+            mode: "dp".into(),
+            security_notes: None,
+            params: vec!["by=district".into(), "max_cost=5000".into()],
+            batch_rows: None,
+            partitions: None,
+            epsilon: Some(1.0),
+            block_subjects: Some(1),
+        }),
+    )?;
+    for who in [AUTHORITY, &clerk("health-commission")] {
+        let as_who = cli(who);
+        crate::governance::app(
+            &Ctx { cli: &as_who, mode, remote: None },
+            &AppCommand::Approve(AppDecideArgs { id: 2, reason: "dp release reviewed".into() }),
+        )?;
+    }
+    step(
+        mode,
+        "12. the operator runs it: ε is charged before a row is read; every released cell is noised and carries its \
+         95 % interval",
+    );
+    let ctx = Ctx { cli: &as_operator, mode, remote: None };
+    crate::jobs::job(&ctx, &JobCommand::Run(JobRunArgs { app: 2, explain: false, batch_rows: None, detach: false }))?;
+    step(mode, "   the operator's privacy budget on clinic_visits this month");
+    crate::oversight::budget(&ctx)?;
+
+    step(mode, "13. the inspector reads and verifies the audit log");
     let as_inspector = cli(INSPECTOR);
     let ctx = Ctx { cli: &as_inspector, mode, remote: None };
     commands::audit(
@@ -180,7 +225,7 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
 
     step(
         mode,
-        "12. the inspector takes an evidence bundle out of the zone and checks it offline against the zone's key",
+        "14. the inspector takes an evidence bundle out of the zone and checks it offline against the zone's key",
     );
     let bundle = temp.path().join("evidence.json");
     commands::audit(&ctx, &AuditCommand::Export(crate::args::AuditExportArgs { out: bundle.clone(), entry: None }))?;

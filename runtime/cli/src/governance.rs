@@ -339,6 +339,8 @@ pub fn app(ctx: &Ctx<'_>, command: &AppCommand) -> anyhow::Result<()> {
                 params: args.params.clone(),
                 batch_rows: args.batch_rows,
                 partitions: args.partitions,
+                epsilon: args.epsilon,
+                block_subjects: args.block_subjects,
             };
             let view = ctx.call(request)?;
             match ctx.mode {
@@ -445,6 +447,9 @@ fn print_app(v: &AppView) {
     }
     let run = v.app.run_settings();
     outln!("  run        {} rows per batch, {} partition(s)", run.batch_rows, run.partitions);
+    if let Some(p) = &run.privacy {
+        outln!("  privacy    ε = {} per run, blocks of at most {} subjects", p.epsilon, p.block_subjects);
+    }
     match &v.app.output.reads {
         Some(r) => outln!("  reads      {}", inert(&r.join(", "))),
         None => outln!("  reads      every column the policies show"),

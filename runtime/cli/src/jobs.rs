@@ -258,13 +258,54 @@ fn run(ctx: &Ctx<'_>, args: &JobRunArgs) -> anyhow::Result<()> {
 
 pub fn print_product(record: &JobRecord, manifest: &SignedManifest, batches: &[RecordBatch]) -> anyhow::Result<()> {
     let m = &manifest.manifest;
-    outln!(
-        "job {}: released {} rows (every group of at least k = {} subjects); {} rows read",
-        record.id,
-        m.rows_released,
-        m.release.min_group_size,
-        m.rows_read
-    );
+    match &m.release.privacy {
+        None => outln!(
+            "job {}: released {} rows (every group of at least k = {} subjects); {} rows read",
+            record.id,
+            m.rows_released,
+            m.release.min_group_size,
+            m.rows_read
+        ),
+        Some(p) => {
+            outln!(
+                "job {}: released {} rows, differentially private: ε = {} and δ = {:e} spent; {} rows read",
+                record.id,
+                m.rows_released,
+                p.epsilon,
+                p.delta,
+                m.rows_read
+            );
+            outln!(
+                "  the module ran on {} isolated blocks of at most {} subjects; one subject changes at most {} \
+                 subjects' bounded contributions",
+                p.blocks,
+                p.block_subjects,
+                p.sensitivity_factor
+            );
+            if let Some(s) = &p.selection {
+                outln!(
+                    "  groups: released when their noisy subject count (scale {:.1}) reaches {}",
+                    s.scale,
+                    s.threshold
+                );
+            }
+            for n in &p.measures {
+                let interval = match n.ci95_half_width {
+                    Some(h) => format!("95 % interval ± {h}"),
+                    None => "95 % interval per cell".to_owned(),
+                };
+                outln!(
+                    "  {:<14} {:<5} ε = {:.4}  noise scale {}  {interval} (columns {}_ci95_low, {}_ci95_high)",
+                    n.name,
+                    n.aggregate,
+                    n.epsilon,
+                    n.scale,
+                    n.name,
+                    n.name
+                );
+            }
+        }
+    }
     outln!("{}", arrow_cast::pretty::pretty_format_batches(&output::inert_batches(batches)?)?);
     outln!("manifest: signed by {} (ed25519)", short(&manifest.signature.public_key));
     for f in &m.outputs {
@@ -359,6 +400,7 @@ fn dev(args: &JobDevArgs, mode: Mode) -> anyhow::Result<()> {
             max_rows_per_subject_in_group: args.max_rows_per_subject_in_group,
             max_output_rows: args.max_output_rows,
             max_artifact_bytes: args.artifacts.as_ref().map(|_| args.max_artifact_bytes),
+            dp: None,
         },
         explain: args.explain,
     };

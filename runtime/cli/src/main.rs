@@ -86,6 +86,7 @@ fn dispatch(ctx: &context::Ctx<'_>) -> anyhow::Result<()> {
         Command::Complaint(c) => oversight::complaint(ctx, c),
         Command::Incident(c) => oversight::incident(ctx, c),
         Command::Report(c) => oversight::report(ctx, c),
+        Command::Budget(args::BudgetCommand::Show) => oversight::budget(ctx),
         Command::Product(args::ProductCommand::Verify(args)) => jobs::verify(ctx, args),
         Command::Demo(args) => demo::run(cli.zone.as_deref(), args, mode),
         Command::Serve(args) => serve::serve(ctx, args),

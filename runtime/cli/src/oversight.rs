@@ -145,6 +145,34 @@ fn print_incident(answer: &IncidentAnswer) {
     outln!("  check the log     cleanroom audit verify --bundle {}/audit-bundle.json", answer.evidence_dir);
 }
 
+pub fn budget(ctx: &Ctx<'_>) -> anyhow::Result<()> {
+    let lines = ctx.call(api::BudgetShow {})?;
+    match ctx.mode {
+        Mode::Json => output::json(&lines),
+        Mode::Human => {
+            if lines.is_empty() {
+                outln!("no privacy budget to show (no dp dataset you may see)");
+                return Ok(());
+            }
+            let mut t = output::table(["dataset", "operator", "period", "spent ε", "limit ε", "left ε", "runs", "refreshes"]);
+            for l in &lines {
+                t.add_row([
+                    l.dataset.clone(),
+                    l.operator.clone().unwrap_or_else(|| "(all operators)".into()),
+                    l.period.clone(),
+                    format!("{}", l.spent),
+                    format!("{}", l.limit),
+                    format!("{}", l.remaining),
+                    l.runs.to_string(),
+                    l.refreshes_on.clone(),
+                ]);
+            }
+            outln!("{t}");
+            Ok(())
+        }
+    }
+}
+
 pub fn report(ctx: &Ctx<'_>, command: &ReportCommand) -> anyhow::Result<()> {
     let ReportCommand::Usage { from, to, csv } = command;
     let request = api::ReportUsage { from: from.clone(), to: to.clone(), csv: csv.is_some() };

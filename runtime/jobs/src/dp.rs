@@ -33,6 +33,7 @@ use datafusion::physical_plan::Distribution;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::StreamExt;
 use policies::Epsilon;
+use zone_noise::report::{DpReport, MeasureNoise, SelectionNoise};
 use zone_noise::{NoiseSource, Scale};
 use zone_sandbox::{Aggregate, OutputDecl};
 
@@ -52,51 +53,6 @@ pub struct DpSettings {
     /// The zone's noise key; with the job, it keys the noise and the fingerprints.
     pub noise_key: [u8; 32],
     pub job: u64,
-}
-
-/// How one measure is noised, as the operator may see it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MeasureNoise {
-    pub name: String,
-    pub aggregate: String,
-    /// ε this measure spent.
-    pub epsilon: f64,
-    /// What one subject can change of it (for a mean: of its sum), in the measure's own unit.
-    pub sensitivity: f64,
-    /// The discrete Laplace scale, in the measure's unit (for a mean: of its sum; the count's is `count_scale`).
-    pub scale: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub count_scale: Option<f64>,
-    /// Half the width of the 95 % interval around each released value (for a mean, each cell has its own).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ci95_half_width: Option<f64>,
-    /// The fixed-point unit sums are noised in.
-    pub unit: f64,
-}
-
-/// How the groups the guest made were selected.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SelectionNoise {
-    pub epsilon: f64,
-    pub scale: f64,
-    /// A group is released when its noisy count of distinct subjects is at least this.
-    pub threshold: u64,
-}
-
-/// What a `dp` run spent and how it noised: for the operator, the manifest and the log. No exact count of anything
-/// the guest controls is in it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DpReport {
-    pub epsilon: f64,
-    /// δ spent: 0 when no group was selected by noise (no keys).
-    pub delta: f64,
-    pub block_subjects: u64,
-    pub blocks: u64,
-    /// What one subject can change, in subjects' bounded contributions: 1 when b = 1, 2b above.
-    pub sensitivity_factor: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub selection: Option<SelectionNoise>,
-    pub measures: Vec<MeasureNoise>,
 }
 
 /// One measure's noise plan.
@@ -315,6 +271,12 @@ fn float_values(batch: &RecordBatch, name: &str) -> Result<Vec<f64>> {
     Ok(c.iter().map(|v| v.unwrap_or(0.0)).collect())
 }
 
+/// `units` whole units of `unit` (a power of ten), as the nearest double to the decimal number: a unit below one
+/// divides by its exact inverse, so that 12,345 hundredths prints as 123.45.
+fn in_units(units: f64, unit: f64) -> f64 {
+    if unit < 1.0 { units / (1.0 / unit).round() } else { units * unit }
+}
+
 /// A column of released values (Int64 or Float64).
 enum Values {
     Int(Int64Builder),
@@ -391,9 +353,9 @@ impl DpRelease {
                     let hw = scale.half_width(0.05) as f64;
                     for (s, _) in sums.iter().zip(&keep).filter(|(_, k)| **k) {
                         let v = (s.round() as i64).saturating_add(noise.discrete_laplace(scale)) as f64;
-                        value.push(v * m.unit);
-                        low.push((v - hw) * m.unit);
-                        high.push((v + hw) * m.unit);
+                        value.push(in_units(v, m.unit));
+                        low.push(in_units(v - hw, m.unit));
+                        high.push(in_units(v + hw, m.unit));
                     }
                 }
                 Aggregate::Mean => {
@@ -406,7 +368,8 @@ impl DpRelease {
                     // Each half at 97.5 %: together at least 95 %.
                     let (hs, hc) = (sum_scale.half_width(0.025) as f64, count_scale.half_width(0.025) as f64);
                     let (lo, hi) = m.bounds;
-                    let mean = |s: f64, c: f64| (s * m.unit / c.max(1.0)).clamp(lo, hi);
+                    // Rounded to the unit: finer digits would only be noise.
+                    let mean = |s: f64, c: f64| in_units((s / c.max(1.0)).round(), m.unit).clamp(lo, hi);
                     for ((s, c), _) in sums.iter().zip(&counts).zip(&keep).filter(|(_, k)| **k) {
                         let s = (s.round() as i64).saturating_add(noise.discrete_laplace(sum_scale)) as f64;
                         let c = c.saturating_add(noise.discrete_laplace(count_scale)) as f64;

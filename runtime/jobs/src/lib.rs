@@ -17,7 +17,8 @@ pub mod udf;
 mod wasm_map;
 
 pub use blocks::BlockCut;
-pub use dp::{DpReport, DpSettings, MeasureNoise, SelectionNoise};
+pub use dp::DpSettings;
+pub use zone_noise::report::{DpReport, MeasureNoise, SelectionNoise};
 pub use gate::GateError;
 pub use keys::RunKeys;
 pub use plan::{

@@ -27,7 +27,8 @@ use zone_sandbox::{Aggregate, GuestModule, OutputDecl, Sandbox, SandboxError};
 
 use crate::blocks::{BLOCK, BlockCounters, BlockCut, BlockIds, BlockRunner, DpBlocks};
 use crate::bound::{ContributionBound, PartialClamp};
-use crate::dp::{DpCounters, DpPlan, DpRelease, DpReport, DpSettings};
+use crate::dp::{DpCounters, DpPlan, DpRelease, DpSettings};
+use zone_noise::report::DpReport;
 use crate::keys::RunKeys;
 use crate::gate::{GateCounters, GateError, ReleaseGate, SUBJECTS};
 use crate::stage::StageExec;

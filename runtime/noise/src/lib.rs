@@ -22,6 +22,8 @@
 //! The pmf and tail of the distribution are here too ([`Scale::pmf`], [`Scale::tail`]), for the intervals a
 //! release reports and for the tests that check the sampler against them.
 
+pub mod report;
+
 use hmac::{Hmac, Mac};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};

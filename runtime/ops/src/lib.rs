@@ -75,6 +75,8 @@ mod tests {
             security_notes: None,
             batch_rows: None,
             partitions: None,
+            epsilon: None,
+            block_subjects: None,
         };
         // A module that is not one is refused, with the sandbox's class, and recorded.
         let garbage = dir.path().join("garbage.wasm");

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
-use zone_jobs::{DatasetSource, JobError, JobMap, JobOutcome, JobPlan, JobSource, JobSpec, ReleaseLimits};
+use zone_jobs::{DatasetSource, DpSettings, JobError, JobMap, JobOutcome, JobPlan, JobSource, JobSpec, ReleaseLimits};
 use zone_sandbox::{Diagnostics, FailureClass, Sandbox, StopSignal};
 use zone_store::{
     CANCELLED, GrantWatch, JobRecord, JobTicket, Principal, ReleasedTable, RunCounts, RunFailure, SignedManifest,
@@ -50,6 +50,7 @@ fn diagnostics_json(parts: &[Diagnostics]) -> serde_json::Value {
 
 fn counts(outcome: &JobOutcome) -> RunCounts {
     let s = &outcome.stats;
+    let dp = outcome.dp.is_some();
     RunCounts {
         rows_read: s.rows_read,
         contributions_dropped: Some(s.contributions_dropped),
@@ -57,6 +58,9 @@ fn counts(outcome: &JobOutcome) -> RunCounts {
         groups_suppressed: Some(s.groups_suppressed),
         rows_released: s.rows_released,
         elapsed_ms: Some(s.elapsed_ms),
+        blocks: dp.then_some(s.blocks),
+        failed_blocks: dp.then_some(s.failed_blocks),
+        privacy: outcome.dp.clone(),
     }
 }
 
@@ -120,7 +124,8 @@ fn execute(zone: &Zone, ticket: &JobTicket, plan_text: &mut Option<String>) -> F
     let sandbox = Sandbox::new(crate::limits::sandbox_limits(&settings)).map_err(|e| fail(e.class.name(), &e))?;
     let watch = zone.grant_watch(ticket).map_err(|e| fail(e.class(), &e))?;
     let watcher = GrantWatcher::start(watch, sandbox.stop_signal()).map_err(|e| fail("zone.thread", &e))?;
-    let result = execute_watched(ticket, sandbox, plan_text);
+    let noise_key = zone.keys().map_err(|e| fail(e.class(), &e))?.noise_key();
+    let result = execute_watched(ticket, sandbox, noise_key, plan_text);
     match (watcher.finish(), result) {
         // Stopped from outside: the grant's state or the operator is the reason, not the guest.
         (Some(WatchStop::Grant(why)), Err((class, _, guest))) if class == FailureClass::Stopped.name() => Err((
@@ -138,7 +143,12 @@ fn execute(zone: &Zone, ticket: &JobTicket, plan_text: &mut Option<String>) -> F
 }
 
 /// Plans and runs a ticket's job in `sandbox`, whose stop signal the grant watch holds.
-fn execute_watched(ticket: &JobTicket, sandbox: Sandbox, plan_text: &mut Option<String>) -> Failed<Executed> {
+fn execute_watched(
+    ticket: &JobTicket,
+    sandbox: Sandbox,
+    noise_key: [u8; 32],
+    plan_text: &mut Option<String>,
+) -> Failed<Executed> {
     let fail = |class: &str, e: &dyn std::fmt::Display| (class.to_owned(), e.to_string(), serde_json::Value::Null);
     // The artifact compiled at submission; after an upgrade of the engine it no longer loads, and the approved
     // module (whose hash the store checked) is compiled again under the same limits.
@@ -174,6 +184,14 @@ fn execute_watched(ticket: &JobTicket, sandbox: Sandbox, plan_text: &mut Option<
             max_output_rows: ticket.release.max_output_rows,
             max_artifact_bytes: (ticket.mode == policies::ReleaseMode::Reviewed)
                 .then_some(ticket.release.max_artifact_bytes),
+            dp: ticket.dp.map(|c| DpSettings {
+                epsilon: c.epsilon,
+                delta: c.delta,
+                block_subjects: c.block_subjects,
+                population: c.population,
+                noise_key,
+                job: ticket.job,
+            }),
         },
         // As approved: what each call of the guest sees does not depend on the machine or on the operator.
         partitions: usize::try_from(ticket.run.partitions).unwrap_or(1),
@@ -192,6 +210,14 @@ fn execute_watched(ticket: &JobTicket, sandbox: Sandbox, plan_text: &mut Option<
     }
     let run = plan.execute();
     let mut guest = diagnostics_json(&run.guest.diagnostics);
+    // dp mode: why each block that was left out failed, for the agencies and the inspector.
+    if let serde_json::Value::Array(parts) = &mut guest {
+        for e in &run.guest.block_failures {
+            parts.push(serde_json::json!({
+                "block_failure": { "class": e.class.name(), "detail": e.detail, "zone_detail": e.zone_detail },
+            }));
+        }
+    }
     match run.result {
         Ok(outcome) => Ok(Executed {
             outcome,

@@ -88,7 +88,7 @@ fn check_module(
     // Reviewed mode needs the artifact world (`finish`); `start_reviewed` refuses a module without it.
     let run = match prepared.mode() {
         policies::ReleaseMode::Reviewed => sandbox.start_reviewed(&loaded, &schema, params),
-        policies::ReleaseMode::Aggregate => sandbox.start(&loaded, &schema, params),
+        policies::ReleaseMode::Aggregate | policies::ReleaseMode::Dp => sandbox.start(&loaded, &schema, params),
     }
     .map_err(refused)?;
     let declared = run.output().cloned().ok_or_else(|| OpsError::Refused {

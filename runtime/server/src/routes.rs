@@ -109,6 +109,7 @@ handled_by_ops!(
     r::IncidentClose,
     r::IncidentList,
     r::ReportUsage,
+    r::BudgetShow,
 );
 
 /// The router: every route of the API description.

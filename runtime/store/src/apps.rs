@@ -46,7 +46,22 @@ pub struct AppOutput {
 pub struct RunSettings {
     pub batch_rows: u64,
     pub partitions: u64,
+    /// `dp` mode: what each run spends and how it cuts blocks (skipped when absent, so that bindings recorded
+    /// before keep their hash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<PrivacyAsk>,
 }
+
+/// What a `dp` application asks for, within its datasets' `[privacy]`: ε per run and b, the most subjects one
+/// isolated block of the guest sees. Both are part of what is approved.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PrivacyAsk {
+    pub epsilon: f64,
+    pub block_subjects: u64,
+}
+
+// ε is checked finite and positive when the application is submitted.
+impl Eq for PrivacyAsk {}
 
 impl RunSettings {
     pub const DEFAULT_BATCH_ROWS: u64 = 16_384;
@@ -54,12 +69,16 @@ impl RunSettings {
     pub const MAX_PARTITIONS: u64 = 256;
     /// What an application recorded before run settings were bound runs with: fixed by the zone, whatever the
     /// machine.
-    pub const FIXED: RunSettings = RunSettings { batch_rows: Self::DEFAULT_BATCH_ROWS, partitions: 2 };
+    pub const FIXED: RunSettings = RunSettings { batch_rows: Self::DEFAULT_BATCH_ROWS, partitions: 2, privacy: None };
 
     /// The defaults of a new application: 16,384 rows per batch, one partition per core of this machine.
     pub fn defaults() -> RunSettings {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u64);
-        RunSettings { batch_rows: Self::DEFAULT_BATCH_ROWS, partitions: cores.clamp(1, Self::MAX_PARTITIONS) }
+        RunSettings {
+            batch_rows: Self::DEFAULT_BATCH_ROWS,
+            partitions: cores.clamp(1, Self::MAX_PARTITIONS),
+            privacy: None,
+        }
     }
 }
 
@@ -76,6 +95,9 @@ pub struct AppRequest {
     /// Rows per batch and partitions; `None` for each: the defaults ([`RunSettings::defaults`]).
     pub batch_rows: Option<u64>,
     pub partitions: Option<u64>,
+    /// `dp` mode: ε per run and b; `None` for each: the policies' `epsilon_per_job` and `max_block_subjects`.
+    pub epsilon: Option<f64>,
+    pub block_subjects: Option<u64>,
 }
 
 impl AppRequest {
@@ -85,6 +107,7 @@ impl AppRequest {
         RunSettings {
             batch_rows: self.batch_rows.unwrap_or(d.batch_rows),
             partitions: self.partitions.unwrap_or(d.partitions),
+            privacy: None,
         }
     }
 }
@@ -97,6 +120,7 @@ pub struct PreparedApp {
     pub policies: Vec<CompiledPolicy>,
     pins: Vec<Option<u32>>,
     mode: ReleaseMode,
+    privacy: Option<PrivacyAsk>,
 }
 
 /// The module after the sandbox accepted it (the CLI runs `module check` and `init`).
@@ -278,7 +302,7 @@ impl Zone {
         }
         let mode = ReleaseMode::from_name(&request.mode);
         if mode.is_none() {
-            problems.push(format!("--mode `{}` is not aggregate or reviewed", request.mode));
+            problems.push(format!("--mode `{}` is not aggregate, dp or reviewed", request.mode));
         }
         let domain = Domain::from_name(&request.domain);
         if domain.is_none() {
@@ -360,10 +384,11 @@ impl Zone {
             }
             policies.push(policy);
         }
+        let privacy = privacy_ask(request, mode, &policies, &mut problems);
         if !problems.is_empty() {
             return Err(StoreError::AppRefused { problems });
         }
-        Ok(PreparedApp { grant_id, versions, policies, pins, mode })
+        Ok(PreparedApp { grant_id, versions, policies, pins, mode, privacy })
     }
 
     /// Records an application whose module the sandbox accepted: the declared output is checked against every
@@ -447,7 +472,7 @@ impl Zone {
                 prepared.mode.name(),
                 stored.get(2),
                 now(),
-                json(&request.run_settings())?
+                json(&RunSettings { privacy: prepared.privacy, ..request.run_settings() })?
             ],
         )
         .map_err(StoreError::catalog("record application"))?;
@@ -737,10 +762,55 @@ fn describe_drift(old: &Binding, new: &Binding) -> Vec<String> {
 }
 
 /// The declared output against every policy: keys must be group values, measures bounded.
+/// What a `dp` application spends per run and its b: asked or the policies' defaults, within their limits.
+fn privacy_ask(
+    request: &AppRequest,
+    mode: ReleaseMode,
+    policies: &[CompiledPolicy],
+    problems: &mut Vec<String>,
+) -> Option<PrivacyAsk> {
+    if mode != ReleaseMode::Dp {
+        if request.epsilon.is_some() || request.block_subjects.is_some() {
+            problems.push("--epsilon and --block-subjects are for mode `dp` only".to_owned());
+        }
+        return None;
+    }
+    // Without `[privacy]` a policy does not allow `dp`, which is reported already.
+    let rules = crate::budget::joined_rules(&policies.iter().map(|p| p.release().privacy).collect::<Vec<_>>())?;
+    let epsilon = request.epsilon.unwrap_or(rules.epsilon_per_job.as_f64());
+    match policies::Epsilon::from_f64(epsilon) {
+        Some(e) if e <= rules.epsilon_per_job => {}
+        _ => problems.push(format!(
+            "--epsilon {epsilon} is not allowed: it must be above 0 and at most the datasets' epsilon_per_job ({})",
+            rules.epsilon_per_job
+        )),
+    }
+    let block_subjects = request.block_subjects.unwrap_or(rules.max_block_subjects);
+    if !(1..=rules.max_block_subjects).contains(&block_subjects) {
+        problems.push(format!(
+            "--block-subjects {block_subjects} is not allowed: it must be from 1 to the datasets' max_block_subjects ({})",
+            rules.max_block_subjects
+        ));
+    }
+    Some(PrivacyAsk { epsilon, block_subjects })
+}
+
 fn check_output(output: &AppOutput, prepared: &PreparedApp) -> Vec<String> {
     let mut problems = Vec::new();
     if output.columns.is_empty() {
         problems.push("the module declares no output column".to_owned());
+    }
+    if prepared.mode == ReleaseMode::Dp {
+        for c in output.columns.iter().filter(|c| c.role == "measure") {
+            if matches!(c.aggregate.as_deref(), Some("min" | "max")) {
+                problems.push(format!(
+                    "measure `{}` is a {}, which mode `dp` does not release (count, sum and mean only): one \
+                     subject decides it",
+                    c.name,
+                    c.aggregate.as_deref().unwrap_or("?")
+                ));
+            }
+        }
     }
     for c in &output.columns {
         for (v, policy) in prepared.versions.iter().zip(&prepared.policies) {

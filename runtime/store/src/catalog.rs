@@ -235,6 +235,21 @@ CREATE TABLE certificates (
     reason      TEXT
 ) STRICT;
 "#,
+    // 10: the privacy budget ledger of dp runs (never deleted from: a charge is never given back).
+    r#"
+CREATE TABLE privacy_ledger (
+    id              INTEGER PRIMARY KEY,
+    job             INTEGER NOT NULL REFERENCES jobs(id),
+    operator        TEXT NOT NULL,
+    dataset         TEXT NOT NULL,
+    period          TEXT NOT NULL,
+    epsilon_micros  INTEGER NOT NULL CHECK (epsilon_micros > 0),
+    delta           REAL NOT NULL,
+    reserved_at     TEXT NOT NULL
+) STRICT;
+CREATE INDEX privacy_ledger_by_dataset ON privacy_ledger (dataset, period, operator);
+CREATE INDEX privacy_ledger_by_job ON privacy_ledger (job);
+"#,
 ];
 
 /// Quality figures of one column, computed at publish time without keeping any value (Art. 16).

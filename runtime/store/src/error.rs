@@ -45,6 +45,8 @@ pub enum StoreError {
     JobRefused { class: &'static str, detail: String },
     #[error("no job {id}")]
     UnknownJob { id: u64 },
+    #[error("refused (privacy.budget): {detail}")]
+    BudgetExhausted { detail: String },
     #[error("no artifact {id}")]
     UnknownArtifact { id: u64 },
     #[error("no complaint {id}")]
@@ -158,6 +160,7 @@ impl StoreError {
             StoreError::AppDecided { .. } => "app.decided",
             StoreError::JobRefused { class, .. } => class,
             StoreError::UnknownJob { .. } => "job.unknown",
+            StoreError::BudgetExhausted { .. } => "privacy.budget",
             StoreError::UnknownArtifact { .. } => "artifact.unknown",
             StoreError::UnknownComplaint { .. } => "complaint.unknown",
             StoreError::UnknownIncident { .. } => "incident.unknown",

@@ -15,6 +15,7 @@ use zone_audit::Outcome;
 
 use crate::access::WriteAhead;
 use crate::apps::{AppStatus, AppView, Binding, RunSettings};
+use crate::budget::DpCharge;
 use crate::catalog::DatasetVersion;
 use crate::error::StoreError;
 use crate::grants::GrantWatch;
@@ -54,12 +55,14 @@ pub struct JobTicket {
     pub token_secret: TokenSecret,
     /// Rows per batch and partitions, as approved.
     pub run: RunSettings,
+    /// `dp` mode: what the run spends (charged when it starts) and how it cuts blocks.
+    pub dp: Option<DpCharge>,
 }
 
 /// What a run counted, as recorded. The counters the guest controls (how many groups it made, how many were
 /// under k, how many contributions the bound dropped) and the run's exact duration are for the providing agencies
 /// and the inspector: the operator's view of a job has them as `None` ([`JobRecord::for_operator`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunCounts {
     pub rows_read: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -71,6 +74,14 @@ pub struct RunCounts {
     pub rows_released: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub elapsed_ms: Option<u64>,
+    /// `dp` mode: blocks run and blocks left out because their guest failed (agencies and inspector only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_blocks: Option<u64>,
+    /// `dp` mode: what the run spent and how it noised (the operator sees this).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<zone_noise::report::DpReport>,
 }
 
 /// The one class an operator sees for a run that started and released nothing, whatever the guest did: which
@@ -202,9 +213,12 @@ impl JobRecord {
             self.error_detail = Some(FAILED_DETAIL.to_owned());
         }
         self.counts = match (self.state, self.counts.take()) {
-            (JobState::Released, Some(c)) => {
-                Some(RunCounts { rows_read: c.rows_read, rows_released: c.rows_released, ..RunCounts::default() })
-            }
+            (JobState::Released, Some(c)) => Some(RunCounts {
+                rows_read: c.rows_read,
+                rows_released: c.rows_released,
+                privacy: c.privacy,
+                ..RunCounts::default()
+            }),
             _ => None,
         };
         self.guest_messages = None;
@@ -215,6 +229,38 @@ impl JobRecord {
     pub fn is_final(&self) -> bool {
         self.state.is_final()
     }
+}
+
+/// What a `dp` run of application `app_id` spends: its approved ask, checked again against today's policies.
+fn dp_charge(
+    app_id: u64,
+    release: &ReleaseRules,
+    run: &RunSettings,
+    datasets: &[JobDataset],
+) -> Result<DpCharge, StoreError> {
+    let drift = |detail: String| StoreError::JobRefused { class: "job.drift", detail };
+    let rules = release.privacy.ok_or_else(|| StoreError::JobRefused {
+        class: "job.mode",
+        detail: "the datasets' policies have no [privacy]; they do not allow `dp`".into(),
+    })?;
+    let ask = run.privacy.ok_or_else(|| {
+        drift(format!("application {app_id} was approved without a privacy setting; submit it again for `dp`"))
+    })?;
+    let epsilon = policies::Epsilon::from_f64(ask.epsilon)
+        .filter(|e| *e <= rules.epsilon_per_job)
+        .ok_or_else(|| drift(format!("application {app_id} asks ε = {}, over today's epsilon_per_job of {}", ask.epsilon, rules.epsilon_per_job)))?;
+    if !(1..=rules.max_block_subjects).contains(&ask.block_subjects) {
+        return Err(drift(format!(
+            "application {app_id} asks b = {}, over today's max_block_subjects of {}",
+            ask.block_subjects, rules.max_block_subjects
+        )));
+    }
+    Ok(DpCharge {
+        epsilon,
+        delta: rules.delta_per_job,
+        block_subjects: ask.block_subjects,
+        population: datasets.iter().map(|d| d.version.rows).min().unwrap_or(1).max(1),
+    })
 }
 
 impl Zone {
@@ -253,10 +299,20 @@ impl Zone {
                 params![app_id, ticket.app.app.operator, binding_json, now()],
             )
             .map_err(StoreError::catalog("record job"))?;
-            Ok(u64::try_from(conn.last_insert_rowid()).unwrap_or(0))
+            Ok::<u64, StoreError>(u64::try_from(conn.last_insert_rowid()).unwrap_or(0))
         };
-        let entries = |job: &u64| vec![self.start_entry(who, *job, &ticket)];
-        let job = self.write_ahead(who, "job.start", &objects, insert, entries).map_err(|e| match e {
+        // A dp run's budget is charged in the same transaction, before any row is read.
+        let insert = || {
+            let job = insert()?;
+            let charged = self.charge_budget(who, job, &ticket)?;
+            Ok((job, charged))
+        };
+        let entries = |(job, charged): &(u64, Vec<zone_audit::Entry>)| {
+            let mut entries = vec![self.start_entry(who, *job, &ticket)];
+            entries.extend(charged.iter().cloned());
+            entries
+        };
+        let (job, _) = self.write_ahead(who, "job.start", &objects, insert, entries).map_err(|e| match e {
             WriteAhead::Refused(err) => {
                 let _ = self.record_refusal(who, "job.run", &objects, err.class(), &err.to_string());
                 err
@@ -365,8 +421,12 @@ impl Zone {
             class: "job.module_hash",
             detail: format!("the compiled module differs from the one stored at approval: {e}"),
         })?;
+        let dp = match mode {
+            ReleaseMode::Dp => Some(dp_charge(app_id, &release, &run, &datasets)?),
+            _ => None,
+        };
         let token_secret = self.keys()?.token_secret().clone();
-        Ok(JobTicket { job: 0, app: view, datasets, wasm, artifact, release, mode, token_secret, run })
+        Ok(JobTicket { job: 0, app: view, datasets, wasm, artifact, release, mode, token_secret, run, dp })
     }
 
     /// Whether the job's grant still covers every dataset of the run and its domain today.
@@ -579,6 +639,7 @@ impl Zone {
                 max_groups_per_subject: ticket.release.max_groups_per_subject,
                 max_output_rows: ticket.release.max_output_rows,
                 max_output_bytes: ticket.release.max_output_bytes,
+                privacy: table.counts.privacy.clone(),
             },
             rows_read: table.counts.rows_read,
             rows_released: table.counts.rows_released,

@@ -50,6 +50,16 @@ impl ZoneKeys {
         hex::encode(hmac::sign(&key, sha256.as_bytes()).as_ref())
     }
 
+    /// The key of a `dp` run's noise and fingerprints (keyed per job by the runs): `HMAC(token secret,
+    /// "zone-dp-noise-v1")`. Known only inside the zone, so that nobody can replay a run's noise.
+    pub fn noise_key(&self) -> [u8; 32] {
+        use ring::hmac;
+        let master = hmac::Key::new(hmac::HMAC_SHA256, self.token.as_bytes());
+        let mut key = [0u8; 32];
+        key.copy_from_slice(&hmac::sign(&master, b"zone-dp-noise-v1").as_ref()[..32]);
+        key
+    }
+
     /// The Ed25519 public key, hex.
     pub fn public_key_hex(&self) -> String {
         hex::encode(self.signing.public_key().as_ref())

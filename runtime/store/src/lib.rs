@@ -28,6 +28,7 @@
 mod access;
 mod apps;
 mod artifacts;
+mod budget;
 mod catalog;
 mod complaints;
 mod error;
@@ -48,8 +49,9 @@ mod zone;
 
 pub use apps::{
     AppDataset, AppOutput, AppRequest, AppStatus, AppView, Application, Binding, BoundDataset, CheckedModule, Decision,
-    OutputColumn, PreparedApp, RunSettings,
+    OutputColumn, PreparedApp, PrivacyAsk, RunSettings,
 };
+pub use budget::{BudgetLine, DpCharge, current_period};
 pub use artifacts::{ARTIFACTS_DIR, ArtifactDecision, ArtifactReview, HeldArtifact};
 pub use catalog::{ColumnStats, DatasetSummary, DatasetVersion, FormatCheck, StoredFile};
 pub use complaints::{Complaint, Resolution};

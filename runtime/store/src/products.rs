@@ -62,13 +62,16 @@ pub struct ManifestFile {
 }
 
 /// The release settings that applied.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ManifestRelease {
     pub mode: String,
     pub min_group_size: u64,
     pub max_groups_per_subject: u64,
     pub max_output_rows: u64,
     pub max_output_bytes: u64,
+    /// `dp` mode: ε and δ spent, b, what one subject can change and the noise of every column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<zone_noise::report::DpReport>,
 }
 
 /// The signed statement about a product.

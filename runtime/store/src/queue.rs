@@ -10,6 +10,7 @@ use rusqlite::{OptionalExtension, params};
 use zone_access::{Action, Principal};
 use zone_audit::{Entry, Outcome};
 
+use crate::access::WriteAhead;
 use crate::error::StoreError;
 use crate::jobs::{CANCELLED, JobRecord, JobState, JobTicket};
 use crate::record::json;
@@ -132,8 +133,11 @@ impl Zone {
                 // The claim and its `job.start` entry, write-ahead: when the entry cannot be appended the job
                 // stays queued (and is claimed again once the log can be written).
                 let binding_json = json(&ticket.app.binding)?;
+                // A dp run's budget is charged in the same transaction (once per job: a run started again after a
+                // restart reproduces its noise and spends nothing more).
                 let claim = || {
-                    self.catalog()
+                    let changed = self
+                        .catalog()
                         .conn
                         .execute(
                             "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ?2,
@@ -141,18 +145,34 @@ impl Zone {
                              WHERE id = ?1 AND state = 'queued'",
                             params![id, now(), binding_json],
                         )
-                        .map_err(StoreError::catalog("claim job"))
+                        .map_err(StoreError::catalog("claim job"))?;
+                    let charged = if changed == 0 { Vec::new() } else { self.charge_budget(&operator, id, &ticket)? };
+                    Ok((changed, charged))
                 };
-                let entries = |changed: &usize| {
+                let entries = |(changed, charged): &(usize, Vec<Entry>)| {
                     if *changed == 0 {
                         return Vec::new();
                     }
                     let mut e = self.start_entry(&operator, id, &ticket);
                     e.via = row.via.clone();
-                    vec![e]
+                    let mut entries = vec![e];
+                    entries.extend(charged.iter().cloned().map(|mut c| {
+                        c.via = row.via.clone();
+                        c
+                    }));
+                    entries
                 };
-                if self.write_ahead(&operator, "job.start", &objects, claim, entries)? == 0 {
-                    return Ok(Claim::NotQueued);
+                match self.write_ahead(&operator, "job.start", &objects, claim, entries) {
+                    Ok((0, _)) => return Ok(Claim::NotQueued),
+                    Ok(_) => {}
+                    Err(WriteAhead::Refused(err)) => {
+                        if !self.end_queued(id, JobState::Refused, err.class(), &err.to_string())? {
+                            return Ok(Claim::NotQueued);
+                        }
+                        self.record_refusal(&operator, "job.run", &objects, err.class(), &err.to_string())?;
+                        return Ok(Claim::Refused(Box::new(self.job_record_unchecked(id)?)));
+                    }
+                    Err(WriteAhead::NotLogged(err)) => return Err(err),
                 }
                 ticket.job = id;
                 Ok(Claim::Run { ticket: Box::new(ticket), operator, via: row.via })

@@ -268,6 +268,8 @@ impl Handle for AppSubmit {
             security_notes,
             batch_rows: self.batch_rows,
             partitions: self.partitions,
+            epsilon: self.epsilon,
+            block_subjects: self.block_subjects,
         };
         crate::submit::submit_app_shown(&s.zone, &s.who, &request, &module, &s.files.shown(&self.module))
     }

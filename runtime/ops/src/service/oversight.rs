@@ -2,7 +2,7 @@
 
 use zone_api::routes::{
     ComplaintAnswer, ComplaintFile, ComplaintList, ComplaintResolve, IncidentAnswer, IncidentClose, IncidentList,
-    IncidentOpen, ReportUsage, UsageAnswer,
+    IncidentOpen, ReportUsage, UsageAnswer, BudgetShow,
 };
 use zone_api::{Call as _, Outputs};
 use zone_store::{Complaint, Incident, Resolution, UsageReport};
@@ -129,6 +129,12 @@ fn write_csv(path: &std::path::Path, header: &[&str], rows: &[Vec<String>]) -> R
         text.push_str("\r\n");
     }
     std::fs::write(path, text).map_err(|source| OpsError::Write { path: path.to_owned(), source })
+}
+
+impl Handle for BudgetShow {
+    fn handle(self, s: &mut Session<'_>) -> Result<Vec<zone_store::BudgetLine>, OpsError> {
+        Ok(s.zone.budgets(&s.who)?)
+    }
 }
 
 impl Handle for ReportUsage {
