@@ -116,6 +116,7 @@ fn child(kind: &str, file: &Path, dataset: &str) {
             max_rows_per_subject_in_group: 1,
             max_output_rows: 1_000_000,
             max_artifact_bytes: None,
+            dp: None,
         },
         partitions: 2,
         batch_size: 65_536,

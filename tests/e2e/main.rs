@@ -15,5 +15,6 @@ mod jobs;
 mod mock;
 mod module;
 mod oversight;
+mod privacy;
 mod publish;
 mod server;

@@ -23,6 +23,9 @@ use arrow_array::{ArrayRef, RecordBatch, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
+use datafusion::physical_plan::Distribution;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::StreamExt;
 use zone_sandbox::{GuestModule, OutputDecl, Sandbox, SandboxError};
@@ -162,8 +165,9 @@ pub(crate) struct BlockRunner {
     pub(crate) counters: Arc<BlockCounters>,
     /// Output rows gathered before a batch goes on.
     pub(crate) batch_rows: usize,
-    /// The input's columns without `__block`.
+    /// The input's columns without `__block`, and where `__block` is.
     pub(crate) columns: Vec<usize>,
+    pub(crate) block_column: usize,
 }
 
 impl fmt::Debug for BlockRunner {
@@ -296,6 +300,17 @@ impl Blocks {
 impl Stage for DpBlocks {
     fn name(&self) -> &'static str {
         "DpBlocksExec"
+    }
+
+    /// Every block whole in one partition: partitioned by block id (the query optimizer must keep this, or a
+    /// subject's rows could reach two instances).
+    fn input_distribution(&self) -> Distribution {
+        Distribution::KeyPartitioned(vec![Arc::new(Column::new(BLOCK, self.0.block_column))])
+    }
+
+    /// And sorted by subject, so that a block's rows arrive together and its subjects in fingerprint order.
+    fn input_ordering(&self) -> Option<LexOrdering> {
+        LexOrdering::new([PhysicalSortExpr::new_default(Arc::new(Column::new(crate::wasm_map::SUBJECT, 0)))])
     }
 
     fn schema(&self) -> SchemaRef {

@@ -538,6 +538,7 @@ impl Stages<'_> {
             counters: self.blocks.clone(),
             batch_rows: self.spec.batch_size.max(1),
             columns,
+            block_column: block_index,
         };
         let blocks = Arc::new(StageExec::new(Arc::new(DpBlocks(Arc::new(runner))), sorted));
         Ok(self.ctx.read_table(PlanTable::new(blocks))?)

@@ -9,7 +9,9 @@ use arrow_schema::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
+use datafusion::physical_expr::{
+    EquivalenceProperties, LexOrdering, LexRequirement, OrderingRequirements, Partitioning, PhysicalExpr,
+};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
@@ -25,6 +27,10 @@ pub(crate) trait Stage: fmt::Debug + Send + Sync + 'static {
     /// How the input must be partitioned.
     fn input_distribution(&self) -> Distribution {
         Distribution::UnspecifiedDistribution
+    }
+    /// The order the input must arrive in, within each partition (the optimizer keeps or adds the sort).
+    fn input_ordering(&self) -> Option<LexOrdering> {
+        None
     }
     /// Whether rows come out as they go in, or only at the end.
     fn emission(&self) -> EmissionType {
@@ -80,6 +86,10 @@ impl<S: Stage> ExecutionPlan for StageExec<S> {
 
     fn required_input_distribution(&self) -> Vec<Distribution> {
         vec![self.stage.input_distribution()]
+    }
+
+    fn required_input_ordering(&self) -> Vec<Option<OrderingRequirements>> {
+        vec![self.stage.input_ordering().map(|o| OrderingRequirements::new(LexRequirement::from(o)))]
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
