@@ -47,7 +47,11 @@ impl Bench {
                 }],
                 secret: TokenSecret::from_bytes([3; 32]),
             },
-            map: JobMap::Guest { sandbox: self.sandbox.clone(), module: self.module.clone(), params: self.params.clone() },
+            map: JobMap::Guest {
+                sandbox: self.sandbox.clone(),
+                module: self.module.clone(),
+                params: self.params.clone(),
+            },
             limits: ReleaseLimits {
                 min_group_size: 10,
                 max_groups_per_subject: self.groups_per_subject,
@@ -100,7 +104,11 @@ fn noise_rate() {
             sum = sum.wrapping_add(noise.discrete_laplace(scale));
         }
         let s = started.elapsed().as_secs_f64();
-        println!("noise: discrete Laplace, scale {:>9}: {:.1}M samples/s (checksum {sum})", num / u128::from(den), n as f64 / s / 1e6);
+        println!(
+            "noise: discrete Laplace, scale {:>9}: {:.1}M samples/s (checksum {sum})",
+            num / u128::from(den),
+            n as f64 / s / 1e6
+        );
     }
 }
 
@@ -118,7 +126,11 @@ fn main() {
         let checked = sandbox.check(&bytes).expect("accepted");
         Arc::new(sandbox.load(&checked.serialized).expect("load"))
     };
-    let registry = generate(&dir.path().join("registry"), &FixtureSpec { enterprises: rows, visits: 0, patients: None, seed: 7 }, false);
+    let registry = generate(
+        &dir.path().join("registry"),
+        &FixtureSpec { enterprises: rows, visits: 0, patients: None, seed: 7 },
+        false,
+    );
     let clinic = generate(
         &dir.path().join("clinic"),
         &FixtureSpec { enterprises: 0, visits: rows, patients: Some(rows / 10), seed: 7 },

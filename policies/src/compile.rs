@@ -12,8 +12,8 @@ use crate::file::{ColumnSpec, PolicyFile};
 use crate::formats::{CivilDate, Format};
 use crate::kernels::timezone_offset_seconds;
 use crate::policy::{
-    Bands, Bounds, ColumnPolicy, ColumnRule, CompiledPolicy, DatasetInfo, Domain, Generalization, MaskSpec,
-    BudgetPeriod, Epsilon, PrivacyRules, ReleaseMode, ReleaseRules, TokenSpec,
+    Bands, Bounds, BudgetPeriod, ColumnPolicy, ColumnRule, CompiledPolicy, DatasetInfo, Domain, Epsilon,
+    Generalization, MaskSpec, PrivacyRules, ReleaseMode, ReleaseRules, TokenSpec,
 };
 
 const CLASSES: [&str; 7] = ["subject", "hidden", "plain", "masked", "tokenized", "generalized", "compute_only"];
@@ -288,7 +288,9 @@ impl Compiler<'_> {
             return self.fail(
                 rules::PRIVACY_EPSILON,
                 p.epsilon_per_operator.span(),
-                format!("epsilon_per_operator ({per_operator}) is less than epsilon_per_job ({per_job}): no job could run"),
+                format!(
+                    "epsilon_per_operator ({per_operator}) is less than epsilon_per_job ({per_job}): no job could run"
+                ),
             );
         }
         if per_dataset < per_operator {

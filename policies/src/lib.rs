@@ -57,6 +57,6 @@ pub use error::{PolicyError, PolicyErrors, RuleId};
 pub use formats::Format;
 pub use kernels::{ColumnKernel, Desensitized, Desensitizer, KernelError, TokenKey, TokenSecret, tokenize};
 pub use policy::{
-    Bands, Bounds, ColumnPolicy, ColumnRule, CompiledPolicy, DatasetInfo, Domain, Generalization, MaskSpec,
-    BudgetPeriod, Epsilon, PrivacyRules, ReleaseMode, ReleaseRules, TokenSpec,
+    Bands, Bounds, BudgetPeriod, ColumnPolicy, ColumnRule, CompiledPolicy, DatasetInfo, Domain, Epsilon,
+    Generalization, MaskSpec, PrivacyRules, ReleaseMode, ReleaseRules, TokenSpec,
 };

@@ -183,7 +183,7 @@ impl Epsilon {
     /// least one millionth.
     pub fn from_f64(value: f64) -> Option<Epsilon> {
         let micros = (value * Self::UNIT as f64).round();
-        (value.is_finite() && micros >= 1.0 && micros < 1e15).then_some(Epsilon(micros as u64))
+        (value.is_finite() && (1.0..1e15).contains(&micros)).then_some(Epsilon(micros as u64))
     }
 
     pub fn as_f64(self) -> f64 {

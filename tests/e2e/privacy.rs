@@ -82,19 +82,25 @@ fn the_operator_sees_noisy_cells_intervals_and_budget_spent_and_no_exact_count_t
     zone.run_as("acme", &["job", "output", &id, "--out", s(&out)]).ok();
     let batch = common::read_batch(&out.join("product.parquet"));
     let names: Vec<&str> = batch.schema_ref().fields().iter().map(|f| f.name().as_str()).collect();
-    assert_eq!(names, [
-        "group",
-        "firms",
-        "firms_ci95_low",
-        "firms_ci95_high",
-        "employees",
-        "employees_ci95_low",
-        "employees_ci95_high"
-    ]);
+    assert_eq!(
+        names,
+        [
+            "group",
+            "firms",
+            "firms_ci95_low",
+            "firms_ci95_high",
+            "employees",
+            "employees_ci95_low",
+            "employees_ci95_high"
+        ]
+    );
     assert!(batch.num_rows() > 0);
     // The budget: spent by this run, as the operator and as the agency see it; the human table too.
     let mine = budget_of(&zone, "acme", Some("acme"));
-    assert_eq!((mine["spent"].as_f64(), mine["remaining"].as_f64(), mine["runs"].as_u64()), (Some(1.0), Some(7.0), Some(1)));
+    assert_eq!(
+        (mine["spent"].as_f64(), mine["remaining"].as_f64(), mine["runs"].as_u64()),
+        (Some(1.0), Some(7.0), Some(1))
+    );
     let all = budget_of(&zone, "market-regulation", None);
     assert_eq!((all["spent"].as_f64(), all["limit"].as_f64()), (Some(1.0), Some(24.0)));
     assert!(budget_of(&zone, "inspector", Some("acme"))["spent"] == 1.0);
@@ -218,4 +224,67 @@ fn a_run_killed_after_its_charge_keeps_the_budget_spent() {
     let mine = budget_of(&zone, "acme", Some("acme"));
     assert_eq!((mine["spent"].as_f64(), mine["runs"].as_u64()), (Some(1.0), Some(1)), "{mine}");
     assert!(zone.audit().iter().all(|e| e["action"] != "job.release"));
+}
+
+/// hostile-dp's `in_subset`: whether a firm of this registered capital is in query `seed`'s subset.
+fn in_subset(capital: i64, seed: u64) -> bool {
+    let mut z = (capital as u64) ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) & 1 == 1
+}
+
+#[test]
+fn a_reconstruction_attack_on_1000_firms_runs_out_of_budget_before_it_recovers_60_percent() {
+    use arrow_array::types::{Int32Type, Int64Type};
+    // 1,000 firms; the secret is one bit each: at least the median number of employees.
+    let zone = TestZone::new();
+    let firms = common::read_batch(&fixture("enterprise_registry")).slice(0, 1_000);
+    let file = zone.path("firms.parquet");
+    common::write_parquet(&file, &firms);
+    zone.run(&["dataset", "publish", "--policy", s(&common::policy("enterprise_registry")), s(&file)]).ok();
+    grant_acme(&zone, "market-regulation");
+    let capital = firms.column_by_name("reg_capital").expect("capital").as_primitive::<Int64Type>().clone();
+    let staff = firms.column_by_name("employees").expect("employees").as_primitive::<Int32Type>().clone();
+    let mut sorted: Vec<i32> = staff.iter().flatten().collect();
+    sorted.sort_unstable();
+    let at = sorted[sorted.len() / 2];
+    let truth: Vec<bool> = (0..1_000).map(|i| staff.is_valid(i) && staff.value(i) >= at).collect();
+    // The attacker asks random subset sums (Dinur–Nissim), one approved application each, as tightly bounded as
+    // it can (the sum's bound is 1), with the least noise the policy allows (b = 1), until the zone says no.
+    let mut answers: Vec<(u64, f64)> = Vec::new();
+    for seed in 1..=40u64 {
+        let params = ["attack=subset".to_owned(), format!("seed={seed}"), format!("at={at}"), "max=1".to_owned()];
+        let params: Vec<&str> = params.iter().map(String::as_str).collect();
+        let app = dp_app(&zone, &params, &["--block-subjects", "1"]);
+        let run = zone.run_as("acme", &["--json", "job", "run", &app]);
+        if !run.status.success() {
+            assert_eq!(run.json()["error"]["class"], "privacy.budget", "{}", run.stdout);
+            break;
+        }
+        let id = run.json()["job"]["id"].to_string();
+        let out = zone.path(&format!("answer-{seed}"));
+        zone.run_as("acme", &["job", "output", &id, "--out", s(&out)]).ok();
+        let batch = common::read_batch(&out.join("product.parquet"));
+        let sum = batch.column_by_name("employees").expect("employees").as_primitive::<Int64Type>().value(0);
+        answers.push((seed, sum as f64));
+    }
+    // ε = 1 a run against 8 a month: eight answers, then refusals.
+    assert_eq!(answers.len(), 8, "the budget should stop the attack after 8 runs");
+    // The attacker's best linear guess from what it got: each firm's bit from the answers of the subsets it is in,
+    // against what a subset of random bits would sum to.
+    let half = truth.iter().filter(|&&b| b).count() as f64 / 1_000.0;
+    let mut right = 0;
+    for (j, bit) in truth.iter().enumerate() {
+        let mut score = 0.0;
+        for (seed, answer) in &answers {
+            let members = (0..1_000).filter(|&i| in_subset(capital.value(i), *seed)).count() as f64;
+            let sign = if in_subset(capital.value(j), *seed) { 1.0 } else { -1.0 };
+            score += sign * (answer - members * half);
+        }
+        if (score > 0.0) == *bit {
+            right += 1;
+        }
+    }
+    assert!(right < 600, "{right} of 1,000 firms recovered from {} answers", answers.len());
 }

@@ -10,9 +10,14 @@
 //! - `singletons`: every row under its legal representative's token: every group is a singleton, and what is
 //!   suppressed is a count the guest chose;
 //! - `trap`: traps when the target is in the batch (one bit per job, in `aggregate` mode);
+//! - `subset`: one query of a reconstruction attack (Dinur–Nissim): every firm whose registered capital hashes,
+//!   with `seed`, to an odd number adds 1 if it has at least `at` (default 50) employees; the others add 0. With enough such
+//!   queries answered exactly, the operator learns almost every firm's bit;
 //! - `canary`: keys each row `fresh` in the first `map-batch` call of an instance and `reused` after it, so that
 //!   state carried from one block to the next would show;
 //! - anything else (`honest`): firms and employees by district.
+//!
+//! `max` (default 100,000) is the bound the employees sum declares: an attacker declares it as tight as it can.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -30,7 +35,17 @@ thread_local! {
 struct Attack {
     attack: String,
     target: i64,
+    seed: u64,
+    at: i32,
     output: SchemaRef,
+}
+
+/// Whether a firm of this registered capital is in query `seed`'s subset (splitmix64, odd).
+pub fn in_subset(capital: i64, seed: u64) -> bool {
+    let mut z = (capital as u64) ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) & 1 == 1
 }
 
 impl Job for Attack {
@@ -39,11 +54,13 @@ impl Job for Attack {
             .reads(&["district", "legal_rep_id", "reg_capital", "employees"])
             .key("group", DataType::Utf8)
             .count("firms")
-            .sum("employees", DataType::Int64, 0.0, 100_000.0)
+            .sum("employees", DataType::Int64, 0.0, params.get_or("max", 100_000.0)?)
             .schema();
         Ok(Attack {
             attack: params.get("attack").unwrap_or("honest").to_owned(),
             target: params.get_or("target", -1i64)?,
+            seed: params.get_or("seed", 0u64)?,
+            at: params.get_or("at", 50i32)?,
             output,
         })
     }
@@ -87,6 +104,15 @@ impl Job for Attack {
                 (keys, ones, staff)
             }
             "singletons" => (person.iter().collect(), ones, staff),
+            "subset" => {
+                let bits: Int64Array = (0..rows)
+                    .map(|i| {
+                        let big = employees.is_valid(i) && employees.value(i) >= self.at;
+                        Some(i64::from(in_subset(capital.value(i), self.seed) && big))
+                    })
+                    .collect();
+                (StringArray::from(vec!["all"; rows]), ones, bits)
+            }
             "trap" => {
                 if target.is_some() {
                     panic!("the target is here");

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use zone_store::{
-    AppView, CertificateRecord, Complaint, DatasetSummary, DatasetVersion, Grant, GrantStatus, HeldArtifact, Incident,
-    BudgetLine, JobRecord, PrincipalRecord, PublishOutcome, Role, TrustAnchor, UsageReport, ZoneCheck, ZoneInfo,
+    AppView, BudgetLine, CertificateRecord, Complaint, DatasetSummary, DatasetVersion, Grant, GrantStatus,
+    HeldArtifact, Incident, JobRecord, PrincipalRecord, PublishOutcome, Role, TrustAnchor, UsageReport, ZoneCheck,
+    ZoneInfo,
 };
 
 use crate::{Call, FileRef, Method, Outputs};

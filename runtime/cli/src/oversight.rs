@@ -154,7 +154,8 @@ pub fn budget(ctx: &Ctx<'_>) -> anyhow::Result<()> {
                 outln!("no privacy budget to show (no dp dataset you may see)");
                 return Ok(());
             }
-            let mut t = output::table(["dataset", "operator", "period", "spent ε", "limit ε", "left ε", "runs", "refreshes"]);
+            let mut t =
+                output::table(["dataset", "operator", "period", "spent ε", "limit ε", "left ε", "runs", "refreshes"]);
             for l in &lines {
                 t.add_row([
                     l.dataset.clone(),

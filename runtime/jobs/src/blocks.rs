@@ -199,7 +199,7 @@ impl BlockRunner {
                     offset += len;
                 }
                 let schema = self.declared.schema();
-                let out = arrow_select::concat::concat_batches(&schema, &outputs)
+                let out = arrow_select::concat::concat_batches(schema, &outputs)
                     .map_err(|e| SandboxError::new(zone_sandbox::FailureClass::BadOutput, e.to_string()))?;
                 let mut columns = vec![rows.column(0).clone()];
                 columns.extend(out.columns().iter().cloned());

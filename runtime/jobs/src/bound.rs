@@ -71,9 +71,10 @@ fn clamp_partials(batch: RecordBatch, clamps: &[PartialClamp]) -> Result<RecordB
             _ => {
                 let clamped = zone_sandbox::output::clamp(column, c.lo, c.hi);
                 match (c.unit, clamped.as_primitive_opt::<arrow_array::types::Float64Type>()) {
-                    (Some(unit), Some(values)) => Arc::new(
-                        values.unary::<_, arrow_array::types::Float64Type>(|v| (v / unit).round()),
-                    ) as arrow_array::ArrayRef,
+                    (Some(unit), Some(values)) => {
+                        Arc::new(values.unary::<_, arrow_array::types::Float64Type>(|v| (v / unit).round()))
+                            as arrow_array::ArrayRef
+                    }
                     _ => clamped,
                 }
             }
@@ -186,7 +187,7 @@ impl Stage for ContributionBound {
     fn execute(&self, _partition: usize, input: SendableRecordBatchStream) -> Result<SendableRecordBatchStream> {
         let keys = self.keys.clone();
         let limit = self.max_groups_per_subject;
-        let hasher = self.hasher.clone();
+        let hasher = self.hasher;
         let dropped = self.dropped.clone();
         let clamps = self.clamps.clone();
         let stream = futures::stream::once(async move {

@@ -85,10 +85,7 @@ pub(crate) fn interval_names(measure: &str) -> (String, String) {
 
 /// `Δ · queries / ε` as a discrete Laplace scale.
 fn scale_for(sensitivity: u128, queries: u64, epsilon: Epsilon) -> Result<Scale> {
-    let num = sensitivity
-        .max(1)
-        .saturating_mul(u128::from(queries.max(1)))
-        .saturating_mul(u128::from(Epsilon::UNIT));
+    let num = sensitivity.max(1).saturating_mul(u128::from(queries.max(1))).saturating_mul(u128::from(Epsilon::UNIT));
     Scale::new(num, epsilon.0.max(1)).ok_or_else(|| DataFusionError::Plan("a noise scale is not positive".into()))
 }
 
@@ -138,7 +135,8 @@ impl DpPlan {
         let mut reports = Vec::new();
         for m in &declared.measures {
             let name = m.field.name().clone();
-            let integer = matches!(m.field.data_type(), DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64);
+            let integer =
+                matches!(m.field.data_type(), DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64);
             let (lo, hi) = m.bounds.unwrap_or((0.0, 0.0));
             let count_scale = match m.aggregate {
                 Aggregate::Count | Aggregate::Mean => Some(scale_for(factor * u128::from(r), queries, eps)?),
@@ -257,9 +255,8 @@ fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
 
 fn int_values(batch: &RecordBatch, name: &str) -> Result<Vec<i64>> {
     let c = column(batch, name)?;
-    let c = c
-        .as_primitive_opt::<Int64Type>()
-        .ok_or_else(|| DataFusionError::Internal(format!("`{name}` is not Int64")))?;
+    let c =
+        c.as_primitive_opt::<Int64Type>().ok_or_else(|| DataFusionError::Internal(format!("`{name}` is not Int64")))?;
     Ok(c.iter().map(|v| v.unwrap_or(0)).collect())
 }
 
@@ -285,7 +282,11 @@ enum Values {
 
 impl Values {
     fn new(integer: bool, rows: usize) -> Values {
-        if integer { Values::Int(Int64Builder::with_capacity(rows)) } else { Values::Float(Float64Builder::with_capacity(rows)) }
+        if integer {
+            Values::Int(Int64Builder::with_capacity(rows))
+        } else {
+            Values::Float(Float64Builder::with_capacity(rows))
+        }
     }
 
     fn push(&mut self, v: f64) {
@@ -315,7 +316,9 @@ impl DpRelease {
             None => vec![true; rows],
             Some((scale, threshold)) => subjects
                 .iter()
-                .map(|&c| c.saturating_add(noise.discrete_laplace(scale)) >= i64::try_from(threshold).unwrap_or(i64::MAX))
+                .map(|&c| {
+                    c.saturating_add(noise.discrete_laplace(scale)) >= i64::try_from(threshold).unwrap_or(i64::MAX)
+                })
                 .collect(),
         };
         let kept = keep.iter().filter(|&&k| k).count();
@@ -374,7 +377,8 @@ impl DpRelease {
                         let s = (s.round() as i64).saturating_add(noise.discrete_laplace(sum_scale)) as f64;
                         let c = c.saturating_add(noise.discrete_laplace(count_scale)) as f64;
                         value.push(mean(s, c));
-                        let corners = [mean(s - hs, c - hc), mean(s - hs, c + hc), mean(s + hs, c - hc), mean(s + hs, c + hc)];
+                        let corners =
+                            [mean(s - hs, c - hc), mean(s - hs, c + hc), mean(s + hs, c - hc), mean(s + hs, c + hc)];
                         low.push(corners.iter().copied().fold(f64::INFINITY, f64::min));
                         high.push(corners.iter().copied().fold(f64::NEG_INFINITY, f64::max));
                     }
@@ -454,11 +458,15 @@ mod tests {
         assert_eq!(one.report.measures[0].scale, 3.0);
         assert_eq!(many.report.measures[0].scale, 3.0 * 128.0);
         assert_eq!(one.report.measures[1].sensitivity, 1_000.0);
-        let (t1, t64) = (one.report.selection.as_ref().expect("sel").threshold, many.report.selection.as_ref().expect("sel").threshold);
+        let (t1, t64) = (
+            one.report.selection.as_ref().expect("sel").threshold,
+            many.report.selection.as_ref().expect("sel").threshold,
+        );
         assert!(t1 >= 10 && t64 > 64 + t1, "{t1} {t64}");
         // No keys: nothing to select, no δ spent.
-        let global = OutputDecl::from_schema(&Schema::new(vec![measure("firms", DataType::Int64, Aggregate::Count, None)]))
-            .expect("declared");
+        let global =
+            OutputDecl::from_schema(&Schema::new(vec![measure("firms", DataType::Int64, Aggregate::Count, None)]))
+                .expect("declared");
         let g = DpPlan::new(&global, settings(1), 10_000, 10, 1, 1).expect("plan");
         assert!(g.selection.is_none());
         assert_eq!((g.report.delta, g.report.measures[0].scale), (0.0, 1.0));

@@ -18,7 +18,6 @@ mod wasm_map;
 
 pub use blocks::BlockCut;
 pub use dp::DpSettings;
-pub use zone_noise::report::{DpReport, MeasureNoise, SelectionNoise};
 pub use gate::GateError;
 pub use keys::RunKeys;
 pub use plan::{
@@ -26,3 +25,4 @@ pub use plan::{
     joined_guest_schema, product_schema,
 };
 pub use wasm_map::{GuestReport, SUBJECT};
+pub use zone_noise::report::{DpReport, MeasureNoise, SelectionNoise};

@@ -16,10 +16,10 @@ use datafusion::functions_aggregate::expr_fn::{count, max, min, sum};
 use datafusion::logical_expr::{Expr, cast, ident, lit};
 use datafusion::physical_expr::Partitioning;
 use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
-use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, displayable};
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig};
 use policies::{ColumnKernel, CompiledPolicy, TokenSecret};
@@ -28,14 +28,14 @@ use zone_sandbox::{Aggregate, GuestModule, OutputDecl, Sandbox, SandboxError};
 use crate::blocks::{BLOCK, BlockCounters, BlockCut, BlockIds, BlockRunner, DpBlocks};
 use crate::bound::{ContributionBound, PartialClamp};
 use crate::dp::{DpCounters, DpPlan, DpRelease, DpSettings};
-use zone_noise::report::DpReport;
-use crate::keys::RunKeys;
 use crate::gate::{GateCounters, GateError, ReleaseGate, SUBJECTS};
+use crate::keys::RunKeys;
 use crate::stage::StageExec;
 use crate::subjects::SyntheticSubjects;
 use crate::table::PlanTable;
 use crate::udf::{KernelUdf, SubjectUdf};
 use crate::wasm_map::{GuestReport, SUBJECT, WasmMap};
+use zone_noise::report::DpReport;
 
 /// One dataset of a job: its pinned version's files and policy.
 #[derive(Debug, Clone)]
@@ -271,12 +271,22 @@ fn partial_clamps(declared: &OutputDecl, pairs: &Schema, rows: u64) -> Result<Ve
         let name = m.field.name();
         let (lo, hi) = m.bounds.unwrap_or((0.0, 0.0));
         match m.aggregate {
-            Aggregate::Count => clamps.push(PartialClamp { column: index(partial(name, "n"))?, lo: 0.0, hi: rows, unit: None }),
-            Aggregate::Sum => {
-                clamps.push(PartialClamp { column: index(partial(name, "s"))?, lo: lo * rows, hi: hi * rows, unit: None })
+            Aggregate::Count => {
+                clamps.push(PartialClamp { column: index(partial(name, "n"))?, lo: 0.0, hi: rows, unit: None })
             }
+            Aggregate::Sum => clamps.push(PartialClamp {
+                column: index(partial(name, "s"))?,
+                lo: lo * rows,
+                hi: hi * rows,
+                unit: None,
+            }),
             Aggregate::Mean => {
-                clamps.push(PartialClamp { column: index(partial(name, "s"))?, lo: lo * rows, hi: hi * rows, unit: None });
+                clamps.push(PartialClamp {
+                    column: index(partial(name, "s"))?,
+                    lo: lo * rows,
+                    hi: hi * rows,
+                    unit: None,
+                });
                 clamps.push(PartialClamp { column: index(partial(name, "n"))?, lo: 0.0, hi: rows, unit: None });
             }
             Aggregate::Min | Aggregate::Max => {}
@@ -391,7 +401,7 @@ impl Stages<'_> {
                     datasets.iter().map(|d| (d.name.as_str(), &d.policy)).collect();
                 let guest_schema = joined_guest_schema(&named).map_err(JobError::Plan)?;
                 let declared = probe(spec, &guest_schema)?;
-                let subject_udf = SubjectUdf::udf(self.hasher.clone());
+                let subject_udf = SubjectUdf::udf(self.hasher);
                 let mut taken = Vec::new();
                 let mut frames = Vec::new();
                 for d in datasets {
@@ -621,7 +631,7 @@ impl Stages<'_> {
             schema: pairs_schema.clone(),
             keys: key_indexes,
             max_groups_per_subject: limits.max_groups_per_subject,
-            hasher: self.hasher.clone(),
+            hasher: self.hasher,
             dropped: self.dropped.clone(),
             clamps,
         });

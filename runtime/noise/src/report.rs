@@ -45,4 +45,3 @@ pub struct DpReport {
     pub selection: Option<SelectionNoise>,
     pub measures: Vec<MeasureNoise>,
 }
-

@@ -127,7 +127,11 @@ impl Zone {
                 return Err(refuse(format!("`{operator}`'s"), rules.epsilon_per_operator, by_operator));
             }
             if by_all.0 + charge.epsilon.0 > rules.epsilon_per_dataset.0 {
-                return Err(refuse("the dataset's (all operators together)".to_owned(), rules.epsilon_per_dataset, by_all));
+                return Err(refuse(
+                    "the dataset's (all operators together)".to_owned(),
+                    rules.epsilon_per_dataset,
+                    by_all,
+                ));
             }
             lines.push((d.version.dataset.clone(), period, rules, by_operator, by_all));
         }
@@ -206,7 +210,8 @@ impl Zone {
             .conn
             .prepare("SELECT DISTINCT operator FROM privacy_ledger WHERE dataset = ?1 AND period = ?2")
             .map_err(catalog("read the privacy ledger"))?;
-        let rows = stmt.query_map(params![dataset, period], |r| r.get(0)).map_err(catalog("read the privacy ledger"))?;
+        let rows =
+            stmt.query_map(params![dataset, period], |r| r.get(0)).map_err(catalog("read the privacy ledger"))?;
         rows.collect::<Result<_, _>>().map_err(catalog("read the privacy ledger"))
     }
 }

@@ -246,9 +246,13 @@ fn dp_charge(
     let ask = run.privacy.ok_or_else(|| {
         drift(format!("application {app_id} was approved without a privacy setting; submit it again for `dp`"))
     })?;
-    let epsilon = policies::Epsilon::from_f64(ask.epsilon)
-        .filter(|e| *e <= rules.epsilon_per_job)
-        .ok_or_else(|| drift(format!("application {app_id} asks ε = {}, over today's epsilon_per_job of {}", ask.epsilon, rules.epsilon_per_job)))?;
+    let epsilon =
+        policies::Epsilon::from_f64(ask.epsilon).filter(|e| *e <= rules.epsilon_per_job).ok_or_else(|| {
+            drift(format!(
+                "application {app_id} asks ε = {}, over today's epsilon_per_job of {}",
+                ask.epsilon, rules.epsilon_per_job
+            ))
+        })?;
     if !(1..=rules.max_block_subjects).contains(&ask.block_subjects) {
         return Err(drift(format!(
             "application {app_id} asks b = {}, over today's max_block_subjects of {}",

@@ -51,8 +51,8 @@ pub use apps::{
     AppDataset, AppOutput, AppRequest, AppStatus, AppView, Application, Binding, BoundDataset, CheckedModule, Decision,
     OutputColumn, PreparedApp, PrivacyAsk, RunSettings,
 };
-pub use budget::{BudgetLine, DpCharge, current_period};
 pub use artifacts::{ARTIFACTS_DIR, ArtifactDecision, ArtifactReview, HeldArtifact};
+pub use budget::{BudgetLine, DpCharge, current_period};
 pub use catalog::{ColumnStats, DatasetSummary, DatasetVersion, FormatCheck, StoredFile};
 pub use complaints::{Complaint, Resolution};
 pub use error::StoreError;

@@ -1,8 +1,8 @@
 //! Oversight: complaints (Art. 25), incidents (Art. 24) and usage reports (Art. 11, 16, 21).
 
 use zone_api::routes::{
-    ComplaintAnswer, ComplaintFile, ComplaintList, ComplaintResolve, IncidentAnswer, IncidentClose, IncidentList,
-    IncidentOpen, ReportUsage, UsageAnswer, BudgetShow,
+    BudgetShow, ComplaintAnswer, ComplaintFile, ComplaintList, ComplaintResolve, IncidentAnswer, IncidentClose,
+    IncidentList, IncidentOpen, ReportUsage, UsageAnswer,
 };
 use zone_api::{Call as _, Outputs};
 use zone_store::{Complaint, Incident, Resolution, UsageReport};
