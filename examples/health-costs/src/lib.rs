@@ -54,7 +54,8 @@ impl Job for CostsByAgeBand {
         if !(max_cost > 0.0 && max_cost <= 200_000.0) {
             return Err(JobError::msg("`max_cost` must be above 0 and at most 200000"));
         }
-        let mut output = Output::new().reads(&["district", "birth_date", "visit_date", "cost"]).key("district", DataType::Utf8);
+        let mut output =
+            Output::new().reads(&["district", "birth_date", "visit_date", "cost"]).key("district", DataType::Utf8);
         if bands {
             output = output.key("age_band", DataType::Utf8);
         }
