@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use policies::{ColumnRule, CompiledPolicy, Domain, ReleaseMode};
+use policies::{ColumnRule, CompiledPolicy, Domain, PrivacyRules, ReleaseMode};
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -762,6 +762,19 @@ fn describe_drift(old: &Binding, new: &Binding) -> Vec<String> {
 }
 
 /// The declared output against every policy: keys must be group values, measures bounded.
+/// The `[privacy]` of a run over several datasets: the stricter of theirs.
+fn joined_rules(rules: &[Option<PrivacyRules>]) -> Option<PrivacyRules> {
+    let mut out: Option<PrivacyRules> = None;
+    for r in rules {
+        let r = (*r)?;
+        out = Some(match out {
+            None => r,
+            Some(x) => x.stricter(&r),
+        });
+    }
+    out
+}
+
 /// What a `dp` application spends per run and its b: asked or the policies' defaults, within their limits.
 fn privacy_ask(
     request: &AppRequest,
@@ -776,7 +789,7 @@ fn privacy_ask(
         return None;
     }
     // Without `[privacy]` a policy does not allow `dp`, which is reported already.
-    let rules = crate::budget::joined_rules(&policies.iter().map(|p| p.release().privacy).collect::<Vec<_>>())?;
+    let rules = joined_rules(&policies.iter().map(|p| p.release().privacy).collect::<Vec<_>>())?;
     let epsilon = request.epsilon.unwrap_or(rules.epsilon_per_job.as_f64());
     match policies::Epsilon::from_f64(epsilon) {
         Some(e) if e <= rules.epsilon_per_job => {}

@@ -7,7 +7,7 @@
 //! more.
 
 use chrono::{Datelike, NaiveDate};
-use policies::{BudgetPeriod, Epsilon, PrivacyRules};
+use policies::{BudgetPeriod, Epsilon};
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
 use zone_access::{Principal, Role};
@@ -17,16 +17,6 @@ use crate::error::StoreError;
 use crate::jobs::JobTicket;
 use crate::record::{entry, now, today};
 use crate::zone::Zone;
-
-/// What a `dp` run spends, from the approved application and the policies.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct DpCharge {
-    pub epsilon: Epsilon,
-    pub delta: f64,
-    pub block_subjects: u64,
-    /// The pinned versions' smallest row count: a public bound on the subjects, which sets the number of blocks.
-    pub population: u64,
-}
 
 /// One budget as `budget show` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -214,19 +204,6 @@ impl Zone {
             stmt.query_map(params![dataset, period], |r| r.get(0)).map_err(catalog("read the privacy ledger"))?;
         rows.collect::<Result<_, _>>().map_err(catalog("read the privacy ledger"))
     }
-}
-
-/// The `[privacy]` of a run over several datasets: the stricter of theirs.
-pub(crate) fn joined_rules(rules: &[Option<PrivacyRules>]) -> Option<PrivacyRules> {
-    let mut out: Option<PrivacyRules> = None;
-    for r in rules {
-        let r = (*r)?;
-        out = Some(match out {
-            None => r,
-            Some(x) => x.stricter(&r),
-        });
-    }
-    out
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::Schema;
-use policies::{CompiledPolicy, ReleaseMode, ReleaseRules, TokenSecret};
+use policies::{CompiledPolicy, Epsilon, ReleaseMode, ReleaseRules, TokenSecret};
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use zone_access::{Action, Principal};
@@ -15,7 +15,6 @@ use zone_audit::Outcome;
 
 use crate::access::WriteAhead;
 use crate::apps::{AppStatus, AppView, Binding, RunSettings};
-use crate::budget::DpCharge;
 use crate::catalog::DatasetVersion;
 use crate::error::StoreError;
 use crate::grants::GrantWatch;
@@ -27,6 +26,16 @@ use crate::record::entry;
 use crate::record::now;
 use crate::record::{json, today};
 use crate::zone::Zone;
+
+/// What a `dp` run spends, from the approved application and the policies.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DpCharge {
+    pub epsilon: Epsilon,
+    pub delta: f64,
+    pub block_subjects: u64,
+    /// The pinned versions' smallest row count: a public bound on the subjects, which sets the number of blocks.
+    pub population: u64,
+}
 
 /// The class (and, for a job, the final state) of a run stopped at its operator's request.
 pub const CANCELLED: &str = "job.cancelled";
@@ -246,13 +255,12 @@ fn dp_charge(
     let ask = run.privacy.ok_or_else(|| {
         drift(format!("application {app_id} was approved without a privacy setting; submit it again for `dp`"))
     })?;
-    let epsilon =
-        policies::Epsilon::from_f64(ask.epsilon).filter(|e| *e <= rules.epsilon_per_job).ok_or_else(|| {
-            drift(format!(
-                "application {app_id} asks ε = {}, over today's epsilon_per_job of {}",
-                ask.epsilon, rules.epsilon_per_job
-            ))
-        })?;
+    let epsilon = Epsilon::from_f64(ask.epsilon).filter(|e| *e <= rules.epsilon_per_job).ok_or_else(|| {
+        drift(format!(
+            "application {app_id} asks ε = {}, over today's epsilon_per_job of {}",
+            ask.epsilon, rules.epsilon_per_job
+        ))
+    })?;
     if !(1..=rules.max_block_subjects).contains(&ask.block_subjects) {
         return Err(drift(format!(
             "application {app_id} asks b = {}, over today's max_block_subjects of {}",

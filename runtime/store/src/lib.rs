@@ -52,7 +52,7 @@ pub use apps::{
     OutputColumn, PreparedApp, PrivacyAsk, RunSettings,
 };
 pub use artifacts::{ARTIFACTS_DIR, ArtifactDecision, ArtifactReview, HeldArtifact};
-pub use budget::{BudgetLine, DpCharge, current_period};
+pub use budget::{BudgetLine, current_period};
 pub use catalog::{ColumnStats, DatasetSummary, DatasetVersion, FormatCheck, StoredFile};
 pub use complaints::{Complaint, Resolution};
 pub use error::StoreError;
@@ -60,7 +60,8 @@ pub use grants::{GrantChange, GrantWatch, NewGrant, WatchStop};
 pub use identity::{CertificateRecord, PrincipalRecord, Standing, TrustAnchor};
 pub use incidents::{INCIDENTS_DIR, Incident};
 pub use jobs::{
-    CANCELLED, FAILED, FAILED_DETAIL, JobDataset, JobRecord, JobState, JobTicket, ReleasedTable, RunCounts, RunFailure,
+    CANCELLED, DpCharge, FAILED, FAILED_DETAIL, JobDataset, JobRecord, JobState, JobTicket, ReleasedTable, RunCounts,
+    RunFailure,
 };
 pub use keys::ZoneKeys;
 pub use products::{
