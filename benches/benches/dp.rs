@@ -9,20 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use cleanroom_benches::fixture_policy as policy;
 use datasets_fixtures::FixtureSpec;
 use policies::{CompiledPolicy, Epsilon, TokenSecret};
 use zone_jobs::{BlockCut, DatasetSource, DpSettings, JobMap, JobPlan, JobSource, JobSpec, ReleaseLimits};
 use zone_noise::{NoiseSource, Scale};
 use zone_sandbox::{GuestModule, Sandbox, SandboxLimits};
-
-fn policy(dataset: &str, file: &Path) -> CompiledPolicy {
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-        std::fs::File::open(file).expect("open"),
-    )
-    .expect("parquet");
-    CompiledPolicy::compile(dataset, datasets_fixtures::policy_text(dataset).expect("policy"), reader.schema())
-        .expect("policy compiles")
-}
 
 struct Bench {
     dataset: &'static str,

@@ -16,10 +16,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow_schema::DataType;
+use cleanroom_benches::fixture_policy as policy;
 use datafusion::logical_expr::{cast, ident, lit, when};
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use datasets_fixtures::FixtureSpec;
-use policies::{CompiledPolicy, TokenSecret};
+use policies::TokenSecret;
 use zone_jobs::{DatasetSource, JobMap, JobPlan, JobSource, JobSpec, ReleaseLimits};
 use zone_sandbox::{Sandbox, SandboxLimits};
 
@@ -32,15 +33,6 @@ fn peak_rss_bytes() -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
-}
-
-fn policy(dataset: &str, file: &Path) -> CompiledPolicy {
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-        std::fs::File::open(file).expect("open"),
-    )
-    .expect("parquet");
-    CompiledPolicy::compile(dataset, datasets_fixtures::policy_text(dataset).expect("policy"), reader.schema())
-        .expect("policy compiles")
 }
 
 /// registry-profile's map as expressions over the guest view, clamped to its declared bounds.

@@ -13,6 +13,20 @@ use std::time::{Duration, Instant};
 
 use policies::formats::resident_id_check_char;
 
+/// The committed policy of `dataset`, compiled against the schema of a generated `file`.
+pub fn fixture_policy(dataset: &str, file: &std::path::Path) -> policies::CompiledPolicy {
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(file).expect("open"),
+    )
+    .expect("parquet");
+    policies::CompiledPolicy::compile(
+        dataset,
+        datasets_fixtures::policy_text(dataset).expect("policy"),
+        reader.schema(),
+    )
+    .expect("policy compiles")
+}
+
 /// The median of `runs` timings of `f`.
 fn median(mut times: Vec<Duration>) -> Duration {
     times.sort_unstable();

@@ -375,6 +375,19 @@ fn engine(spec: &JobSpec) -> Result<(tokio::runtime::Runtime, SessionContext), J
     Ok((runtime, SessionContext::new_with_config(config)))
 }
 
+/// The groups sorted by the keys (when there are any), in one partition: the order the release stages see them in.
+async fn sorted_in_one_partition(mut df: DataFrame, keys: &[String]) -> Result<Arc<dyn ExecutionPlan>, JobError> {
+    if !keys.is_empty() {
+        df = df.sort(keys.iter().map(|k| ident(k).sort(true, true)).collect())?;
+    }
+    let groups = df.create_physical_plan().await?;
+    Ok(if groups.output_partitioning().partition_count() > 1 {
+        Arc::new(CoalescePartitionsExec::new(groups))
+    } else {
+        groups
+    })
+}
+
 /// The stages of a job's plan, in the order data flows through them: source (the subject's fingerprint and the
 /// guest's view of each dataset, joined on the subject), map (the guest, or native expressions), per-(subject,
 /// group) partials, the contribution bound, the aggregate by group, the release gate. Each stage is one method;
@@ -679,16 +692,7 @@ impl Stages<'_> {
             };
             columns.push(cast(expr, target).alias(name));
         }
-        let mut df = df.select(columns)?;
-        if !keys.is_empty() {
-            df = df.sort(keys.iter().map(|k| ident(k).sort(true, true)).collect())?;
-        }
-        let groups = df.create_physical_plan().await?;
-        let groups: Arc<dyn ExecutionPlan> = if groups.output_partitioning().partition_count() > 1 {
-            Arc::new(CoalescePartitionsExec::new(groups))
-        } else {
-            groups
-        };
+        let groups = sorted_in_one_partition(df.select(columns)?, keys).await?;
         Ok((groups, product))
     }
 
@@ -712,16 +716,7 @@ impl Stages<'_> {
                 finals.push(sum(ident(partial(name, "s"))).alias(partial(name, "s")));
             }
         }
-        let mut df = df.aggregate(keys.iter().map(ident).collect(), finals)?;
-        if !keys.is_empty() {
-            df = df.sort(keys.iter().map(|k| ident(k).sort(true, true)).collect())?;
-        }
-        let groups = df.create_physical_plan().await?;
-        let groups: Arc<dyn ExecutionPlan> = if groups.output_partitioning().partition_count() > 1 {
-            Arc::new(CoalescePartitionsExec::new(groups))
-        } else {
-            groups
-        };
+        let groups = sorted_in_one_partition(df.aggregate(keys.iter().map(ident).collect(), finals)?, keys).await?;
         let product = dp.product_schema(declared).map_err(plan_error)?;
         let release = Arc::new(DpRelease {
             plan: dp.clone(),
