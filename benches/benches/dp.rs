@@ -3,7 +3,7 @@
 //! for b = 1, 16, 64, 256. On `enterprise_registry` (one row per subject, `registry-profile`, 1M enterprises by
 //! default: `ZONE_BENCH_ROWS`) and `clinic_visits` (many visits per patient, `health-costs` by district: a tenth of
 //! the rows as patients). Reported: the ratio dp / aggregate, the cost per isolated block ((dp − aggregate) /
-//! blocks), and noise samples per second of the exact discrete Laplace sampler at three scales.
+//! blocks, with instances from a pool of slots as the zone runs them, and mapped one by one), and noise samples per second of the exact discrete Laplace sampler at three scales.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,20 +16,35 @@ use zone_jobs::{BlockCut, DatasetSource, DpSettings, JobMap, JobPlan, JobSource,
 use zone_noise::{NoiseSource, Scale};
 use zone_sandbox::{GuestModule, Sandbox, SandboxLimits};
 
+/// A sandbox with the bench's guest loaded.
+struct Guest {
+    sandbox: Arc<Sandbox>,
+    module: Arc<GuestModule>,
+}
+
+impl Guest {
+    fn new(sandbox: &Arc<Sandbox>, bytes: &[u8]) -> Guest {
+        let checked = sandbox.check(bytes).expect("accepted");
+        Guest { sandbox: sandbox.clone(), module: Arc::new(sandbox.load(&checked.serialized).expect("load")) }
+    }
+}
+
 struct Bench {
     dataset: &'static str,
     file: PathBuf,
     rows: u64,
     policy: CompiledPolicy,
-    sandbox: Arc<Sandbox>,
-    module: Arc<GuestModule>,
+    /// Instances mapped one by one, and from a pool of slots (as the zone runs `dp`).
+    on_demand: Guest,
+    pooled: Guest,
     params: Vec<(String, String)>,
     groups_per_subject: u64,
 }
 
 impl Bench {
     /// Seconds of one run (planning and running), and the blocks it ran.
-    fn run(&self, b: Option<u64>) -> (f64, u64) {
+    fn run(&self, b: Option<u64>, pooled: bool) -> (f64, u64) {
+        let guest = if pooled { &self.pooled } else { &self.on_demand };
         let spec = JobSpec {
             source: JobSource::Datasets {
                 datasets: vec![DatasetSource {
@@ -40,8 +55,8 @@ impl Bench {
                 secret: TokenSecret::from_bytes([3; 32]),
             },
             map: JobMap::Guest {
-                sandbox: self.sandbox.clone(),
-                module: self.module.clone(),
+                sandbox: guest.sandbox.clone(),
+                module: guest.module.clone(),
                 params: self.params.clone(),
             },
             limits: ReleaseLimits {
@@ -57,6 +72,7 @@ impl Bench {
                     population: self.rows,
                     noise_key: [9; 32],
                     job: b,
+                    key_domain: Vec::new(),
                 }),
             },
             partitions: 2,
@@ -113,11 +129,12 @@ fn main() {
         .unwrap_or_else(|| vec![1, 16, 64, 256]);
     noise_rate();
     let dir = tempfile::tempdir().expect("dir");
-    let sandbox = Arc::new(Sandbox::new(SandboxLimits::default()).expect("sandbox"));
-    let load = |bytes: Vec<u8>| {
-        let checked = sandbox.check(&bytes).expect("accepted");
-        Arc::new(sandbox.load(&checked.serialized).expect("load"))
-    };
+    let on_demand = Arc::new(Sandbox::new(SandboxLimits::default()).expect("sandbox"));
+    // As the zone runs `dp`: one pool slot per partition.
+    let pooled =
+        Arc::new(Sandbox::new(SandboxLimits { pooled_instances: 2, ..SandboxLimits::default() }).expect("pool"));
+    let registry_guest = example_guests::REGISTRY_PROFILE.bytes().expect("guest");
+    let clinic_guest = example_guests::HEALTH_COSTS.bytes().expect("guest");
     let registry = generate(
         &dir.path().join("registry"),
         &FixtureSpec { enterprises: rows, visits: 0, patients: None, seed: 7 },
@@ -134,8 +151,8 @@ fn main() {
             policy: policy("enterprise_registry", &registry),
             file: registry,
             rows: rows as u64,
-            sandbox: sandbox.clone(),
-            module: load(example_guests::REGISTRY_PROFILE.bytes().expect("guest")),
+            on_demand: Guest::new(&on_demand, &registry_guest),
+            pooled: Guest::new(&pooled, &registry_guest),
             params: Vec::new(),
             groups_per_subject: 1,
         },
@@ -144,8 +161,8 @@ fn main() {
             policy: policy("clinic_visits", &clinic),
             file: clinic,
             rows: rows as u64,
-            sandbox: sandbox.clone(),
-            module: load(example_guests::HEALTH_COSTS.bytes().expect("guest")),
+            on_demand: Guest::new(&on_demand, &clinic_guest),
+            pooled: Guest::new(&pooled, &clinic_guest),
             params: vec![("by".into(), "district".into())],
             groups_per_subject: 3,
         },
@@ -154,21 +171,26 @@ fn main() {
         for &b in &blocks {
             let mut ratios = Vec::new();
             let mut per_block = Vec::new();
+            let mut per_block_on_demand = Vec::new();
             let mut ran = 0;
             for _ in 0..rounds {
-                let (aggregate, _) = bench.run(None);
-                let (dp, blocks_run) = bench.run(Some(b));
+                let (aggregate, _) = bench.run(None, false);
+                let (dp, blocks_run) = bench.run(Some(b), true);
+                let (dp_on_demand, _) = bench.run(Some(b), false);
                 ran = blocks_run;
                 ratios.push(dp / aggregate);
                 per_block.push((dp - aggregate).max(0.0) / blocks_run.max(1) as f64 * 1e6);
+                per_block_on_demand.push((dp_on_demand - aggregate).max(0.0) / blocks_run.max(1) as f64 * 1e6);
             }
             let cut = BlockCut::new(b, bench.rows);
             println!(
-                "{:<20} {rows} rows, b = {b:>3}: dp / aggregate = {:.2}×, {ran} blocks run (cut {}), {:.1} µs per isolated block",
+                "{:<20} {rows} rows, b = {b:>3}: dp / aggregate = {:.2}×, {ran} blocks run (cut {}), {:.1} µs per \
+                 isolated block (pooled; {:.1} µs mapping each instance's memory)",
                 bench.dataset,
                 median(ratios),
                 cut.blocks(),
-                median(per_block)
+                median(per_block),
+                median(per_block_on_demand)
             );
         }
     }

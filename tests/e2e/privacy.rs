@@ -288,3 +288,45 @@ fn a_reconstruction_attack_on_1000_firms_runs_out_of_budget_before_it_recovers_6
     }
     assert!(right < 600, "{right} of 1,000 firms recovered from {} answers", answers.len());
 }
+
+#[test]
+fn a_declared_key_domain_releases_every_group_of_it_and_is_checked_at_submission() {
+    let zone = common::registry_zone();
+    let districts: std::collections::BTreeSet<String> = {
+        let batch = common::read_batch(&fixture("enterprise_registry"));
+        let d = batch.column_by_name("district").expect("district").as_string::<i32>().clone();
+        d.iter().flatten().map(str::to_owned).collect()
+    };
+    let mut domain: Vec<String> = districts.iter().skip(1).cloned().collect();
+    domain.push("nowhere".into());
+    let flag = format!("group={}", domain.join(","));
+    // Refused at submission, each with what is wrong: outside dp, a key the output does not have, a key left out.
+    let submit = |mode: &str, extra: &[&str]| {
+        common::submit_app_with(&zone, DP, "enterprise_registry", mode, &["attack=honest"], extra)
+    };
+    let refusals = [
+        (submit("aggregate", &["--key-domain", &flag]), "for mode `dp` only"),
+        (submit("dp", &["--key-domain", &flag, "--key-domain", "district=a"]), "not a key of the module's output"),
+        (submit("dp", &["--key-domain", "group"]), "expected KEY=VALUE1,VALUE2"),
+    ];
+    for (run, says) in refusals {
+        assert!(!run.status.success() && run.stderr.contains(says), "{says}: {}", run.stderr);
+    }
+    let app = dp_app(&zone, &["attack=honest"], &["--block-subjects", "16", "--key-domain", &flag]);
+    let shown = zone.run_as("market-regulation", &["app", "show", &app]).ok();
+    assert!(shown.contains("domain of  group = ") && shown.contains("nowhere"), "{shown}");
+    let v = zone.run_as("acme", &["--json", "job", "run", &app]).json();
+    assert_eq!(v["job"]["state"], "released", "{v}");
+    // No partition selection: no δ spent, every declared group released, the empty one too; the district left
+    // out of the domain is not.
+    let privacy = &v["manifest"]["release"]["privacy"];
+    assert_eq!((privacy["delta"].as_f64(), privacy["selection"].is_null()), (Some(0.0), true), "{privacy}");
+    let out = zone.path("domain");
+    zone.run_as("acme", &["job", "output", &v["job"]["id"].to_string(), "--out", s(&out)]).ok();
+    let batch = common::read_batch(&out.join("product.parquet"));
+    let keys = batch.column(0).as_string::<i32>();
+    let mut released: Vec<String> = (0..keys.len()).map(|i| keys.value(i).to_owned()).collect();
+    released.sort();
+    domain.sort();
+    assert_eq!(released, domain);
+}

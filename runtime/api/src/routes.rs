@@ -472,6 +472,10 @@ pub struct AppSubmit {
     #[serde(default)]
     #[schemars(range(min = 1, max = 4096))]
     pub block_subjects: Option<u64>,
+    /// `dp` mode: public domains of the output's keys (every key or none); every combination is released.
+    #[serde(default)]
+    #[schemars(length(max = 16))]
+    pub key_domain: Vec<zone_store::KeyDomain>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

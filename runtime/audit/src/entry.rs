@@ -40,6 +40,10 @@ pub struct Entry {
     /// certificate's subject and SHA-256 fingerprint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub via: Option<String>,
+    /// Written before the catalog change it asserts was committed: the change took effect exactly when the
+    /// catalog lists this entry's seq as applied; otherwise a later `audit.not_applied` entry names it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub write_ahead: bool,
 }
 
 impl Entry {
@@ -57,6 +61,7 @@ impl Entry {
             reason: None,
             detail: None,
             via: None,
+            write_ahead: false,
         }
     }
 

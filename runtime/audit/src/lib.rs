@@ -20,4 +20,4 @@ pub mod merkle;
 
 pub use bundle::{Bundle, BundleError, BundleReport, full_bundle, receipt, verify_bundle};
 pub use entry::{Entry, Outcome};
-pub use log::{AuditError, AuditLog, Checkpoint, OpenReport, Problem, VerifyReport, verify, verify_bytes};
+pub use log::{AuditError, AuditLog, Checkpoint, LOG_FILE, OpenReport, Problem, VerifyReport, verify, verify_bytes};

@@ -9,7 +9,7 @@
 //! `verify` names the first entry that differs.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use crate::entry::Entry;
 use crate::merkle::{self, Frontier, Hash};
 
-const LOG_FILE: &str = "log.bin";
+/// The log's records, in its folder.
+pub const LOG_FILE: &str = "log.bin";
 const CHECKPOINT_FILE: &str = "checkpoints.jsonl";
 /// Held exclusively by the one [`AuditLog`] open for appending (any process), shared by verifiers.
 const LOCK_FILE: &str = "lock";
@@ -221,7 +222,7 @@ fn last_checkpoint_line(file: &File, path: &Path) -> Result<Option<Checkpoint>, 
     let start = len.saturating_sub(16 * 1024);
     file.seek(SeekFrom::Start(start)).map_err(io("seek"))?;
     let mut tail = Vec::new();
-    std::io::Read::read_to_end(&mut file, &mut tail).map_err(io("read"))?;
+    Read::read_to_end(&mut file, &mut tail).map_err(io("read"))?;
     // Only a file that ends with a complete line: a torn checkpoint line sends open the slow way, which repairs it.
     if tail.last() != Some(&b'\n') {
         return Ok(None);
@@ -572,7 +573,7 @@ impl AuditLog {
         if cache.size > 0 {
             let mut leaf = [0u8; 32];
             file.seek(SeekFrom::Start(cache.offset - 32))
-                .and_then(|_| std::io::Read::read_exact(&mut file, &mut leaf))
+                .and_then(|_| Read::read_exact(&mut file, &mut leaf))
                 .map_err(io("read"))?;
             if hex::encode(leaf) != cache.last_leaf {
                 return Ok(None);
@@ -592,7 +593,7 @@ impl AuditLog {
         };
         let mut tail = Vec::new();
         self.log.seek(SeekFrom::Start(self.end)).map_err(io("seek"))?;
-        std::io::Read::read_to_end(&mut self.log, &mut tail).map_err(io("read"))?;
+        Read::read_to_end(&mut self.log, &mut tail).map_err(io("read"))?;
         let mut iter = RecordIter::new(&tail);
         let mut added = 0u64;
         for record in iter.by_ref() {
@@ -647,6 +648,44 @@ impl AuditLog {
 
     pub fn len(&self) -> u64 {
         self.frontier.size()
+    }
+
+    /// Where the log's complete records end, in bytes: with [`AuditLog::len`], a place to read on from later.
+    pub fn end_offset(&self) -> u64 {
+        self.end
+    }
+
+    /// The entries from `seq` on, reading from byte `offset`, which a caller saved (with `seq`) from
+    /// [`AuditLog::end_offset`] and [`AuditLog::len`]; when the record there is not entry `seq`, every entry is read
+    /// and those before `seq` skipped.
+    pub fn entries_from(&self, seq: u64, offset: u64) -> Result<Vec<Entry>, AuditError> {
+        let log_path = self.dir.join(LOG_FILE);
+        if seq >= self.len() {
+            return Ok(Vec::new());
+        }
+        let io = |op| {
+            let path = log_path.clone();
+            move |source| AuditError::Io { op, path, source }
+        };
+        let start = offset.min(self.end);
+        let mut file = File::open(&log_path).map_err(io("open"))?;
+        file.seek(SeekFrom::Start(start)).map_err(io("seek"))?;
+        let mut tail = Vec::new();
+        file.take(self.end - start).read_to_end(&mut tail).map_err(io("read"))?;
+        let starts_there = RecordIter::new(&tail).next().is_some_and(|r| leading_seq(r.payload) == Some(seq));
+        let bytes = if starts_there { tail } else { read_file(&log_path)? };
+        let mut out = Vec::new();
+        for (i, r) in RecordIter::new(&bytes).enumerate() {
+            if !starts_there && leading_seq(r.payload).is_some_and(|s| s < seq) {
+                continue;
+            }
+            let entry: Entry = serde_json::from_slice(r.payload).map_err(|e| AuditError::Tampered {
+                path: log_path.clone(),
+                problem: Problem::Unreadable { index: i as u64, offset: r.offset, detail: e.to_string() },
+            })?;
+            out.push(entry);
+        }
+        Ok(out)
     }
 
     pub fn is_empty(&self) -> bool {

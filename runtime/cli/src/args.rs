@@ -611,6 +611,11 @@ pub struct AppSubmitArgs {
     #[arg(long, value_name = "B")]
     #[serde(default)]
     pub block_subjects: Option<u64>,
+    /// dp mode: the public values of one output key (repeat for each key; every key or none): every combination
+    /// is released, empty groups too, and no δ is spent on choosing groups; part of what is approved.
+    #[arg(long = "key-domain", value_name = "KEY=V1,V2,...", value_parser = zone_store::KeyDomain::parse)]
+    #[serde(default)]
+    pub key_domain: Vec<zone_store::KeyDomain>,
 }
 
 #[derive(Debug, Args, Serialize, Deserialize)]

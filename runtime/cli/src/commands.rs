@@ -80,8 +80,17 @@ pub fn zone(ctx: &Ctx<'_>, command: &ZoneCommand) -> anyhow::Result<()> {
                     for u in &check.unreferenced {
                         outln!("unreferenced {u} (left by an interrupted publish; harmless)");
                     }
+                    for s in &check.removed_staging {
+                        outln!("removed      {} (staging left by a process that ended)", s.display());
+                    }
                     for s in &check.leftover_staging {
-                        outln!("staging      {} (left by an interrupted process; harmless)", s.display());
+                        outln!(
+                            "staging      {} (held by a live process or written in the last minute; kept)",
+                            s.display()
+                        );
+                    }
+                    for p in &check.unreleased_products {
+                        outln!("unreleased   {p} (written by a run that never recorded its release; never served)");
                     }
                     outln!(
                         "audit log intact: {} entries, {} signed checkpoints, root {}",
@@ -100,6 +109,15 @@ pub fn zone(ctx: &Ctx<'_>, command: &ZoneCommand) -> anyhow::Result<()> {
                         ),
                         None => {}
                     }
+                    let agreement = &check.log_agreement;
+                    match &agreement.first_disagreement {
+                        Some(why) => outln!("DISAGREES    {why}"),
+                        None => outln!(
+                            "log and catalog agree: {} logged changes, {} of them named as not applied (interrupted)",
+                            agreement.write_ahead_entries,
+                            agreement.not_applied
+                        ),
+                    }
                     if check.is_healthy() {
                         outln!("zone is intact");
                     }
@@ -107,6 +125,9 @@ pub fn zone(ctx: &Ctx<'_>, command: &ZoneCommand) -> anyhow::Result<()> {
             }
             if let Some(why) = &check.access_log.broken {
                 anyhow::bail!("the server's access log does not match its seal: {why}");
+            }
+            if let Some(why) = &check.log_agreement.first_disagreement {
+                anyhow::bail!("the audit log and the catalog disagree: {why}");
             }
             if !check.is_healthy() {
                 anyhow::bail!("{} stored object(s) are missing or damaged", check.damaged.len());

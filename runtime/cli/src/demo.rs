@@ -138,6 +138,7 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
             partitions: None,
             epsilon: None,
             block_subjects: None,
+            key_domain: Vec::new(),
         }),
     )?;
 
@@ -195,6 +196,7 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
             partitions: None,
             epsilon: Some(1.0),
             block_subjects: Some(1),
+            key_domain: Vec::new(),
         }),
     )?;
     for who in [AUTHORITY, &clerk("health-commission")] {

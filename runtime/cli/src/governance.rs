@@ -341,6 +341,7 @@ pub fn app(ctx: &Ctx<'_>, command: &AppCommand) -> anyhow::Result<()> {
                 partitions: args.partitions,
                 epsilon: args.epsilon,
                 block_subjects: args.block_subjects,
+                key_domain: args.key_domain.clone(),
             };
             let view = ctx.call(request)?;
             match ctx.mode {
@@ -449,6 +450,9 @@ fn print_app(v: &AppView) {
     outln!("  run        {} rows per batch, {} partition(s)", run.batch_rows, run.partitions);
     if let Some(p) = &run.privacy {
         outln!("  privacy    ε = {} per run, blocks of at most {} subjects", p.epsilon, p.block_subjects);
+        for d in &p.key_domain {
+            outln!("  domain of  {} = {}", inert(&d.key), inert(&d.values.join(", ")));
+        }
     }
     match &v.app.output.reads {
         Some(r) => outln!("  reads      {}", inert(&r.join(", "))),

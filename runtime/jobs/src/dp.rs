@@ -25,7 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arrow_array::builder::{Float64Builder, Int64Builder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type};
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
+use arrow_cast::{CastOptions, cast::cast_with_options};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::SendableRecordBatchStream;
@@ -40,8 +41,15 @@ use zone_sandbox::{Aggregate, OutputDecl};
 use crate::gate::{GateError, SUBJECTS, checked_column};
 use crate::stage::Stage;
 
+/// A public domain of one key, declared in the application: every value is released, empty groups too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyDomain {
+    pub key: String,
+    pub values: Vec<String>,
+}
+
 /// What a `dp` run spends and how it cuts its blocks.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DpSettings {
     /// ε of the whole run.
     pub epsilon: Epsilon,
@@ -53,6 +61,9 @@ pub struct DpSettings {
     /// The zone's noise key; with the job, it keys the noise and the fingerprints.
     pub noise_key: [u8; 32],
     pub job: u64,
+    /// Public domains of the keys (every key or none): the product is every combination of their values, with no
+    /// partition selection (and no δ) because which groups exist does not depend on the data.
+    pub key_domain: Vec<KeyDomain>,
 }
 
 /// One measure's noise plan.
@@ -89,6 +100,82 @@ fn scale_for(sensitivity: u128, queries: u64, epsilon: Epsilon) -> Result<Scale>
     Scale::new(num, epsilon.0.max(1)).ok_or_else(|| DataFusionError::Plan("a noise scale is not positive".into()))
 }
 
+/// Every key has exactly one domain, and every domain names a key.
+fn check_domain(declared: &OutputDecl, domain: &[KeyDomain]) -> Result<()> {
+    for d in domain {
+        if !declared.keys.iter().any(|k| k.name() == &d.key) {
+            return Err(DataFusionError::Plan(format!(
+                "the key domain names `{}`, which is not a key of the job's output",
+                d.key
+            )));
+        }
+        if domain.iter().filter(|o| o.key == d.key).count() > 1 {
+            return Err(DataFusionError::Plan(format!("the key domain lists `{}` twice", d.key)));
+        }
+        if d.values.is_empty() {
+            return Err(DataFusionError::Plan(format!("the key domain of `{}` has no values", d.key)));
+        }
+    }
+    let missing: Vec<&str> =
+        declared.keys.iter().map(|k| k.name().as_str()).filter(|k| !domain.iter().any(|d| d.key == *k)).collect();
+    if !missing.is_empty() {
+        return Err(DataFusionError::Plan(format!(
+            "a key domain must cover every key of the output; it has none for {}",
+            missing.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// The declared domains as one batch: every combination of their values, in the order of the output's keys, each
+/// column of its key's type.
+pub(crate) fn domain_batch(declared: &OutputDecl, domain: &[KeyDomain], max_rows: u64) -> Result<RecordBatch> {
+    check_domain(declared, domain)?;
+    let ordered: Vec<(&Field, &KeyDomain)> = declared
+        .keys
+        .iter()
+        .filter_map(|k| domain.iter().find(|d| &d.key == k.name()).map(|d| (k.as_ref(), d)))
+        .collect();
+    let rows = ordered.iter().try_fold(1u64, |n, (_, d)| n.checked_mul(d.values.len() as u64));
+    match rows {
+        Some(n) if n <= max_rows => {}
+        _ => {
+            return Err(DataFusionError::Plan(format!(
+                "the key domain has more combinations than the {max_rows} rows a product may have"
+            )));
+        }
+    }
+    let rows = rows.unwrap_or(0) as usize;
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(ordered.len());
+    // Row i takes, for each key, value (i / stride) % len: the last key varies fastest.
+    let mut stride = rows;
+    for (field, d) in &ordered {
+        stride /= d.values.len().max(1);
+        let text: StringArray =
+            (0..rows).map(|i| Some(d.values[(i / stride.max(1)) % d.values.len()].as_str())).collect();
+        let options = CastOptions { safe: false, ..Default::default() };
+        let typed = cast_with_options(&text, field.data_type(), &options).map_err(|e| {
+            DataFusionError::Plan(format!(
+                "a value of the key domain of `{}` is not a {}: {e}",
+                d.key,
+                field.data_type()
+            ))
+        })?;
+        // "1" and "01" are one integer: a value listed twice would release its group twice.
+        let shown = cast_with_options(&typed, &DataType::Utf8, &options)?;
+        let shown = shown.as_string::<i32>();
+        let mut seen = std::collections::HashSet::new();
+        if let Some(twice) = (0..d.values.len()).map(|i| shown.value(i * stride.max(1))).find(|v| !seen.insert(*v)) {
+            return Err(DataFusionError::Plan(format!("the key domain of `{}` lists {twice:?} twice", d.key)));
+        }
+        columns.push(typed);
+    }
+    let schema = Schema::new(
+        ordered.iter().map(|(f, _)| Field::new(f.name().clone(), f.data_type().clone(), true)).collect::<Vec<_>>(),
+    );
+    Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
+}
+
 /// A power of ten near a millionth of `largest` (at least 1 for integer measures).
 fn unit_for(largest: f64, integer: bool) -> f64 {
     let unit = if largest > 0.0 && largest.is_finite() {
@@ -113,7 +200,10 @@ impl DpPlan {
         let s = if b == 1 { 1 } else { 2 * b };
         let l = max_groups_per_subject.max(1);
         let r = rows_per_subject_in_group.max(1);
-        let selecting = !declared.keys.is_empty();
+        if !settings.key_domain.is_empty() {
+            check_domain(declared, &settings.key_domain)?;
+        }
+        let selecting = !declared.keys.is_empty() && settings.key_domain.is_empty();
         let mut queries = u64::from(selecting);
         for m in &declared.measures {
             queries += match m.aggregate {
@@ -441,6 +531,7 @@ mod tests {
             population: 10_000,
             noise_key: [5; 32],
             job: 1,
+            key_domain: Vec::new(),
         }
     }
 

@@ -17,7 +17,7 @@ pub mod udf;
 mod wasm_map;
 
 pub use blocks::BlockCut;
-pub use dp::DpSettings;
+pub use dp::{DpSettings, KeyDomain};
 pub use gate::GateError;
 pub use keys::RunKeys;
 pub use plan::{

@@ -27,7 +27,7 @@ use zone_sandbox::{Aggregate, GuestModule, OutputDecl, Sandbox, SandboxError};
 
 use crate::blocks::{BLOCK, BlockCounters, BlockCut, BlockIds, BlockRunner, DpBlocks};
 use crate::bound::{ContributionBound, PartialClamp};
-use crate::dp::{DpCounters, DpPlan, DpRelease, DpSettings};
+use crate::dp::{DpCounters, DpPlan, DpRelease, DpSettings, domain_batch};
 use crate::gate::{GateCounters, GateError, ReleaseGate, SUBJECTS};
 use crate::keys::RunKeys;
 use crate::stage::StageExec;
@@ -57,7 +57,7 @@ pub enum JobSource {
 }
 
 /// The release settings a run enforces (for a join: the stricter of the policies').
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReleaseLimits {
     pub min_group_size: u64,
     pub max_groups_per_subject: u64,
@@ -716,7 +716,28 @@ impl Stages<'_> {
                 finals.push(sum(ident(partial(name, "s"))).alias(partial(name, "s")));
             }
         }
-        let groups = sorted_in_one_partition(df.aggregate(keys.iter().map(ident).collect(), finals)?, keys).await?;
+        let mut groups = df.aggregate(keys.iter().map(ident).collect(), finals)?;
+        let domain = &dp.settings.key_domain;
+        if !domain.is_empty() {
+            // Every declared combination, empty ones too (their partials are null, released as noisy zeros); a
+            // group the guest made outside the domain is not released.
+            let all = self
+                .ctx
+                .read_batch(domain_batch(declared, domain, self.spec.limits.max_output_rows).map_err(plan_error)?)?;
+            let inner: Vec<String> = (0..keys.len()).map(|i| format!("__domain_key_{i}")).collect();
+            let mut renamed: Vec<Expr> = keys.iter().zip(&inner).map(|(k, i)| ident(k).alias(i)).collect();
+            let rest: Vec<String> =
+                groups.schema().fields().iter().skip(keys.len()).map(|f| f.name().clone()).collect();
+            renamed.extend(rest.iter().map(ident));
+            let groups_renamed = groups.select(renamed)?;
+            let left: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let right: Vec<&str> = inner.iter().map(String::as_str).collect();
+            let joined = all.join(groups_renamed, JoinType::Left, &left, &right, None)?;
+            let mut columns: Vec<Expr> = keys.iter().map(ident).collect();
+            columns.extend(rest.iter().map(ident));
+            groups = joined.select(columns)?;
+        }
+        let groups = sorted_in_one_partition(groups, keys).await?;
         let product = dp.product_schema(declared).map_err(plan_error)?;
         let release = Arc::new(DpRelease {
             plan: dp.clone(),
@@ -769,7 +790,7 @@ impl JobPlan {
                     Some(Arc::new(
                         DpPlan::new(
                             &declared,
-                            *settings,
+                            settings.clone(),
                             cut.blocks(),
                             limits.min_group_size,
                             limits.max_groups_per_subject,

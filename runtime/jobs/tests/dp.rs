@@ -12,7 +12,7 @@ use arrow_array::{Array, RecordBatch};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use policies::{CompiledPolicy, Epsilon, TokenSecret};
-use zone_jobs::{DatasetSource, DpSettings, JobMap, JobPlan, JobRun, JobSource, JobSpec, ReleaseLimits};
+use zone_jobs::{DatasetSource, DpSettings, JobMap, JobPlan, JobRun, JobSource, JobSpec, KeyDomain, ReleaseLimits};
 use zone_sandbox::{GuestModule, Sandbox, SandboxLimits};
 
 struct Guest {
@@ -71,6 +71,15 @@ struct Run<'a> {
 
 impl Run<'_> {
     fn go(&self) -> JobRun {
+        self.go_in(Vec::new())
+    }
+
+    /// A run whose keys have public domains (dp only).
+    fn go_in(&self, key_domain: Vec<KeyDomain>) -> JobRun {
+        self.plan_in(key_domain).expect("plan").execute()
+    }
+
+    fn plan_in(&self, key_domain: Vec<KeyDomain>) -> Result<JobPlan, zone_jobs::JobError> {
         let policy = CompiledPolicy::compile(
             "enterprise_registry",
             datasets_fixtures::policy_text("enterprise_registry").expect("policy"),
@@ -109,17 +118,22 @@ impl Run<'_> {
                     population: rows,
                     noise_key: [42; 32],
                     job,
+                    key_domain: key_domain.clone(),
                 }),
             },
             partitions: 2,
             batch_size: self.batch_rows,
         };
-        JobPlan::build(&spec).expect("plan").execute()
+        JobPlan::build(&spec)
     }
 
     /// Released groups: key → (firms, employees).
     fn groups(&self) -> BTreeMap<String, (i64, i64)> {
-        let outcome = self.go().result.expect("the run releases");
+        self.groups_in(Vec::new())
+    }
+
+    fn groups_in(&self, key_domain: Vec<KeyDomain>) -> BTreeMap<String, (i64, i64)> {
+        let outcome = self.go_in(key_domain).result.expect("the run releases");
         let mut out = BTreeMap::new();
         for b in &outcome.batches {
             let key = b.column(0).as_string::<i32>();
@@ -244,4 +258,47 @@ fn nothing_is_carried_from_one_block_to_the_next() {
     let blocks = canary(Some((64, 5)));
     assert!(!blocks.contains_key("reused"), "{blocks:?}");
     assert!(blocks.contains_key("fresh"), "{blocks:?}");
+}
+
+#[test]
+fn a_public_key_domain_releases_every_declared_group_and_nothing_else() {
+    let guest = guest();
+    let file = datasets_fixtures::committed_parquet("enterprise_registry");
+    let exact = Run { guest: &guest, file: &file, attack: "honest", target: 0, dp: None, batch_rows: 512 }.groups();
+    let mut districts: Vec<String> = exact.keys().cloned().collect();
+    let left_out = districts.pop().expect("districts");
+    let mut values = districts.clone();
+    values.push("nowhere".into());
+    let domain = vec![KeyDomain { key: "group".into(), values: values.clone() }];
+    let honest = Run { guest: &guest, file: &file, attack: "honest", target: 0, dp: Some((16, 11)), batch_rows: 512 };
+    let noisy = honest.groups_in(domain.clone());
+    // Exactly the declared groups, the empty one too (its count is noise around 0); the district left out of the
+    // domain is not released, whatever the data holds.
+    assert_eq!(noisy.keys().cloned().collect::<Vec<_>>(), {
+        values.sort();
+        values
+    });
+    assert!(!noisy.contains_key(&left_out));
+    // Count: Δ = 32, two queries at ε = 1 (no selection), λ = 64.
+    assert!(noisy["nowhere"].0.abs() < 20 * 64, "{:?}", noisy["nowhere"]);
+    for d in &districts {
+        assert!((noisy[d].0 - exact[d].0).abs() < 20 * 64, "{d}: {:?} vs {:?}", noisy[d], exact[d]);
+    }
+    // No selection: the plan spends no δ.
+    let run = honest.go_in(domain.clone()).result.expect("released");
+    let report = run.dp.expect("a dp report");
+    assert_eq!(report.delta, 0.0);
+    assert!(report.selection.is_none());
+    // The batch-wide key copy under a domain: the copied keys are outside it, so only the declared groups come out.
+    let copied = Run { guest: &guest, file: &file, attack: "copy", target: 0, dp: Some((1, 12)), batch_rows: 512 }
+        .groups_in(domain);
+    assert_eq!(copied.len(), districts.len() + 1);
+    // A domain that misses a key, or lists a value twice, is refused when the plan is built.
+    let twice = vec![KeyDomain { key: "group".into(), values: vec!["a".into(), "a".into()] }];
+    let other = vec![KeyDomain { key: "district".into(), values: vec!["a".into()] }];
+    for bad in [twice, other] {
+        let run = Run { guest: &guest, file: &file, attack: "honest", target: 0, dp: Some((1, 13)), batch_rows: 512 };
+        let refused = run.plan_in(bad.clone()).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(refused.contains("key domain"), "{bad:?}: {refused:?}");
+    }
 }

@@ -89,6 +89,9 @@ impl Scale {
 /// A keyed stream of exact random draws (ChaCha20).
 pub struct NoiseSource {
     rng: ChaCha20Rng,
+    /// Fair bits not used yet, low bit first.
+    bits: u32,
+    bits_left: u32,
 }
 
 impl std::fmt::Debug for NoiseSource {
@@ -110,21 +113,47 @@ impl NoiseSource {
     }
 
     pub fn from_seed(seed: [u8; 32]) -> NoiseSource {
-        NoiseSource { rng: ChaCha20Rng::from_seed(seed) }
+        NoiseSource { rng: ChaCha20Rng::from_seed(seed), bits: 0, bits_left: 0 }
     }
 
-    /// Uniform in `[0, n)`, `n > 0`, without bias (rejection of the top partial range).
+    /// Uniform in `[0, n)`, `n > 0`, without bias: Lemire's multiply-and-reject ("Fast random integer generation in
+    /// an interval", 2019), a 32-bit draw when `n` fits and a 64-bit one otherwise. The product's low word is
+    /// rejected below `2^w mod n`, so every result has exactly `⌊2^w / n⌋` preimages; the division that computes
+    /// the bound is only needed in the rare case that the low word is below `n`.
     fn below(&mut self, n: u64) -> u64 {
         if n <= 1 {
             return 0;
         }
-        let zone = u64::MAX - (u64::MAX - n + 1) % n;
-        loop {
-            let v = self.rng.next_u64();
-            if v <= zone {
-                return v % n;
+        if let Ok(n) = u32::try_from(n) {
+            let mut m = u64::from(self.rng.next_u32()) * u64::from(n);
+            if (m as u32) < n {
+                let bound = n.wrapping_neg() % n;
+                while (m as u32) < bound {
+                    m = u64::from(self.rng.next_u32()) * u64::from(n);
+                }
+            }
+            return m >> 32;
+        }
+        let mut m = u128::from(self.rng.next_u64()) * u128::from(n);
+        if (m as u64) < n {
+            let bound = n.wrapping_neg() % n;
+            while (m as u64) < bound {
+                m = u128::from(self.rng.next_u64()) * u128::from(n);
             }
         }
+        (m >> 64) as u64
+    }
+
+    /// One fair bit, from a word of 32 drawn when the last is used up.
+    fn bit(&mut self) -> bool {
+        if self.bits_left == 0 {
+            self.bits = self.rng.next_u32();
+            self.bits_left = 32;
+        }
+        let b = self.bits & 1 == 1;
+        self.bits >>= 1;
+        self.bits_left -= 1;
+        b
     }
 
     /// Uniform in `[0, n)` for `n` up to 2^128.
@@ -158,11 +187,23 @@ impl NoiseSource {
         }
     }
 
+    /// Bernoulli(`exp(-1)`): [`Self::bernoulli_exp_small`] for `γ = 1`, whose first trial (probability 1) needs
+    /// no draw and whose later ones are `Bernoulli(1 / k)`.
+    fn bernoulli_exp_one(&mut self) -> bool {
+        let mut k: u64 = 2;
+        loop {
+            if self.below(k) != 0 {
+                return k % 2 == 1;
+            }
+            k += 1;
+        }
+    }
+
     /// Bernoulli(`exp(-num / den)`) for any `num ≥ 0` (CKS Algorithm 1).
     pub fn bernoulli_exp(&mut self, num: u128, den: u128) -> bool {
         let whole = num / den;
         for _ in 0..whole {
-            if !self.bernoulli_exp_small(1, 1) {
+            if !self.bernoulli_exp_one() {
                 return false;
             }
         }
@@ -175,16 +216,21 @@ impl NoiseSource {
         let (t, s) = (scale.num, u128::from(scale.den));
         loop {
             let u = self.below_wide(t);
-            if !self.bernoulli_exp(u, t) {
+            // u < t: the first case of Algorithm 1 directly (no 128-bit division on the hot path).
+            if !self.bernoulli_exp_small(u, t) {
                 continue;
             }
             let mut v: u128 = 0;
-            while self.bernoulli_exp_small(1, 1) {
+            while self.bernoulli_exp_one() {
                 v += 1;
             }
             let x = u.saturating_add(t.saturating_mul(v));
-            let y = x / s;
-            let negative = self.rng.next_u32() & 1 == 1;
+            let y = match (u64::try_from(x), u64::try_from(s)) {
+                _ if s == 1 => x,
+                (Ok(x), Ok(s)) => u128::from(x / s),
+                _ => x / s,
+            };
+            let negative = self.bit();
             if negative && y == 0 {
                 continue;
             }
@@ -282,6 +328,27 @@ mod tests {
             let sd = (p * (1.0 - p) / n as f64).sqrt().max(1e-9);
             assert!((hits / n as f64 - p).abs() < 6.0 * sd, "{num}/{den}: {} vs {p}", hits / n as f64);
         }
+    }
+
+    #[test]
+    fn uniform_draws_are_uniform_on_both_paths() {
+        let mut noise = NoiseSource::from_seed([4; 32]);
+        // (n, buckets): 32-bit draws for small n, 64-bit ones past 2^32 (bucketed by the top of the range).
+        for (n, buckets) in [(6u64, 6u64), (1_000_003, 100), (3 << 33, 3), ((1 << 63) + 12_345, 8)] {
+            let draws = 600_000;
+            let mut seen = vec![0f64; buckets as usize];
+            for _ in 0..draws {
+                let v = noise.below(n);
+                assert!(v < n, "{v} >= {n}");
+                seen[(u128::from(v) * u128::from(buckets) / u128::from(n)) as usize] += 1.0;
+            }
+            let expected = draws as f64 / buckets as f64;
+            let chi2: f64 = seen.iter().map(|o| (o - expected).powi(2) / expected).sum();
+            assert!(chi2 < chi2_critical((buckets - 1) as f64), "n = {n}: χ² = {chi2}");
+        }
+        // A fair bit, from 32 per word.
+        let ones = (0..320_000).filter(|_| noise.bit()).count() as f64;
+        assert!((ones / 320_000.0 - 0.5).abs() < 6.0 * (0.25f64 / 320_000.0).sqrt(), "{ones}");
     }
 
     #[test]

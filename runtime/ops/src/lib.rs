@@ -77,6 +77,7 @@ mod tests {
             partitions: None,
             epsilon: None,
             block_subjects: None,
+            key_domain: Vec::new(),
         };
         // A module that is not one is refused, with the sandbox's class, and recorded.
         let garbage = dir.path().join("garbage.wasm");

@@ -88,7 +88,7 @@ pub fn dev_run(run: &DevRun) -> Result<DevOutcome, OpsError> {
     let spec = JobSpec {
         source: JobSource::Mock { file: run.mock.clone() },
         map: JobMap::Guest { sandbox: Arc::new(sandbox), module: Arc::new(module), params: run.params.clone() },
-        limits: run.limits,
+        limits: run.limits.clone(),
         partitions: 0,
         batch_size: 16_384,
     };

@@ -121,7 +121,12 @@ type Failed<T> = Result<T, (String, String, serde_json::Value)>;
 fn execute(zone: &Zone, ticket: &JobTicket, plan_text: &mut Option<String>) -> Failed<Executed> {
     let fail = |class: &str, e: &dyn std::fmt::Display| (class.to_owned(), e.to_string(), serde_json::Value::Null);
     let settings = zone.sandbox_settings().map_err(|e| fail(e.class(), &e))?;
-    let sandbox = Sandbox::new(crate::limits::sandbox_limits(&settings)).map_err(|e| fail(e.class.name(), &e))?;
+    let mut limits = crate::limits::sandbox_limits(&settings);
+    if ticket.dp.is_some() {
+        // A `dp` run starts one short-lived instance per block in each partition: from a pool, one slot each.
+        limits.pooled_instances = u32::try_from(ticket.run.partitions.clamp(1, 256)).unwrap_or(1);
+    }
+    let sandbox = Sandbox::new(limits).map_err(|e| fail(e.class.name(), &e))?;
     let watch = zone.grant_watch(ticket).map_err(|e| fail(e.class(), &e))?;
     let watcher = GrantWatcher::start(watch, sandbox.stop_signal()).map_err(|e| fail("zone.thread", &e))?;
     let noise_key = zone.keys().map_err(|e| fail(e.class(), &e))?.noise_key();
@@ -184,13 +189,18 @@ fn execute_watched(
             max_output_rows: ticket.release.max_output_rows,
             max_artifact_bytes: (ticket.mode == policies::ReleaseMode::Reviewed)
                 .then_some(ticket.release.max_artifact_bytes),
-            dp: ticket.dp.map(|c| DpSettings {
+            dp: ticket.dp.as_ref().map(|c| DpSettings {
                 epsilon: c.epsilon,
                 delta: c.delta,
                 block_subjects: c.block_subjects,
                 population: c.population,
                 noise_key,
                 job: ticket.job,
+                key_domain: c
+                    .key_domain
+                    .iter()
+                    .map(|d| zone_jobs::KeyDomain { key: d.key.clone(), values: d.values.clone() })
+                    .collect(),
             }),
         },
         // As approved: what each call of the guest sees does not depend on the machine or on the operator.

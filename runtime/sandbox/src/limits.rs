@@ -27,6 +27,10 @@ pub struct SandboxLimits {
     pub fuel_per_call: Option<u64>,
     /// The guest's wasm stack.
     pub max_wasm_stack: usize,
+    /// Instances that may run at once in a pool of pre-reserved slots, whose memories are reset in place and start
+    /// from a copy-on-write image (instantiation without mapping memory); 0: every instance maps its own. A run
+    /// beyond the pool waits for a slot.
+    pub pooled_instances: u32,
 }
 
 impl Default for SandboxLimits {
@@ -44,6 +48,7 @@ impl Default for SandboxLimits {
             compile_timeout: Duration::from_secs(60),
             fuel_per_call: None,
             max_wasm_stack: 512 << 10,
+            pooled_instances: 0,
         }
     }
 }

@@ -6,8 +6,9 @@ use zone_access::{Action, Principal, Role, authorize};
 use zone_audit::{Entry, Outcome};
 
 use crate::error::StoreError;
+use crate::reconcile::not_applied_entry;
 use crate::record::{check_name, entry, now};
-use crate::zone::Zone;
+use crate::zone::{Zone, fail_point};
 
 /// Why a [`Zone::write_ahead`] change did not happen.
 #[derive(Debug)]
@@ -135,9 +136,10 @@ impl Zone {
     /// Runs `change` inside one immediate catalog transaction and appends `entries` (fsynced and signed) *before*
     /// that transaction commits. So no change is ever in the catalog without its entries: when they cannot be
     /// appended the change is rolled back, and a refusal saying so is attempted (it may fail too, on a failing
-    /// disk; the append's error is what the caller gets). When the commit fails after the append, a second entry
-    /// records that the change logged as entry N did not take effect. `who`, `action` and `objects` name the change
-    /// in those two entries.
+    /// disk; the append's error is what the caller gets). The entries are marked write-ahead and tied to the change
+    /// (see [`crate::reconcile`]): when the commit fails after the append, or the process is killed before it, an
+    /// `audit.not_applied` entry names each of them (now, or when the zone is next opened or changed). `who`,
+    /// `action` and `objects` name the change in the refusal of a failed append.
     ///
     /// For short changes only: the catalog's write lock is held from the start of `change` to the commit.
     pub(crate) fn write_ahead<T>(
@@ -162,7 +164,7 @@ impl Zone {
             }
         };
         let mut logged = entries(&value);
-        let appended = if logged.is_empty() { Ok(()) } else { self.record(&mut logged) };
+        let appended = if logged.is_empty() { Ok(()) } else { self.append_write_ahead(&mut logged) };
         if let Err(err) = appended {
             rollback()?;
             // Best effort: the entries may have reached the disk before the failure, and would then be signed
@@ -177,14 +179,16 @@ impl Zone {
             );
             return Err(WriteAhead::NotLogged(err));
         }
+        fail_point("write_ahead.before_commit");
         if let Err(source) = conn.execute_batch("COMMIT") {
             let _ = conn.execute_batch("ROLLBACK");
             let err = StoreError::catalog("commit")(source);
-            let first = logged.first().map_or(0, |e| e.seq);
-            let detail = format!("the change logged as entry {first} did not take effect: {err}");
-            self.record_refusal(who, action, objects, err.class(), &detail).map_err(WriteAhead::NotLogged)?;
+            // Each entry of the change is named as not applied now; were this to fail too, the next open does it.
+            let mut named: Vec<Entry> = logged.iter().map(not_applied_entry).collect();
+            self.record(&mut named).map_err(WriteAhead::NotLogged)?;
             return Err(WriteAhead::NotLogged(err));
         }
+        fail_point("write_ahead.after_commit");
         Ok(value)
     }
 

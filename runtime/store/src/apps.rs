@@ -42,7 +42,7 @@ pub struct AppOutput {
 /// How a job's rows are cut before they reach the guest: rows per batch (per call of `map-batch`) and partitions
 /// (one guest instance each). Both change what one call of the guest sees, so both are part of what is approved:
 /// a run with other settings is `job.drift`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunSettings {
     pub batch_rows: u64,
     pub partitions: u64,
@@ -54,10 +54,42 @@ pub struct RunSettings {
 
 /// What a `dp` application asks for, within its datasets' `[privacy]`: ε per run and b, the most subjects one
 /// isolated block of the guest sees. Both are part of what is approved.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PrivacyAsk {
     pub epsilon: f64,
     pub block_subjects: u64,
+    /// Public domains of the output's keys (every key or none): every combination is released, empty ones too,
+    /// with no partition selection. Skipped when empty, so that bindings recorded before keep their hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_domain: Vec<KeyDomain>,
+}
+
+/// The public values of one output key, declared in the application (`--key-domain KEY=V1,V2,...`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct KeyDomain {
+    pub key: String,
+    pub values: Vec<String>,
+}
+
+/// Most values one key's domain may list, and the longest value, in bytes.
+pub const MAX_DOMAIN_VALUES: usize = 10_000;
+pub const MAX_DOMAIN_VALUE_BYTES: usize = 256;
+
+impl KeyDomain {
+    /// Parses `KEY=V1,V2,...` (a value may not contain a comma; values are trimmed).
+    pub fn parse(text: &str) -> Result<KeyDomain, String> {
+        let (key, values) =
+            text.split_once('=').ok_or_else(|| format!("--key-domain {text:?}: expected KEY=VALUE1,VALUE2,..."))?;
+        let key = key.trim();
+        if key.is_empty() {
+            return Err(format!("--key-domain {text:?}: the key is empty"));
+        }
+        let values: Vec<String> = values.split(',').map(|v| v.trim().to_owned()).collect();
+        if values.iter().any(String::is_empty) {
+            return Err(format!("--key-domain {text:?}: a value is empty"));
+        }
+        Ok(KeyDomain { key: key.to_owned(), values })
+    }
 }
 
 // ε is checked finite and positive when the application is submitted.
@@ -98,6 +130,8 @@ pub struct AppRequest {
     /// `dp` mode: ε per run and b; `None` for each: the policies' `epsilon_per_job` and `max_block_subjects`.
     pub epsilon: Option<f64>,
     pub block_subjects: Option<u64>,
+    /// `dp` mode: public domains of the output's keys.
+    pub key_domain: Vec<KeyDomain>,
 }
 
 impl AppRequest {
@@ -168,7 +202,7 @@ pub struct Application {
 impl Application {
     /// The settings its runs use.
     pub fn run_settings(&self) -> RunSettings {
-        self.run.unwrap_or(RunSettings::FIXED)
+        self.run.clone().unwrap_or(RunSettings::FIXED)
     }
 }
 
@@ -472,7 +506,7 @@ impl Zone {
                 prepared.mode.name(),
                 stored.get(2),
                 now(),
-                json(&RunSettings { privacy: prepared.privacy, ..request.run_settings() })?
+                json(&RunSettings { privacy: prepared.privacy.clone(), ..request.run_settings() })?
             ],
         )
         .map_err(StoreError::catalog("record application"))?;
@@ -658,7 +692,7 @@ impl Zone {
             module_sha256: app.module_sha256.clone(),
             params: app.params.clone(),
             datasets: bound,
-            run: app.run,
+            run: app.run.clone(),
         };
         let binding_sha256 = binding.sha256()?;
         let mut required = vec!["authority".to_owned()];
@@ -783,8 +817,8 @@ fn privacy_ask(
     problems: &mut Vec<String>,
 ) -> Option<PrivacyAsk> {
     if mode != ReleaseMode::Dp {
-        if request.epsilon.is_some() || request.block_subjects.is_some() {
-            problems.push("--epsilon and --block-subjects are for mode `dp` only".to_owned());
+        if request.epsilon.is_some() || request.block_subjects.is_some() || !request.key_domain.is_empty() {
+            problems.push("--epsilon, --block-subjects and --key-domain are for mode `dp` only".to_owned());
         }
         return None;
     }
@@ -805,13 +839,73 @@ fn privacy_ask(
             rules.max_block_subjects
         ));
     }
-    Some(PrivacyAsk { epsilon, block_subjects })
+    for d in &request.key_domain {
+        if request.key_domain.iter().filter(|o| o.key == d.key).count() > 1 {
+            problems.push(format!("--key-domain names `{}` more than once", d.key));
+        }
+        if d.values.len() > MAX_DOMAIN_VALUES {
+            problems.push(format!(
+                "--key-domain {}: {} values, over the limit of {MAX_DOMAIN_VALUES}",
+                d.key,
+                d.values.len()
+            ));
+        }
+        if let Some(v) = d.values.iter().find(|v| v.len() > MAX_DOMAIN_VALUE_BYTES) {
+            problems.push(format!(
+                "--key-domain {}: the value starting {:?} is over {MAX_DOMAIN_VALUE_BYTES} bytes",
+                d.key,
+                v.chars().take(20).collect::<String>()
+            ));
+        }
+    }
+    Some(PrivacyAsk { epsilon, block_subjects, key_domain: request.key_domain.clone() })
+}
+
+/// A key domain covers every key of the output and nothing else, its values are of the key's type, and its
+/// combinations fit the smallest `max_output_rows` of the datasets.
+fn check_key_domain(output: &AppOutput, domain: &[KeyDomain], prepared: &PreparedApp) -> Vec<String> {
+    let mut problems = Vec::new();
+    let keys: Vec<&OutputColumn> = output.columns.iter().filter(|c| c.role == "key").collect();
+    for d in domain {
+        match keys.iter().find(|k| k.name == d.key) {
+            None => problems.push(format!("--key-domain names `{}`, which is not a key of the module's output", d.key)),
+            Some(k) if k.data_type.starts_with("Int") || k.data_type.starts_with("UInt") => {
+                if let Some(v) = d.values.iter().find(|v| v.parse::<i128>().is_err()) {
+                    problems
+                        .push(format!("--key-domain {}: {v:?} is not a whole number, as key `{}` is", d.key, k.name));
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    let missing: Vec<&str> =
+        keys.iter().map(|k| k.name.as_str()).filter(|k| !domain.iter().any(|d| d.key == *k)).collect();
+    if !missing.is_empty() {
+        problems.push(format!(
+            "--key-domain must cover every key of the output or none; it has none for {}",
+            missing.join(", ")
+        ));
+    }
+    let limit = prepared.policies.iter().map(|p| p.release().max_output_rows).min().unwrap_or(0);
+    let combinations = domain.iter().try_fold(1u64, |n, d| n.checked_mul(d.values.len() as u64));
+    if combinations.is_none_or(|n| n > limit) {
+        problems.push(format!(
+            "--key-domain has {} combinations of values, over the datasets' max_output_rows of {limit}",
+            combinations.map_or_else(|| "too many".to_owned(), |n| n.to_string())
+        ));
+    }
+    problems
 }
 
 fn check_output(output: &AppOutput, prepared: &PreparedApp) -> Vec<String> {
     let mut problems = Vec::new();
     if output.columns.is_empty() {
         problems.push("the module declares no output column".to_owned());
+    }
+    if let Some(ask) = &prepared.privacy
+        && !ask.key_domain.is_empty()
+    {
+        problems.extend(check_key_domain(output, &ask.key_domain, prepared));
     }
     if prepared.mode == ReleaseMode::Dp {
         for c in output.columns.iter().filter(|c| c.role == "measure") {

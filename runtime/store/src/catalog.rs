@@ -250,6 +250,20 @@ CREATE TABLE privacy_ledger (
 CREATE INDEX privacy_ledger_by_dataset ON privacy_ledger (dataset, period, operator);
 CREATE INDEX privacy_ledger_by_job ON privacy_ledger (job);
 "#,
+    // 11: the audit log tied to the catalog. A write-ahead entry's change took effect exactly when its seq is in
+    // `applied_entries` (written in the change's own transaction); `audit_reconciled` is where the check for
+    // entries whose change never committed reads on from.
+    r#"
+CREATE TABLE applied_entries (
+    seq  INTEGER PRIMARY KEY
+) STRICT;
+CREATE TABLE audit_reconciled (
+    id           INTEGER PRIMARY KEY CHECK (id = 1),
+    next_seq     INTEGER NOT NULL,
+    next_offset  INTEGER NOT NULL
+) STRICT;
+INSERT INTO audit_reconciled (id, next_seq, next_offset) VALUES (1, 0, 0);
+"#,
 ];
 
 /// Quality figures of one column, computed at publish time without keeping any value (Art. 16).
@@ -588,7 +602,9 @@ impl Catalog {
         }
         crate::fail_point("publish.before_commit");
         log(version)?;
+        crate::fail_point("write_ahead.before_commit");
         tx.commit().map_err(StoreError::catalog("commit publish"))?;
+        crate::fail_point("write_ahead.after_commit");
         Ok(version)
     }
 }

@@ -14,10 +14,11 @@ use zone_access::{Action, Principal};
 use zone_audit::Outcome;
 
 use crate::access::WriteAhead;
-use crate::apps::{AppStatus, AppView, Binding, RunSettings};
+use crate::apps::{AppStatus, AppView, Binding, KeyDomain, RunSettings};
 use crate::catalog::DatasetVersion;
 use crate::error::StoreError;
 use crate::grants::GrantWatch;
+use crate::lease::RunLease;
 use crate::products::{
     MANIFEST, Manifest, ManifestDataset, ManifestFile, ManifestRelease, PRODUCT_CSV, PRODUCT_PARQUET, ProductError,
     SignedManifest, encode_product, write_product,
@@ -28,13 +29,15 @@ use crate::record::{json, today};
 use crate::zone::Zone;
 
 /// What a `dp` run spends, from the approved application and the policies.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DpCharge {
     pub epsilon: Epsilon,
     pub delta: f64,
     pub block_subjects: u64,
     /// The pinned versions' smallest row count: a public bound on the subjects, which sets the number of blocks.
     pub population: u64,
+    /// The approved public domains of the output's keys (none: the groups pass partition selection).
+    pub key_domain: Vec<KeyDomain>,
 }
 
 /// The class (and, for a job, the final state) of a run stopped at its operator's request.
@@ -66,6 +69,9 @@ pub struct JobTicket {
     pub run: RunSettings,
     /// `dp` mode: what the run spends (charged when it starts) and how it cuts blocks.
     pub dp: Option<DpCharge>,
+    /// A local run's lease, held until the ticket is dropped (after the run's end is recorded): while it is held,
+    /// no one takes the run for interrupted.
+    pub lease: Option<RunLease>,
 }
 
 /// What a run counted, as recorded. The counters the guest controls (how many groups it made, how many were
@@ -252,7 +258,7 @@ fn dp_charge(
         class: "job.mode",
         detail: "the datasets' policies have no [privacy]; they do not allow `dp`".into(),
     })?;
-    let ask = run.privacy.ok_or_else(|| {
+    let ask = run.privacy.as_ref().ok_or_else(|| {
         drift(format!("application {app_id} was approved without a privacy setting; submit it again for `dp`"))
     })?;
     let epsilon = Epsilon::from_f64(ask.epsilon).filter(|e| *e <= rules.epsilon_per_job).ok_or_else(|| {
@@ -272,6 +278,7 @@ fn dp_charge(
         delta: rules.delta_per_job,
         block_subjects: ask.block_subjects,
         population: datasets.iter().map(|d| d.version.rows).min().unwrap_or(1).max(1),
+        key_domain: ask.key_domain.clone(),
     })
 }
 
@@ -313,18 +320,20 @@ impl Zone {
             .map_err(StoreError::catalog("record job"))?;
             Ok::<u64, StoreError>(u64::try_from(conn.last_insert_rowid()).unwrap_or(0))
         };
-        // A dp run's budget is charged in the same transaction, before any row is read.
+        // A dp run's budget is charged in the same transaction, before any row is read; the run's lease is taken
+        // before the commit, so that no one sees it running without a live holder.
         let insert = || {
             let job = insert()?;
             let charged = self.charge_budget(who, job, &ticket)?;
-            Ok((job, charged))
+            let lease = self.take_run_lease(job)?;
+            Ok((job, charged, lease))
         };
-        let entries = |(job, charged): &(u64, Vec<zone_audit::Entry>)| {
+        let entries = |(job, charged, _): &(u64, Vec<zone_audit::Entry>, RunLease)| {
             let mut entries = vec![self.start_entry(who, *job, &ticket)];
             entries.extend(charged.iter().cloned());
             entries
         };
-        let (job, _) = self.write_ahead(who, "job.start", &objects, insert, entries).map_err(|e| match e {
+        let (job, _, lease) = self.write_ahead(who, "job.start", &objects, insert, entries).map_err(|e| match e {
             WriteAhead::Refused(err) => {
                 let _ = self.record_refusal(who, "job.run", &objects, err.class(), &err.to_string());
                 err
@@ -332,6 +341,7 @@ impl Zone {
             WriteAhead::NotLogged(err) => err,
         })?;
         ticket.job = job;
+        ticket.lease = Some(lease);
         Ok(ticket)
     }
 
@@ -438,7 +448,7 @@ impl Zone {
             _ => None,
         };
         let token_secret = self.keys()?.token_secret().clone();
-        Ok(JobTicket { job: 0, app: view, datasets, wasm, artifact, release, mode, token_secret, run, dp })
+        Ok(JobTicket { job: 0, app: view, datasets, wasm, artifact, release, mode, token_secret, run, dp, lease: None })
     }
 
     /// Whether the job's grant still covers every dataset of the run and its domain today.
@@ -555,6 +565,7 @@ impl Zone {
         let mut manifest = self.manifest(ticket, &table)?;
         manifest.artifacts_held = held.len() as u64;
         let written = write_product(&self.products_dir(), job, &encoded, manifest, &self.keys()?);
+        crate::fail_point("job.after_product");
         let (signed, manifest_sha) = match written {
             Ok(w) => w,
             Err(e) => return self.finish_job(who, ticket, Err(failure("product.write", e.to_string()))),

@@ -37,10 +37,12 @@ mod identity;
 mod incidents;
 mod jobs;
 mod keys;
+mod lease;
 mod objects;
 mod products;
 mod publish;
 mod queue;
+mod reconcile;
 mod record;
 mod reports;
 mod server_log;
@@ -49,7 +51,7 @@ mod zone;
 
 pub use apps::{
     AppDataset, AppOutput, AppRequest, AppStatus, AppView, Application, Binding, BoundDataset, CheckedModule, Decision,
-    OutputColumn, PreparedApp, PrivacyAsk, RunSettings,
+    KeyDomain, OutputColumn, PreparedApp, PrivacyAsk, RunSettings,
 };
 pub use artifacts::{ARTIFACTS_DIR, ArtifactDecision, ArtifactReview, HeldArtifact};
 pub use budget::{BudgetLine, current_period};
@@ -64,16 +66,20 @@ pub use jobs::{
     RunFailure,
 };
 pub use keys::ZoneKeys;
+pub use lease::{INTERRUPTED, RunLease};
 pub use products::{
     MANIFEST, Manifest, ManifestDataset, ManifestFile, ManifestRelease, PRODUCT_CSV, PRODUCT_PARQUET, ProductError,
     ProductReport, SignedManifest, encode_product, verify_product,
 };
 pub use queue::{Cancelled, Claim};
+pub use reconcile::NOT_APPLIED;
 pub use record::{ArtifactState, ComplaintState, IncidentState, today};
 pub use reports::{DatasetUsage, OperatorUsage, UsageReport};
 pub use server_log::{ACCESS_LOG, ACCESS_SEAL, AccessLogCheck, AccessLogHash};
 pub use settings::{AuditSection, JobsSection, SandboxSection, SandboxSettings};
-pub use zone::{NoProgress, Progress, PublishOutcome, PublishRequest, ZONE_FORMAT, Zone, ZoneCheck, ZoneInfo};
+pub use zone::{
+    LogAgreement, NoProgress, Progress, PublishOutcome, PublishRequest, ZONE_FORMAT, Zone, ZoneCheck, ZoneInfo,
+};
 pub use zone_access::{Action, Grant, GrantScope, GrantState, GrantStatus, Principal, Role};
 
 pub(crate) use zone::fail_point;

@@ -26,7 +26,13 @@ pub(crate) struct Staged {
     pub sha256: Sha256Hex,
     pub bytes: u64,
     kept: bool,
+    /// The staging file, locked while it lives: a file nobody holds is a dead process's and is removed on open.
+    _lock: Option<File>,
 }
+
+/// How long a staging file is left alone after its last write, whoever holds it (a file is locked right after
+/// it is created).
+const STAGING_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Drop for Staged {
     fn drop(&mut self) {
@@ -80,7 +86,8 @@ impl ObjectStore {
         let path = self.tmp.join(unique_tmp_name());
         let mut out =
             OpenOptions::new().write(true).create_new(true).open(&path).map_err(StoreError::io("create", &path))?;
-        let mut staged = Staged { path, sha256: String::new(), bytes: 0, kept: false };
+        let lock = out.try_clone().ok().filter(|f| f.try_lock().is_ok());
+        let mut staged = Staged { path, sha256: String::new(), bytes: 0, kept: false, _lock: lock };
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
         loop {
@@ -103,8 +110,14 @@ impl ObjectStore {
         let path = self.tmp.join(unique_tmp_name());
         let mut out =
             OpenOptions::new().write(true).create_new(true).open(&path).map_err(StoreError::io("create", &path))?;
-        let staged =
-            Staged { path, sha256: hex::encode(Sha256::digest(bytes)), bytes: bytes.len() as u64, kept: false };
+        let lock = out.try_clone().ok().filter(|f| f.try_lock().is_ok());
+        let staged = Staged {
+            path,
+            sha256: hex::encode(Sha256::digest(bytes)),
+            bytes: bytes.len() as u64,
+            kept: false,
+            _lock: lock,
+        };
         out.write_all(bytes).map_err(StoreError::io("write", &staged.path))?;
         out.sync_all().map_err(StoreError::io("fsync", &staged.path))?;
         Ok(staged)
@@ -176,7 +189,28 @@ impl ObjectStore {
         Ok(out)
     }
 
-    /// Staging files left behind by a process that was killed.
+    /// Removes the staging files no live process holds (left by a process that was killed), past a grace period
+    /// after their last write; returns them.
+    pub fn clean_staging(&self) -> Vec<PathBuf> {
+        let mut removed = Vec::new();
+        for path in self.leftover_staging() {
+            let quiet = fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= STAGING_GRACE);
+            if !quiet {
+                continue;
+            }
+            let Ok(file) = OpenOptions::new().write(true).open(&path) else { continue };
+            if file.try_lock().is_ok() && fs::remove_file(&path).is_ok() {
+                removed.push(path);
+            }
+        }
+        removed
+    }
+
+    /// Staging files on disk (of live processes, or of dead ones not yet removed).
     pub fn leftover_staging(&self) -> Vec<PathBuf> {
         let mut out: Vec<PathBuf> =
             fs::read_dir(&self.tmp).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();

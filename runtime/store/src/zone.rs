@@ -108,6 +108,18 @@ impl PublishOutcome {
     }
 }
 
+/// What `zone verify` found of the agreement between the log and the catalog.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct LogAgreement {
+    /// Write-ahead entries read.
+    pub write_ahead_entries: u64,
+    /// Of those, the ones whose change never took effect, each named by an `audit.not_applied` entry.
+    pub not_applied: u64,
+    /// The first disagreement, if any: an entry whose change the catalog does not have and that nothing names,
+    /// or a change the catalog records under an entry the log does not have.
+    pub first_disagreement: Option<String>,
+}
+
 /// What `verify` found.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ZoneCheck {
@@ -116,15 +128,23 @@ pub struct ZoneCheck {
     pub damaged: Vec<String>,
     /// Objects no version references (left by a publish that was killed before its catalog commit).
     pub unreferenced: Vec<String>,
-    /// Staging files left by a killed process.
+    /// Staging files kept: held by a live process, or written in the last minute.
     pub leftover_staging: Vec<PathBuf>,
+    /// Staging files left by processes that ended, removed by this check.
+    #[serde(default)]
+    pub removed_staging: Vec<PathBuf>,
+    /// Product folders of jobs that never recorded a release (never served by `job output`).
+    #[serde(default)]
+    pub unreleased_products: Vec<String>,
     /// The zone server's access log against its seals in the audit log.
     pub access_log: crate::AccessLogCheck,
+    /// The audit log against the catalog: every logged change took effect or is named as not applied.
+    pub log_agreement: LogAgreement,
 }
 
 impl ZoneCheck {
     pub fn is_healthy(&self) -> bool {
-        self.damaged.is_empty() && self.access_log.broken.is_none()
+        self.damaged.is_empty() && self.access_log.broken.is_none() && self.log_agreement.first_disagreement.is_none()
     }
 }
 
@@ -255,7 +275,22 @@ impl Zone {
             });
         }
         let catalog = Catalog::open(&root.join("catalog.db"))?;
-        Ok(Zone { root: root.to_path_buf(), info, catalog, objects: ObjectStore::new(root), via: None })
+        let zone = Zone { root: root.to_path_buf(), info, catalog, objects: ObjectStore::new(root), via: None };
+        // A change logged by a process that was killed before its commit is named as not applied. Best effort
+        // here (a zone on a full or read-only disk must still open for reading); every write-ahead change does
+        // the same under the catalog's lock.
+        if let Err(e) = zone.reconcile() {
+            tracing::warn!(error = %e, "the audit log could not be reconciled with the catalog on open");
+        }
+        // Local runs whose process died are ended, and staging files nobody writes any more removed.
+        if let Err(e) = zone.end_interrupted_runs() {
+            tracing::warn!(error = %e, "interrupted local runs could not be ended on open");
+        }
+        let removed = zone.objects.clean_staging();
+        if !removed.is_empty() {
+            tracing::info!(files = removed.len(), "staging files of ended processes removed");
+        }
+        Ok(zone)
     }
 
     /// Appends entries to the zone's audit log (one group commit, one signed checkpoint).
@@ -278,9 +313,18 @@ impl Zone {
                 e.via = Some(via.clone());
             }
         }
-        let (mut log, _) = AuditLog::open(&self.root.join("audit"), &self.info.zone_id, keys.signing(), &time)?;
+        let (mut log, _) = self.open_log(&keys, &time)?;
         log.append(entries, keys.signing(), &time)?;
         Ok(())
+    }
+
+    /// The audit log, open for appending (its lock held until dropped).
+    pub(crate) fn open_log(
+        &self,
+        keys: &ZoneKeys,
+        time: &str,
+    ) -> Result<(AuditLog, zone_audit::OpenReport), StoreError> {
+        Ok(AuditLog::open(&self.root.join("audit"), &self.info.zone_id, keys.signing(), time)?)
     }
 
     /// Verifies the audit log: every entry against its hash and position, every checkpoint against the zone's key.
@@ -549,7 +593,9 @@ impl Zone {
         // The `dataset.publish` entry is appended inside the catalog transaction, before its commit: no version
         // exists without its entry.
         let keys = self.keys()?;
-        let log = |version: u32| self.record(&mut [publish_entry(who, &keys, &name, version, &policy_sha256, &files)]);
+        let log = |version: u32| {
+            self.append_write_ahead(&mut [publish_entry(who, &keys, &name, version, &policy_sha256, &files)])
+        };
         let version = self.catalog.insert_version(&new, log)?;
         fail_point("publish.after_commit");
         let recorded = self.catalog.version(&name, version)?.ok_or_else(|| StoreError::UnknownVersion {
@@ -684,8 +730,11 @@ impl Zone {
         progress.end();
         check.unreferenced =
             self.objects.list()?.into_iter().filter(|o| referenced.binary_search(o).is_err()).collect();
+        check.removed_staging = self.objects.clean_staging();
         check.leftover_staging = self.objects.leftover_staging();
+        check.unreleased_products = self.unreleased_products()?;
         check.access_log = self.check_access_log()?;
+        check.log_agreement = self.log_agreement()?;
         Ok(check)
     }
 }

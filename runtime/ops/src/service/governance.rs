@@ -270,6 +270,7 @@ impl Handle for AppSubmit {
             partitions: self.partitions,
             epsilon: self.epsilon,
             block_subjects: self.block_subjects,
+            key_domain: self.key_domain,
         };
         crate::submit::submit_app_shown(&s.zone, &s.who, &request, &module, &s.files.shown(&self.module))
     }

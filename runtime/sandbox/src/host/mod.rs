@@ -3,7 +3,7 @@
 //! fresh instance per run with a memory limiter, and every guest fault mapped to a [`FailureClass`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,9 @@ use arrow_array::RecordBatch;
 use arrow_schema::Schema;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap, UpdateDeadline,
+};
 
 use crate::error::{FailureClass, SandboxError};
 use crate::limits::SandboxLimits;
@@ -280,8 +282,47 @@ pub struct Sandbox {
     linker: Linker<HostState>,
     limits: SandboxLimits,
     stop: StopSignal,
+    /// With a pool: the free slots, taken by each run for its life.
+    slots: Option<Arc<PoolSlots>>,
     _ticker: Ticker,
 }
+
+/// The free slots of a pooled sandbox: a run takes one before its instance exists and gives it back when dropped,
+/// so the pool is never exhausted (a run beyond it waits).
+#[derive(Debug)]
+struct PoolSlots {
+    free: Mutex<u32>,
+    freed: Condvar,
+}
+
+/// One slot of the pool, given back on drop.
+#[derive(Debug)]
+struct PoolSlot(Arc<PoolSlots>);
+
+impl PoolSlots {
+    fn take(self: &Arc<Self>) -> PoolSlot {
+        let mut free = self.free.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        *free -= 1;
+        PoolSlot(self.clone())
+    }
+}
+
+impl Drop for PoolSlot {
+    fn drop(&mut self) {
+        let mut free = self.0.free.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *free += 1;
+        self.0.freed.notify_one();
+    }
+}
+
+/// What one instance may hold at most (the limiter's caps): the pool reserves this much per slot.
+const MAX_CORE_INSTANCES: u32 = 32;
+const MAX_MEMORIES: u32 = 8;
+const MAX_TABLES: u32 = 32;
+const MAX_TABLE_ELEMENTS: usize = 1_000_000;
 
 impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -301,6 +342,24 @@ impl Sandbox {
         config.consume_fuel(limits.fuel_per_call.is_some());
         config.max_wasm_stack(limits.max_wasm_stack);
         config.parallel_compilation(true);
+        if limits.pooled_instances > 0 {
+            let n = limits.pooled_instances;
+            let mut pool = PoolingAllocationConfig::new();
+            pool.total_component_instances(n)
+                .total_core_instances(n.saturating_mul(MAX_CORE_INSTANCES))
+                .max_core_instances_per_component(MAX_CORE_INSTANCES)
+                .total_memories(n.saturating_mul(MAX_MEMORIES))
+                .max_memories_per_component(MAX_MEMORIES)
+                .max_memories_per_module(MAX_MEMORIES)
+                .total_tables(n.saturating_mul(MAX_TABLES))
+                .max_tables_per_component(MAX_TABLES)
+                .max_tables_per_module(MAX_TABLES)
+                .table_elements(MAX_TABLE_ELEMENTS)
+                .max_memory_size(limits.memory_bytes)
+                // A reused slot's first pages are zeroed in place rather than unmapped: cheaper for small guests.
+                .linear_memory_keep_resident(1 << 20);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
         let engine = Engine::new(&config).map_err(internal)?;
         let mut linker = Linker::<HostState>::new(&engine);
         RowTransform::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(internal)?;
@@ -320,11 +379,14 @@ impl Sandbox {
                 })
                 .map_err(internal)?
         };
+        let slots = (limits.pooled_instances > 0)
+            .then(|| Arc::new(PoolSlots { free: Mutex::new(limits.pooled_instances), freed: Condvar::new() }));
         Ok(Sandbox {
             engine,
             linker,
             limits,
             stop: StopSignal::default(),
+            slots,
             _ticker: Ticker { stop, handle: Some(handle) },
         })
     }
@@ -499,6 +561,7 @@ impl Sandbox {
                 ));
             }
         };
+        let slot = self.slots.as_ref().map(PoolSlots::take);
         let state = HostState {
             limiter: MemoryLimiter { limit: self.limits.memory_bytes, total: 0 },
             call_deadline: Instant::now(),
@@ -533,6 +596,7 @@ impl Sandbox {
             poisoned: None,
             input_buffer: Vec::new(),
             projection: None,
+            _slot: slot,
         };
         let bindings = match artifact_pre {
             Some(pre) => Exports::Artifacts(run.guarded_call("instantiate", |store| pre.instantiate(store))?),
@@ -591,6 +655,8 @@ pub struct GuestRun {
     input_buffer: Vec<u8>,
     /// The input columns the job declared it reads (`zone.inputs`): only those cross the boundary.
     projection: Option<Vec<usize>>,
+    /// The pool slot this run holds (last: given back after the store is dropped).
+    _slot: Option<PoolSlot>,
 }
 
 impl std::fmt::Debug for GuestRun {
