@@ -229,6 +229,25 @@ fn a_complaint_withdraws_a_subject_and_no_later_run_reads_its_rows() {
     zone.run(&["app", "approve", &app, "--reason", "re-approved for version 3"]).ok();
     zone.run_as("market-regulation", &["app", "approve", &app, "--reason", "re-approved for version 3"]).ok();
     assert_eq!(rows_read(&zone, &app), 19_998);
+    // Withdrawals stick: publishing the original file again is refused, naming the complaint and the row; the
+    // withdrawn subjects are never read again.
+    let republish = zone.run_as(
+        "market-regulation",
+        &[
+            "--json",
+            "dataset",
+            "publish",
+            "--policy",
+            s(&common::policy("enterprise_registry")),
+            s(&common::fixture("enterprise_registry")),
+        ],
+    );
+    assert!(!republish.status.success(), "{}", republish.stdout);
+    let error = &republish.json()["error"];
+    assert_eq!(error["class"], "complaint.withdrawn_subject", "{error}");
+    assert!(error["message"].as_str().is_some_and(|m| m.contains("row ") && m.contains("complaint")), "{error}");
+    assert_eq!(zone.run(&["--json", "dataset", "show", "enterprise_registry"]).json()["version"], 3);
+    assert_eq!(rows_read(&zone, &app), 19_998);
 
     // Suspend: every active grant covering the dataset is suspended, and runs stop.
     let third = file("market-regulation", &subjects[2]).json()["id"].as_u64().expect("id").to_string();

@@ -104,6 +104,8 @@ classes! {
     ComplaintResolved = "complaint.resolved", 409;
     /// No such complaint.
     ComplaintUnknown = "complaint.unknown", 404;
+    /// A file to publish holds a subject that a resolved complaint withdrew from the dataset.
+    ComplaintWithdrawnSubject = "complaint.withdrawn_subject", 409;
     // --- datasets
     /// The file is already a file of another provider's dataset.
     DatasetForeignContent = "dataset.foreign_content", 409;

@@ -562,7 +562,7 @@ pub struct GrantReasonArgs {
 #[derive(Debug, Subcommand, Serialize, Deserialize)]
 pub enum AppCommand {
     /// Submit a module for approval (operators, under an active grant).
-    Submit(AppSubmitArgs),
+    Submit(Box<AppSubmitArgs>),
     /// Approve an application, as the authority or as a providing agency.
     Approve(AppDecideArgs),
     /// Reject an application (final).

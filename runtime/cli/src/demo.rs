@@ -126,7 +126,7 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
     let as_operator = cli(OPERATOR);
     crate::governance::app(
         &Ctx { cli: &as_operator, mode, remote: None },
-        &AppCommand::Submit(AppSubmitArgs {
+        &AppCommand::Submit(Box::new(AppSubmitArgs {
             module: PathBuf::from(example_guests::FINANCE_CAPITAL.path),
             datasets: vec!["enterprise_registry".into()],
             domain: "finance".into(),
@@ -139,7 +139,7 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
             epsilon: None,
             block_subjects: None,
             key_domain: Vec::new(),
-        }),
+        })),
     )?;
 
     step(mode, "8. two-party approval: the authority, then the market regulator");
@@ -184,7 +184,7 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
     );
     crate::governance::app(
         &Ctx { cli: &as_operator, mode, remote: None },
-        &AppCommand::Submit(AppSubmitArgs {
+        &AppCommand::Submit(Box::new(AppSubmitArgs {
             module: PathBuf::from(example_guests::HEALTH_COSTS.path),
             datasets: vec!["clinic_visits".into()],
             domain: "health".into(),
@@ -197,7 +197,7 @@ pub fn run(zone_dir: Option<&Path>, args: &DemoArgs, mode: Mode) -> anyhow::Resu
             epsilon: Some(1.0),
             block_subjects: Some(1),
             key_domain: Vec::new(),
-        }),
+        })),
     )?;
     for who in [AUTHORITY, &clerk("health-commission")] {
         let as_who = cli(who);

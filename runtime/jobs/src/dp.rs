@@ -131,11 +131,8 @@ fn check_domain(declared: &OutputDecl, domain: &[KeyDomain]) -> Result<()> {
 /// column of its key's type.
 pub(crate) fn domain_batch(declared: &OutputDecl, domain: &[KeyDomain], max_rows: u64) -> Result<RecordBatch> {
     check_domain(declared, domain)?;
-    let ordered: Vec<(&Field, &KeyDomain)> = declared
-        .keys
-        .iter()
-        .filter_map(|k| domain.iter().find(|d| &d.key == k.name()).map(|d| (k.as_ref(), d)))
-        .collect();
+    let ordered: Vec<(&Field, &KeyDomain)> =
+        declared.keys.iter().filter_map(|k| domain.iter().find(|d| &d.key == k.name()).map(|d| (k, d))).collect();
     let rows = ordered.iter().try_fold(1u64, |n, (_, d)| n.checked_mul(d.values.len() as u64));
     match rows {
         Some(n) if n <= max_rows => {}

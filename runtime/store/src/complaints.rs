@@ -224,6 +224,68 @@ impl Zone {
             .map_err(StoreError::catalog("read withdrawals"))
     }
 
+    /// The first row of `files` (staged copies of `shown`) whose subject a resolved complaint withdrew from
+    /// `dataset`: a re-publish must not bring a withdrawn subject back (Art. 25). Subjects are compared as the
+    /// complaints keep them, keyed tokens; no value is stored or shown.
+    pub(crate) fn check_withdrawn_subjects(
+        &self,
+        dataset: &str,
+        subject: &str,
+        files: &[(PathBuf, PathBuf)],
+    ) -> Result<(), StoreError> {
+        let withdrawn: std::collections::HashMap<String, u64> = {
+            let mut stmt = self
+                .catalog()
+                .conn
+                .prepare(
+                    "SELECT subject_token, id FROM complaints WHERE dataset = ?1 AND resolution = 'withdraw'
+                     ORDER BY id",
+                )
+                .map_err(StoreError::catalog("read withdrawals"))?;
+            let rows = stmt
+                .query_map([dataset], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))
+                .map_err(StoreError::catalog("read withdrawals"))?;
+            rows.collect::<Result<_, _>>().map_err(StoreError::catalog("read withdrawals"))?
+        };
+        if withdrawn.is_empty() {
+            return Ok(());
+        }
+        let key = TokenKey::derive(self.keys()?.token_secret(), SUBJECT_SCOPE);
+        for (staged, shown) in files {
+            let fail = |detail: String| StoreError::BadInput { detail: format!("{}: {detail}", shown.display()) };
+            let file = std::fs::File::open(staged).map_err(StoreError::io("open", staged))?;
+            let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                .map_err(|e| fail(e.to_string()))?;
+            let column = builder.schema().index_of(subject).map_err(|e| fail(e.to_string()))?;
+            let reader = builder.build().map_err(|e| fail(e.to_string()))?;
+            let mut row = 0_u64;
+            for batch in reader {
+                let batch: RecordBatch = batch.map_err(|e| fail(e.to_string()))?;
+                let tokens = tokenize(batch.column(column).as_ref(), &key).map_err(|e| fail(e.to_string()))?;
+                let tokens =
+                    tokens.as_any().downcast_ref::<StringArray>().ok_or_else(|| fail("tokens are not text".into()))?;
+                for i in 0..tokens.len() {
+                    if tokens.is_valid(i)
+                        && let Some(&id) = withdrawn.get(tokens.value(i))
+                    {
+                        return Err(StoreError::ComplaintRefused {
+                            id,
+                            class: "complaint.withdrawn_subject",
+                            detail: format!(
+                                "{} row {}: its subject was withdrawn from {dataset} by complaint {id}; publish the \
+                                 file without that subject's rows",
+                                shown.display(),
+                                row + i as u64 + 1
+                            ),
+                        });
+                    }
+                }
+                row += batch.num_rows() as u64;
+            }
+        }
+        Ok(())
+    }
+
     /// `complaint resolve`: the providing agency's answer, with a reason. Recorded, whether allowed or not.
     pub fn resolve_complaint(
         &mut self,

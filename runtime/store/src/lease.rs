@@ -129,10 +129,10 @@ impl Zone {
             }
         }
         let detail = "the process of this local run ended before the run did; nothing was released";
-        let conn = &self.catalog().conn;
-        conn.execute_batch("BEGIN IMMEDIATE").map_err(StoreError::catalog("begin"))?;
-        let result = (|| {
-            let changed = conn
+        let change = || {
+            let changed = self
+                .catalog()
+                .conn
                 .execute(
                     "UPDATE jobs SET state = 'failed', finished_at = ?2, error_class = ?3, error_detail = ?4,
                             manifest_sha256 = NULL
@@ -140,27 +140,16 @@ impl Zone {
                     params![job, now(), INTERRUPTED, detail],
                 )
                 .map_err(StoreError::catalog("end interrupted job"))?;
-            if changed == 0 {
-                return Ok(false);
-            }
-            self.append_write_ahead(&mut [Entry::new(now(), "zone", "zone", INTERRUPTED, Outcome::Ok)
-                .object(format!("job:{job}"))
-                .detail(format!("{detail}; a dp charge stays spent"))])?;
-            Ok(true)
-        })();
-        match result {
-            Ok(done) => {
-                conn.execute_batch("COMMIT").map_err(StoreError::catalog("commit"))?;
-                if done {
-                    tracing::warn!(job, "a local run whose process had ended was recorded as interrupted");
-                }
-                Ok(done)
-            }
-            Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                Err(e)
-            }
+            Ok(changed > 0)
+        };
+        let entry = Entry::new(now(), "zone", "zone", INTERRUPTED, Outcome::Ok)
+            .object(format!("job:{job}"))
+            .detail(format!("{detail}; a dp charge stays spent"));
+        let ended = self.zone_change(change, vec![entry])?;
+        if ended {
+            tracing::warn!(job, "a local run whose process had ended was recorded as interrupted");
         }
+        Ok(ended)
     }
 
     /// Product folders of jobs that are neither released nor running: written by a run that never recorded its

@@ -295,20 +295,27 @@ impl Zone {
                     format!("run {attempts} interrupted by a stop of the server; queued again"),
                 )
             };
-            self.catalog()
-                .conn
-                .execute(
-                    "UPDATE jobs SET state = ?2, finished_at = CASE WHEN ?2 = 'queued' THEN NULL ELSE ?3 END,
-                            error_class = ?4, error_detail = ?5, stats_json = NULL, manifest_sha256 = NULL
-                     WHERE id = ?1 AND state = 'running'",
-                    params![id, state.id(), now(), class, detail],
-                )
-                .map_err(StoreError::catalog("recover job"))?;
+            let change = || {
+                let changed = self
+                    .catalog()
+                    .conn
+                    .execute(
+                        "UPDATE jobs SET state = ?2, finished_at = CASE WHEN ?2 = 'queued' THEN NULL ELSE ?3 END,
+                                error_class = ?4, error_detail = ?5, stats_json = NULL, manifest_sha256 = NULL
+                         WHERE id = ?1 AND state = 'running'",
+                        params![id, state.id(), now(), class, detail],
+                    )
+                    .map_err(StoreError::catalog("recover job"))?;
+                Ok(changed > 0)
+            };
             let mut e = Entry::new(now(), "zone", "zone", "job.interrupted", Outcome::Ok)
                 .object(format!("job:{id}"))
                 .detail(outcome_detail);
             e.via = via;
-            self.record(&mut [e])?;
+            // The state change and its entry together (write-ahead): never one without the other.
+            if !self.zone_change(change, vec![e])? {
+                continue;
+            }
             if state == JobState::Queued {
                 requeued.push(id);
             }

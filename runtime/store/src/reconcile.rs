@@ -109,6 +109,34 @@ impl Zone {
             .map_err(StoreError::catalog("move the reconciled mark"))
     }
 
+    /// A change the zone makes on its own (no principal acts): `change` runs inside one immediate catalog
+    /// transaction and, when it changed something (`true`), `entries` are appended write-ahead before the commit.
+    pub(crate) fn zone_change(
+        &self,
+        change: impl FnOnce() -> Result<bool, StoreError>,
+        mut entries: Vec<Entry>,
+    ) -> Result<bool, StoreError> {
+        let conn = &self.catalog().conn;
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(StoreError::catalog("begin"))?;
+        let result = change().and_then(|changed| {
+            if changed {
+                self.append_write_ahead(&mut entries)?;
+            }
+            Ok(changed)
+        });
+        match result {
+            Ok(changed) => {
+                fail_point("write_ahead.before_commit");
+                conn.execute_batch("COMMIT").map_err(StoreError::catalog("commit"))?;
+                Ok(changed)
+            }
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
     /// Names, once, every write-ahead entry whose change never took effect (a process killed between its append and
     /// its commit); returns their seqs. Cheap when nothing was appended since the last write-ahead change; takes
     /// the catalog's write lock only when there is something to check under it.

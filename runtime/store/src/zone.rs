@@ -536,6 +536,11 @@ impl Zone {
             return Err(StoreError::ProviderMismatch { name, existing, policy: provider });
         }
 
+        // A subject withdrawn by a complaint never comes back with a later version.
+        let pairs: Vec<(PathBuf, PathBuf)> =
+            staged.iter().zip(&request.files).map(|(s, f)| (s.path.clone(), f.clone())).collect();
+        self.check_withdrawn_subjects(&name, &policy.subject().name, &pairs)?;
+
         // Content another provider published stays theirs: a copy of their file is not a dataset of ours.
         for (s, shown) in staged.iter().zip(&request.files) {
             if let Some((dataset, owner)) = self.catalog.foreign_holders(&s.sha256, &provider)?.into_iter().next() {
