@@ -121,12 +121,19 @@ type Failed<T> = Result<T, (String, String, serde_json::Value)>;
 fn execute(zone: &Zone, ticket: &JobTicket, plan_text: &mut Option<String>) -> Failed<Executed> {
     let fail = |class: &str, e: &dyn std::fmt::Display| (class.to_owned(), e.to_string(), serde_json::Value::Null);
     let settings = zone.sandbox_settings().map_err(|e| fail(e.class(), &e))?;
-    let mut limits = crate::limits::sandbox_limits(&settings);
-    if ticket.dp.is_some() {
-        // A `dp` run starts one short-lived instance per block in each partition: from a pool, one slot each.
-        limits.pooled_instances = u32::try_from(ticket.run.partitions.clamp(1, 256)).unwrap_or(1);
-    }
-    let sandbox = Sandbox::new(limits).map_err(|e| fail(e.class.name(), &e))?;
+    let limits = crate::limits::sandbox_limits(&settings);
+    // A `dp` run starts one short-lived instance per block in each partition: from a pool, one slot each. Where
+    // the pool's address space cannot be reserved, instances are mapped one by one.
+    let pooled = ticket.dp.as_ref().and_then(|_| {
+        let slots = u32::try_from(ticket.run.partitions.clamp(1, 256)).unwrap_or(1);
+        Sandbox::new(zone_sandbox::SandboxLimits { pooled_instances: slots, ..limits.clone() })
+            .inspect_err(|e| tracing::warn!(error = %e, "no pool of instances for this dp run"))
+            .ok()
+    });
+    let sandbox = match pooled {
+        Some(s) => s,
+        None => Sandbox::new(limits).map_err(|e| fail(e.class.name(), &e))?,
+    };
     let watch = zone.grant_watch(ticket).map_err(|e| fail(e.class(), &e))?;
     let watcher = GrantWatcher::start(watch, sandbox.stop_signal()).map_err(|e| fail("zone.thread", &e))?;
     let noise_key = zone.keys().map_err(|e| fail(e.class(), &e))?.noise_key();

@@ -100,7 +100,15 @@ impl Zone {
                     .file_name()
                     .and_then(|n| n.to_str())
                     .and_then(|n| n.strip_prefix("job-")?.strip_suffix(".lease")?.parse::<u64>().ok());
+                // A lease younger than a minute may be one a starting run has just created and not yet locked.
+                let settled = f
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age.as_secs() >= 60);
                 if let Some(job) = job
+                    && settled
                     && !self.job_is_running(job)?
                     && let Ok(LeaseState::Free(Some(_lock))) = lease_state(&path)
                 {
