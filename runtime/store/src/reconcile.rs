@@ -146,7 +146,7 @@ impl Zone {
             return Ok(Vec::new());
         }
         // A first look without the catalog's lock (the log's lock is never held while waiting for the catalog's).
-        let (unapplied, end) = {
+        let unapplied = {
             let keys = self.keys()?;
             let (log, _) = self.open_log(&keys, &now())?;
             let scan = log.entries_from(seq, offset)?;
@@ -154,21 +154,8 @@ impl Zone {
             for e in scan.iter().filter(|e| e.write_ahead) {
                 unapplied |= !self.is_applied(e.seq)?;
             }
-            let any = scan.iter().any(|e| e.write_ahead);
-            (unapplied, (!any).then(|| (log.len(), log.end_offset())))
+            unapplied
         };
-        if let Some((len, end_offset)) = end {
-            // Nothing to reconcile up to there: the mark moves on (only forwards, so a change committed since keeps
-            // its own), and later opens read from there. The log is closed by now.
-            let moved = self.catalog().conn.execute(
-                "UPDATE audit_reconciled SET next_seq = ?1, next_offset = ?2 WHERE id = 1 AND next_seq < ?1",
-                params![i64::try_from(len).unwrap_or(i64::MAX), i64::try_from(end_offset).unwrap_or(i64::MAX)],
-            );
-            if let Err(e) = moved {
-                tracing::debug!(error = %e, "the reconciled mark could not move (a read-only zone?)");
-            }
-            return Ok(Vec::new());
-        }
         if !unapplied {
             return Ok(Vec::new());
         }
